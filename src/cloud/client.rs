@@ -1,0 +1,544 @@
+//! The HTTPS client for `DescribeInstanceVncUrl` and `DescribeInstances`: one signed
+//! POST per attempt, the exact hashed bytes sent, bounded retries by error class, every
+//! attempt through the API rate limit and (for minting) the caller's gate.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::credentials::{Credential, Provider};
+use super::error::{ApiError, Class, Error};
+use super::{sign, EndpointPolicy, Product, VncUrl};
+use crate::budget::ApiLimiter;
+use crate::redact;
+
+/// Content-Type sent and signed, byte for byte.
+const CONTENT_TYPE: &str = "application/json";
+/// Answers larger than this are refused.
+const MAX_BODY: usize = 1 << 20;
+/// Longest error message kept from the cloud.
+const MAX_MESSAGE: usize = 512;
+
+/// A check made before every attempt: the reconnect budget for minting.
+pub trait Gate: Sync {
+    /// Admits attempt number `attempt` (0 for the first), or refuses.
+    fn admit(&self, attempt: u32) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// A gate that admits everything (for calls that mint nothing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGate;
+
+impl Gate for NoGate {
+    #[allow(clippy::manual_async_fn)]
+    fn admit(&self, _attempt: u32) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Timeouts and retry bounds.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// TCP and TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Retries for retryable errors after the first attempt.
+    pub max_retries: u32,
+    /// First backoff; doubled each retry, plus up to 50 % jitter.
+    pub backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            max_retries: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A freshly minted console URL.
+#[derive(Debug)]
+pub struct Minted {
+    /// The decoded one-time URL.
+    pub url: VncUrl,
+    /// `Response.RequestId`.
+    pub request_id: String,
+    /// When the answer arrived (tokio time), to measure the URL's age at dial.
+    pub received_at: tokio::time::Instant,
+    /// How many attempts it took.
+    pub attempts: u32,
+}
+
+/// One instance as `DescribeInstances` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// `InstanceId`.
+    pub id: String,
+    /// `InstanceState` (`RUNNING`, `STOPPED`, …).
+    pub state: String,
+    /// `InstanceName`.
+    pub name: String,
+}
+
+/// The API client. Cheap to share behind an `Arc`.
+pub struct CloudClient {
+    http: reqwest::Client,
+    product: Product,
+    endpoints: EndpointPolicy,
+    creds: Arc<Provider>,
+    limiter: Arc<ApiLimiter>,
+    /// Seconds to add to the local clock (learned from `SignatureExpire`).
+    clock_offset: AtomicI64,
+    opts: ClientOptions,
+}
+
+impl std::fmt::Debug for CloudClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudClient")
+            .field("product", &self.product)
+            .field("endpoints", &self.endpoints)
+            .field("credentials", &self.creds)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// What one attempt failed with, plus the server's clock when it said.
+struct Failed {
+    error: Error,
+    server_time: Option<i64>,
+}
+
+impl CloudClient {
+    /// A client for `product` using `tls` for HTTPS.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(
+        product: Product,
+        endpoints: EndpointPolicy,
+        creds: Arc<Provider>,
+        limiter: Arc<ApiLimiter>,
+        tls: Arc<rustls::ClientConfig>,
+        opts: ClientOptions,
+    ) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .user_agent(concat!("tcvnc/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Transport {
+                host: "-".into(),
+                cause: format!("cannot build HTTP client: {e}"),
+            })?;
+        Ok(CloudClient {
+            http,
+            product,
+            endpoints,
+            creds,
+            limiter,
+            clock_offset: AtomicI64::new(0),
+            opts,
+        })
+    }
+
+    /// The product this client calls.
+    pub fn product(&self) -> Product {
+        self.product
+    }
+
+    /// The credential provider.
+    pub fn credentials(&self) -> &Arc<Provider> {
+        &self.creds
+    }
+
+    /// The API host used for `region`.
+    pub fn host_for(&self, region: &str) -> String {
+        self.endpoints.endpoint(self.product, region).host
+    }
+
+    /// Mints a one-time console URL for `instance`. Every attempt (retries too, since a
+    /// lost answer may still have minted) passes `gate` first.
+    ///
+    /// # Errors
+    /// The classified [`Error`] once retries are exhausted or at once when permanent.
+    pub async fn describe_instance_vnc_url(
+        &self,
+        instance: &str,
+        region: &str,
+        gate: &impl Gate,
+    ) -> Result<Minted, Error> {
+        let body = serde_json::to_vec(&serde_json::json!({ "InstanceId": instance }))
+            .map_err(|e| Error::Refused(format!("cannot encode request: {e}")))?;
+        let (resp, request_id, attempts) = self
+            .call("DescribeInstanceVncUrl", region, Some(instance), body, gate)
+            .await?;
+        let received_at = tokio::time::Instant::now();
+        let raw = resp
+            .get("InstanceVncUrl")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Parse {
+                host: self.host_for(region),
+                cause: "no InstanceVncUrl in Response".into(),
+            })?;
+        let url = VncUrl::parse(raw)?;
+        Ok(Minted {
+            url,
+            request_id,
+            received_at,
+            attempts,
+        })
+    }
+
+    /// Describes `ids` (state and name). Mints nothing.
+    ///
+    /// # Errors
+    /// The classified [`Error`].
+    pub async fn describe_instances(
+        &self,
+        ids: &[String],
+        region: &str,
+    ) -> Result<Vec<InstanceInfo>, Error> {
+        #[derive(Deserialize)]
+        struct Item {
+            #[serde(rename = "InstanceId")]
+            id: String,
+            #[serde(rename = "InstanceState", default)]
+            state: String,
+            #[serde(rename = "InstanceName", default)]
+            name: String,
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "InstanceIds": ids, "Limit": 100 }))
+            .map_err(|e| Error::Refused(format!("cannot encode request: {e}")))?;
+        let (resp, _, _) = self
+            .call("DescribeInstances", region, None, body, &NoGate)
+            .await?;
+        let items: Vec<Item> = resp
+            .get("InstanceSet")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::Parse {
+                host: self.host_for(region),
+                cause: format!("InstanceSet: {e}"),
+            })?
+            .unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .map(|i| InstanceInfo {
+                id: i.id,
+                state: i.state,
+                name: i.name,
+            })
+            .collect())
+    }
+
+    fn backoff(&self, retry: u32) -> Duration {
+        let base = self.opts.backoff.saturating_mul(1 << retry.min(8));
+        let jitter = rand::rng().random_range(0.0..0.5);
+        base + base.mul_f64(jitter)
+    }
+
+    async fn call(
+        &self,
+        action: &'static str,
+        region: &str,
+        instance: Option<&str>,
+        body: Vec<u8>,
+        gate: &impl Gate,
+    ) -> Result<(Value, String, u32), Error> {
+        let mut creds = self.creds.get().await?;
+        let mut retries = 0u32;
+        let mut internal_retried = false;
+        let mut refreshed = false;
+        let mut skew_fixed = false;
+        let mut attempt = 0u32;
+        loop {
+            gate.admit(attempt).await?;
+            attempt += 1;
+            let failed = match self.attempt(action, region, instance, &body, &creds).await {
+                Ok((resp, request_id)) => return Ok((resp, request_id, attempt)),
+                Err(f) => f,
+            };
+            let class = failed.error.class();
+            tracing::debug!(action, attempt, error = %failed.error, ?class, "API attempt failed");
+            match class {
+                Class::Retry if retries < self.opts.max_retries => {
+                    tokio::time::sleep(self.backoff(retries)).await;
+                    retries += 1;
+                }
+                Class::RetryOnce if !internal_retried => {
+                    internal_retried = true;
+                    tokio::time::sleep(self.backoff(0)).await;
+                }
+                Class::RefreshCredentials if !refreshed => {
+                    refreshed = true;
+                    tracing::info!(source = %creds.source, "credentials rejected; refreshing them and retrying once");
+                    creds = self.creds.refresh_after_rejection(&creds).await?;
+                }
+                Class::ClockSkew if !skew_fixed && failed.server_time.is_some() => {
+                    skew_fixed = true;
+                    let server = failed.server_time.unwrap_or_default();
+                    let offset = server - now_unix();
+                    self.clock_offset.store(offset, Ordering::Relaxed);
+                    tracing::warn!(offset_seconds = offset, "the local clock is off by {offset} s; signing with the server's time; fix NTP");
+                }
+                _ => {
+                    let mut error = failed.error;
+                    if let Error::Api(api) = &mut error {
+                        if api.code == "AuthFailure.SignatureExpire" {
+                            api.clock_offset = failed.server_time.map(|s| s - now_unix());
+                        }
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        action: &'static str,
+        region: &str,
+        instance: Option<&str>,
+        body: &[u8],
+        creds: &Arc<Credential>,
+    ) -> Result<(Value, String), Failed> {
+        let endpoint = self.endpoints.endpoint(self.product, region);
+        let host = endpoint.host.clone();
+        let fail = |error| Failed {
+            error,
+            server_time: None,
+        };
+        self.limiter
+            .acquire(action, &endpoint.host, &creds.secret_id)
+            .await;
+        let timestamp = now_unix() + self.clock_offset.load(Ordering::Relaxed);
+        let signed_headers = [
+            ("content-type", CONTENT_TYPE),
+            ("host", endpoint.host.as_str()),
+        ];
+        let sig = sign::sign(
+            creds.secret_key.expose(),
+            &sign::Request {
+                method: "POST",
+                uri: "/",
+                query: "",
+                headers: &signed_headers,
+                payload: body,
+                service: self.product.service(),
+                timestamp,
+            },
+        );
+        let mut req = self
+            .http
+            .post(format!("{}/", endpoint.base))
+            .header(http::header::HOST, &endpoint.host)
+            .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(
+                http::header::AUTHORIZATION,
+                sig.authorization(&creds.secret_id, self.product.service()),
+            )
+            .header("X-TC-Action", action)
+            .header("X-TC-Version", self.product.version())
+            .header("X-TC-Region", region)
+            .header("X-TC-Timestamp", timestamp.to_string())
+            .header("X-TC-Language", "en-US")
+            .header(
+                "X-TC-RequestClient",
+                concat!("tcvnc_", env!("CARGO_PKG_VERSION")),
+            )
+            .body(body.to_vec());
+        if let Some(token) = &creds.token {
+            req = req.header("X-TC-Token", token.expose());
+        }
+        tracing::debug!(action, api = %endpoint.base, region, secret_id = %redact::secret_id(&creds.secret_id), "calling the API");
+        let resp = req.send().await.map_err(|e| {
+            fail(Error::Transport {
+                host: host.clone(),
+                cause: super::credentials::without_url(&e),
+            })
+        })?;
+        let server_time = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(fail(Error::Status { host, status }));
+        }
+        let bytes = read_bounded(resp).await.map_err(|cause| {
+            fail(Error::Transport {
+                host: host.clone(),
+                cause,
+            })
+        })?;
+        let parsed = parse_envelope(&bytes).map_err(|cause| {
+            fail(Error::Parse {
+                host: host.clone(),
+                cause,
+            })
+        })?;
+        match parsed {
+            Envelope::Ok {
+                response,
+                request_id,
+            } => {
+                tracing::Span::current().record("request_id", request_id.as_str());
+                tracing::debug!(action, request_id, "API answered");
+                Ok((response, request_id))
+            }
+            Envelope::Err {
+                code,
+                message,
+                request_id,
+            } => {
+                tracing::Span::current().record("request_id", request_id.as_str());
+                tracing::debug!(action, request_id, code, "API error");
+                Err(Failed {
+                    error: Error::Api(Box::new(ApiError {
+                        code,
+                        message,
+                        request_id,
+                        action,
+                        instance: instance.map(str::to_owned),
+                        region: region.to_owned(),
+                        credential_source: creds.source.clone(),
+                        temporary: creds.is_temporary(),
+                        clock_offset: None,
+                    })),
+                    server_time,
+                })
+            }
+        }
+    }
+}
+
+async fn read_bounded(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| super::credentials::without_url(&e))?
+    {
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(format!("answer larger than {MAX_BODY} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A decoded `{"Response": …}` envelope.
+#[derive(Debug, PartialEq)]
+pub enum Envelope {
+    /// Success: the `Response` object and its RequestId.
+    Ok {
+        /// The `Response` object.
+        response: Value,
+        /// `RequestId`.
+        request_id: String,
+    },
+    /// `Response.Error`.
+    Err {
+        /// `Error.Code`.
+        code: String,
+        /// `Error.Message`, cleaned and bounded.
+        message: String,
+        /// `RequestId`.
+        request_id: String,
+    },
+}
+
+/// Parses an API answer body.
+///
+/// # Errors
+/// A description of what is wrong with the body.
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let response = value
+        .get("Response")
+        .filter(|r| r.is_object())
+        .ok_or("no Response object")?;
+    let request_id = response
+        .get("RequestId")
+        .and_then(Value::as_str)
+        .map(clean)
+        .unwrap_or_default();
+    if let Some(err) = response.get("Error") {
+        let code = err
+            .get("Code")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .ok_or("Response.Error has no Code")?;
+        let message = err.get("Message").and_then(Value::as_str).unwrap_or("");
+        return Ok(Envelope::Err {
+            code: clean(code),
+            message: clean(message),
+            request_id,
+        });
+    }
+    Ok(Envelope::Ok {
+        response: response.clone(),
+        request_id,
+    })
+}
+
+/// Strips control characters and bounds the length of text from the cloud.
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_forms() {
+        let ok =
+            parse_envelope(br#"{"Response":{"InstanceVncUrl":"x","RequestId":"r1"}}"#).expect("ok");
+        assert!(matches!(ok, Envelope::Ok { ref request_id, .. } if request_id == "r1"));
+        let err = parse_envelope(
+            br#"{"Response":{"Error":{"Code":"InvalidInstanceState","Message":"bad\u0007 state"},"RequestId":"r2"}}"#,
+        )
+        .expect("err");
+        assert_eq!(
+            err,
+            Envelope::Err {
+                code: "InvalidInstanceState".into(),
+                message: "bad state".into(),
+                request_id: "r2".into()
+            }
+        );
+        for bad in [
+            &b""[..],
+            b"garbage",
+            b"{}",
+            br#"{"Response":1}"#,
+            br#"{"Response":{"Error":{}}}"#,
+        ] {
+            assert!(parse_envelope(bad).is_err());
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The subcommands behind `main`: each returns a [`CmdError`] that carries its exit code.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::budget::ApiLimiter;
+use crate::cli::Command;
+use crate::cloud::credentials::{self, ChainOptions, Env, Provider};
+use crate::cloud::{self, ClientOptions, CloudClient, Endpoint, NoGate};
+use crate::config::{Config, ConfigError};
+use crate::sim::{SimHandle, SimKey, SimOptions};
+
+/// A command failure: the message and the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    /// Bad usage or config: exit 64.
+    #[error("{0}")]
+    Usage(String),
+    /// The cloud refused (credentials, instance): exit 69.
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CmdError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CmdError::Usage(_) => 64,
+            CmdError::Refused(_) => 69,
+            CmdError::Other(_) => 1,
+        }
+    }
+}
+
+impl From<ConfigError> for CmdError {
+    fn from(e: ConfigError) -> Self {
+        CmdError::Usage(format!("config error: {e}"))
+    }
+}
+
+impl From<cloud::Error> for CmdError {
+    fn from(e: cloud::Error) -> Self {
+        if e.is_cloud_refusal() {
+            CmdError::Refused(e.to_string())
+        } else {
+            CmdError::Other(e.to_string())
+        }
+    }
+}
+
+impl From<credentials::Error> for CmdError {
+    fn from(e: credentials::Error) -> Self {
+        CmdError::Refused(e.to_string())
+    }
+}
+
+/// Runs one subcommand.
+///
+/// # Errors
+/// [`CmdError`] with the exit code.
+pub async fn run(cmd: Command) -> Result<(), CmdError> {
+    match cmd {
+        Command::Serve { config } => crate::daemon::serve_command(config.as_deref()).await,
+        Command::Demo { tcp, http, backend } => {
+            crate::daemon::demo_command(tcp, http, backend).await
+        }
+        Command::Sim {
+            api,
+            gateway,
+            backend,
+            secret_id,
+            secret_key,
+            instances,
+            ca_file,
+        } => {
+            let mut opts = SimOptions {
+                api_addr: api,
+                gateway_addr: gateway,
+                backend,
+                ca_file,
+                ..SimOptions::default()
+            };
+            if let (Some(id), Some(key)) = (secret_id, secret_key) {
+                opts.keys = vec![SimKey {
+                    secret_id: id,
+                    secret_key: key,
+                    token: None,
+                    expires_at: None,
+                }];
+            }
+            if let Some(path) = instances {
+                opts.instances = crate::sim::load_instances(&path)
+                    .map_err(|e| CmdError::Usage(e.to_string()))?;
+            }
+            let sim = SimHandle::start(opts)
+                .await
+                .map_err(|e| CmdError::Other(e.to_string()))?;
+            println!("{}", sim.describe());
+            crate::shutdown::signal().await;
+            sim.shutdown().await;
+            Ok(())
+        }
+        Command::Url {
+            instance,
+            region,
+            config,
+            endpoint,
+        } => url(&instance, region, config.as_deref(), endpoint.as_deref()).await,
+        Command::Check { config } => check(config.as_deref()).await,
+        Command::Connect {
+            instance,
+            region,
+            viewer,
+            config,
+        } => crate::daemon::connect_command(&instance, region, viewer, config.as_deref()).await,
+    }
+}
+
+/// Builds the credential chain and API client for `cfg`.
+///
+/// # Errors
+/// Credential or TLS problems, as [`CmdError`].
+pub async fn cloud_client(
+    cfg: &Config,
+    endpoint: Option<Endpoint>,
+    env: &Env,
+) -> Result<Arc<CloudClient>, CmdError> {
+    let tls = crate::tls::client_config(None).map_err(|e| CmdError::Usage(e.to_string()))?;
+    let mut opts = ChainOptions::new(tls.clone());
+    if let Some(m) = &cfg.credentials.metadata_endpoint {
+        opts.metadata_endpoint = m.trim_end_matches('/').to_owned();
+    }
+    if let Some(s) = &cfg.credentials.sts_endpoint {
+        opts.sts_endpoint = s.trim_end_matches('/').to_owned();
+    }
+    let provider = Provider::resolve(&cfg.credentials.given, env, opts).await?;
+    tracing::info!(source = %provider.description(), "credentials loaded");
+    let mut endpoints = cfg.cloud.endpoints.clone();
+    if endpoint.is_some() {
+        endpoints.override_endpoint = endpoint;
+    }
+    let client = CloudClient::new(
+        cfg.cloud.product,
+        endpoints,
+        Arc::new(provider),
+        Arc::new(ApiLimiter::new(cfg.budget.api_requests_per_second)),
+        tls,
+        ClientOptions {
+            connect_timeout: cfg.cloud.connect_timeout,
+            timeout: cfg.cloud.timeout,
+            ..ClientOptions::default()
+        },
+    )?;
+    Ok(Arc::new(client))
+}
+
+/// The region for `instance`: flag, target, `[cloud] region`, `TENCENTCLOUD_REGION`.
+fn region_for(
+    cfg: &Config,
+    instance: &str,
+    flag: Option<String>,
+    env: &Env,
+) -> Result<String, CmdError> {
+    flag.or_else(|| cfg.target(instance).map(|t| t.region.clone()))
+        .or_else(|| cfg.cloud.region.clone())
+        .or_else(|| env.get("TENCENTCLOUD_REGION").map(str::to_owned))
+        .ok_or_else(|| {
+            CmdError::Usage(format!(
+                "no region for {instance}: pass --region, set [cloud] region, or TENCENTCLOUD_REGION"
+            ))
+        })
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, CmdError> {
+    Ok(Config::locate(path)?.unwrap_or_else(Config::defaults))
+}
+
+async fn url(
+    instance: &str,
+    region: Option<String>,
+    config: Option<&Path>,
+    endpoint: Option<&str>,
+) -> Result<(), CmdError> {
+    let cfg = load_config(config)?;
+    let endpoint = endpoint
+        .map(cloud::parse_endpoint)
+        .transpose()
+        .map_err(|m| CmdError::Usage(format!("--endpoint: {m}")))?;
+    if !cloud::instance_id_valid(cfg.cloud.product, instance) {
+        return Err(CmdError::Usage(format!(
+            "'{instance}' is not a valid {} instance ID: expected {}xxxxxxxx",
+            cfg.cloud.product.service(),
+            cfg.cloud.product.id_prefix()
+        )));
+    }
+    let env = Env::from_process();
+    let region = region_for(&cfg, instance, region, &env)?;
+    let client = cloud_client(&cfg, endpoint, &env).await?;
+    let minted = client
+        .describe_instance_vnc_url(instance, &region, &NoGate)
+        .await?;
+    tracing::info!(instance, request_id = %minted.request_id, url = %minted.url.redacted(), "console URL minted; it is valid for 15 s and works once");
+    println!("{}", minted.url.console_url().expose());
+    Ok(())
+}
+
+async fn check(config: Option<&Path>) -> Result<(), CmdError> {
+    let cfg = match config {
+        Some(p) => Config::load(p)?,
+        None => Config::locate(None)?.ok_or_else(|| {
+            CmdError::Usage(format!(
+                "no config file: pass -c FILE or create one of {}",
+                crate::config::DEFAULT_PATHS.join(", ")
+            ))
+        })?,
+    };
+    println!("config {}: ok ({} targets)", cfg.source, cfg.targets.len());
+    for lint in cfg.lints() {
+        println!("warning: {lint}");
+    }
+    let env = Env::from_process();
+    let client = cloud_client(&cfg, None, &env).await?;
+    println!("credentials: {}", client.credentials().description());
+    let mut missing = Vec::new();
+    let mut regions: Vec<&str> = cfg.targets.iter().map(|t| t.region.as_str()).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    for region in regions {
+        let ids: Vec<String> = cfg
+            .targets
+            .iter()
+            .filter(|t| t.region == region)
+            .map(|t| t.instance.clone())
+            .collect();
+        let found = client.describe_instances(&ids, region).await?;
+        for id in &ids {
+            match found.iter().find(|i| &i.id == id) {
+                Some(i) => println!("{id}  {region}  {}  {}", i.state, i.name),
+                None => {
+                    println!("{id}  {region}  NOT FOUND");
+                    missing.push(id.clone());
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CmdError::Refused(format!(
+            "instance(s) {} not found for this account: check the instance IDs and regions",
+            missing.join(", ")
+        )))
+    }
+}

@@ -1,0 +1,792 @@
+//! The TOML config: `RawConfig` (serde, unknown keys refused) → validated [`Config`].
+//!
+//! Every error names the file, the key and what was expected; secrets are read from
+//! their files here, so only checked values reach `run()`.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cloud::credentials::ConfigCredentials;
+use crate::cloud::{self, Endpoint, EndpointPolicy, Product};
+use crate::redact::Secret;
+
+/// The default config paths, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["tcvnc.toml", "/etc/tcvnc/tcvnc.toml"];
+
+/// A config problem: which file, which key, what was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    /// The config file (or `<command line>`).
+    pub file: String,
+    /// The key, dotted (`target[0].listen`).
+    pub key: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    cloud: RawCloud,
+    credentials: Option<RawCredentials>,
+    #[serde(default)]
+    budget: RawBudget,
+    #[serde(default)]
+    upstream: RawUpstream,
+    http: Option<RawHttp>,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    target: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    product: Option<Product>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    root_domain: Option<String>,
+    regional_endpoint: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    secret_id: Option<String>,
+    secret_key: Option<String>,
+    secret_key_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    metadata_endpoint: Option<String>,
+    sts_endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    reconnects_per_minute: Option<u32>,
+    api_requests_per_second: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    max_wait: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    origin: Option<String>,
+    subprotocols: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    keepalive: Option<Duration>,
+    max_unanswered_pings: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    web_root: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    max_sessions: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_duration: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    handshake_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    instance: String,
+    region: Option<String>,
+    listen: Option<String>,
+    on_busy: Option<OnBusy>,
+    password_file: Option<PathBuf>,
+    upstream_password_file: Option<PathBuf>,
+    transparent: Option<bool>,
+}
+
+/// What a new client gets when the instance's console is already in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBusy {
+    /// Refuse the newcomer with a reason naming the holder.
+    #[default]
+    Reject,
+    /// Close the current session and serve the newcomer.
+    Takeover,
+}
+
+/// `[cloud]`.
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// CVM or Lighthouse.
+    pub product: Product,
+    /// Default region of targets.
+    pub region: Option<String>,
+    /// Endpoint choice.
+    pub endpoints: EndpointPolicy,
+    /// API connect timeout.
+    pub connect_timeout: Duration,
+    /// API request timeout.
+    pub timeout: Duration,
+}
+
+/// `[credentials]`, with secret files read.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialsConfig {
+    /// Key pair and token from the config.
+    pub given: ConfigCredentials,
+    /// Metadata service override.
+    pub metadata_endpoint: Option<String>,
+    /// STS override.
+    pub sts_endpoint: Option<String>,
+}
+
+/// `[budget]`.
+#[derive(Debug, Clone)]
+pub struct BudgetConfig {
+    /// URLs per instance in any 60 s window.
+    pub reconnects_per_minute: NonZeroU32,
+    /// API requests per second per action, endpoint and credential.
+    pub api_requests_per_second: NonZeroU32,
+    /// How long a client may wait for budget.
+    pub max_wait: Duration,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `Origin` sent to the gateway; `None` sends none.
+    pub origin: Option<String>,
+    /// Subprotocols offered.
+    pub subprotocols: Vec<String>,
+    /// Extra trust anchor.
+    pub ca_file: Option<PathBuf>,
+    /// TCP + TLS + websocket handshake timeout.
+    pub connect_timeout: Duration,
+    /// Ping interval (zero: no pings).
+    pub keepalive: Duration,
+    /// Unanswered pings before the upstream is declared dead.
+    pub max_unanswered_pings: u32,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Origins allowed besides same-origin.
+    pub allowed_origins: Vec<String>,
+    /// noVNC files to serve at `/`.
+    pub web_root: Option<PathBuf>,
+    /// Bearer token required on every request (needed off loopback).
+    pub token: Option<Secret>,
+}
+
+/// `[session]`.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Concurrent sessions across all listeners.
+    pub max_sessions: usize,
+    /// Close a session with no traffic for this long (zero: never).
+    pub idle_timeout: Duration,
+    /// Close a session after this long (zero: never).
+    pub max_duration: Duration,
+    /// Bound on each client handshake phase.
+    pub handshake_timeout: Duration,
+    /// How long shutdown waits for sessions to end.
+    pub shutdown_grace: Duration,
+}
+
+/// One `[[target]]`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Instance id.
+    pub instance: String,
+    /// Region (own or `[cloud] region`).
+    pub region: String,
+    /// Raw TCP listener for native viewers.
+    pub listen: Option<SocketAddr>,
+    /// Busy policy.
+    pub on_busy: OnBusy,
+    /// Local VNC password.
+    pub password: Option<Secret>,
+    /// Upstream VNC password.
+    pub upstream_password: Option<Secret>,
+    /// Pure byte bridge, no RFB handling.
+    pub transparent: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from.
+    pub source: String,
+    /// `[cloud]`.
+    pub cloud: CloudConfig,
+    /// `[credentials]`.
+    pub credentials: CredentialsConfig,
+    /// `[budget]`.
+    pub budget: BudgetConfig,
+    /// `[upstream]`.
+    pub upstream: UpstreamConfig,
+    /// `[http]`, when configured.
+    pub http: Option<HttpConfig>,
+    /// `[session]`.
+    pub session: SessionConfig,
+    /// `[[target]]`s.
+    pub targets: Vec<Target>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    base: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn read_secret(&self, key: &str, p: &Path) -> Result<Secret, ConfigError> {
+        let path = self.path(p);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| self.err(key, format!("cannot read {}: {e}", path.display())))?;
+        let value = text.trim_end_matches(['\n', '\r']);
+        if value.is_empty() {
+            return Err(self.err(key, format!("{} is empty", path.display())));
+        }
+        Ok(Secret::new(value))
+    }
+
+    fn addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse().map_err(|_| {
+            self.err(
+                key,
+                format!("{value:?} is not an address; expected IP:PORT, e.g. 127.0.0.1:5901"),
+            )
+        })
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "-".into(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse(&text, &file, base)
+    }
+
+    /// Finds the config: `explicit`, else the first default path that exists.
+    ///
+    /// # Errors
+    /// When `explicit` fails to load, or a default one exists and fails.
+    pub fn locate(explicit: Option<&Path>) -> Result<Option<Config>, ConfigError> {
+        if let Some(p) = explicit {
+            return Self::load(p).map(Some);
+        }
+        for p in DEFAULT_PATHS {
+            let p = Path::new(p);
+            if p.exists() {
+                return Self::load(p).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let ctx = Ctx { file, base };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "-".into());
+            ctx.err(key, e.message().to_owned())
+        })?;
+        Self::validate(raw, &ctx)
+    }
+
+    /// The config used when no file is given: no targets, defaults everywhere.
+    pub fn defaults() -> Config {
+        let ctx = Ctx {
+            file: "<defaults>",
+            base: Path::new("."),
+        };
+        // Defaults always validate.
+        Self::validate(RawConfig::default(), &ctx).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
+        let product = raw.cloud.product.unwrap_or(Product::Cvm);
+        let override_endpoint: Option<Endpoint> = raw
+            .cloud
+            .endpoint
+            .as_deref()
+            .map(cloud::parse_endpoint)
+            .transpose()
+            .map_err(|m| ctx.err("cloud.endpoint", m))?;
+        let root_domain = raw
+            .cloud
+            .root_domain
+            .unwrap_or_else(|| cloud::ROOT_DOMAIN.to_owned());
+        if root_domain.is_empty() || root_domain.contains(['/', ':']) {
+            return Err(ctx.err(
+                "cloud.root_domain",
+                "expected a domain such as tencentcloudapi.com or intl.tencentcloudapi.com",
+            ));
+        }
+        let cloud = CloudConfig {
+            product,
+            region: raw.cloud.region,
+            endpoints: EndpointPolicy {
+                override_endpoint,
+                root_domain,
+                regional: raw.cloud.regional_endpoint.unwrap_or(false),
+            },
+            connect_timeout: nonzero_dur(
+                ctx,
+                "cloud.connect_timeout",
+                raw.cloud.connect_timeout,
+                5,
+            )?,
+            timeout: nonzero_dur(ctx, "cloud.timeout", raw.cloud.timeout, 10)?,
+        };
+
+        let credentials = match raw.credentials {
+            None => CredentialsConfig::default(),
+            Some(c) => {
+                let secret_key = match (c.secret_key, &c.secret_key_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(ctx.err(
+                            "credentials.secret_key",
+                            "set secret_key or secret_key_file, not both",
+                        ))
+                    }
+                    (Some(k), None) if k.is_empty() => {
+                        return Err(ctx.err("credentials.secret_key", "is empty"))
+                    }
+                    (Some(k), None) => Some(Secret::new(k)),
+                    (None, Some(f)) => Some(ctx.read_secret("credentials.secret_key_file", f)?),
+                    (None, None) => None,
+                };
+                if c.secret_id.is_some() != secret_key.is_some() {
+                    return Err(ctx.err(
+                        "credentials",
+                        "secret_id and secret_key (or secret_key_file) go together; set both or neither",
+                    ));
+                }
+                let token = c
+                    .token_file
+                    .as_deref()
+                    .map(|f| ctx.read_secret("credentials.token_file", f))
+                    .transpose()?;
+                for (key, v) in [
+                    ("credentials.metadata_endpoint", &c.metadata_endpoint),
+                    ("credentials.sts_endpoint", &c.sts_endpoint),
+                ] {
+                    if let Some(v) = v {
+                        cloud::parse_endpoint(v).map_err(|m| ctx.err(key, m))?;
+                    }
+                }
+                CredentialsConfig {
+                    given: ConfigCredentials {
+                        secret_id: c.secret_id,
+                        secret_key,
+                        token,
+                    },
+                    metadata_endpoint: c.metadata_endpoint,
+                    sts_endpoint: c.sts_endpoint,
+                }
+            }
+        };
+
+        let nz = |key: &str, v: Option<u32>, default: u32| {
+            NonZeroU32::new(v.unwrap_or(default)).ok_or_else(|| ctx.err(key, "must be at least 1"))
+        };
+        let budget = BudgetConfig {
+            reconnects_per_minute: nz(
+                "budget.reconnects_per_minute",
+                raw.budget.reconnects_per_minute,
+                30,
+            )?,
+            api_requests_per_second: nz(
+                "budget.api_requests_per_second",
+                raw.budget.api_requests_per_second,
+                10,
+            )?,
+            max_wait: raw.budget.max_wait.unwrap_or(Duration::from_secs(15)),
+        };
+
+        let subprotocols = raw
+            .upstream
+            .subprotocols
+            .unwrap_or_else(|| vec!["binary".to_owned()]);
+        for (i, p) in subprotocols.iter().enumerate() {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                return Err(ctx.err(
+                    format!("upstream.subprotocols[{i}]"),
+                    "a subprotocol is a non-empty token without spaces or commas",
+                ));
+            }
+        }
+        let origin = match raw.upstream.origin {
+            None => Some("https://img.qcloud.com".to_owned()),
+            Some(o) if o.is_empty() => None,
+            Some(o) => {
+                if !(o.starts_with("https://") || o.starts_with("http://")) {
+                    return Err(ctx.err(
+                        "upstream.origin",
+                        "expected an origin such as https://img.qcloud.com, or \"\" to send none",
+                    ));
+                }
+                Some(o)
+            }
+        };
+        let ca_file = raw.upstream.ca_file.map(|p| ctx.path(&p));
+        if let Some(p) = &ca_file {
+            crate::tls::read_certs(p).map_err(|e| ctx.err("upstream.ca_file", e.to_string()))?;
+        }
+        let upstream = UpstreamConfig {
+            origin,
+            subprotocols,
+            ca_file,
+            connect_timeout: nonzero_dur(
+                ctx,
+                "upstream.connect_timeout",
+                raw.upstream.connect_timeout,
+                10,
+            )?,
+            keepalive: raw.upstream.keepalive.unwrap_or(Duration::from_secs(25)),
+            max_unanswered_pings: raw.upstream.max_unanswered_pings.unwrap_or(3).max(1),
+        };
+
+        let http = match raw.http {
+            None => None,
+            Some(h) => {
+                let listen = ctx.addr(
+                    "http.listen",
+                    h.listen.as_deref().unwrap_or("127.0.0.1:6080"),
+                )?;
+                let allowed_origins = h.allowed_origins.unwrap_or_default();
+                for (i, o) in allowed_origins.iter().enumerate() {
+                    if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')
+                    {
+                        return Err(ctx.err(
+                            format!("http.allowed_origins[{i}]"),
+                            format!("{o:?} is not an origin; expected scheme://host[:port] with no path"),
+                        ));
+                    }
+                }
+                let token = h
+                    .token_file
+                    .as_deref()
+                    .map(|f| ctx.read_secret("http.token_file", f))
+                    .transpose()?;
+                if !listen.ip().is_loopback() && token.is_none() {
+                    return Err(ctx.err(
+                        "http.listen",
+                        format!("{listen} is not a loopback address; set http.token_file so that clients must authenticate, or listen on 127.0.0.1"),
+                    ));
+                }
+                Some(HttpConfig {
+                    listen,
+                    allowed_origins,
+                    web_root: h.web_root.map(|p| ctx.path(&p)),
+                    token,
+                })
+            }
+        };
+
+        let session = SessionConfig {
+            max_sessions: match raw.session.max_sessions {
+                Some(0) => return Err(ctx.err("session.max_sessions", "must be at least 1")),
+                Some(n) => n,
+                None => 256,
+            },
+            idle_timeout: raw.session.idle_timeout.unwrap_or(Duration::ZERO),
+            max_duration: raw.session.max_duration.unwrap_or(Duration::ZERO),
+            handshake_timeout: nonzero_dur(
+                ctx,
+                "session.handshake_timeout",
+                raw.session.handshake_timeout,
+                30,
+            )?,
+            shutdown_grace: raw
+                .session
+                .shutdown_grace
+                .unwrap_or(Duration::from_secs(10)),
+        };
+
+        let mut targets: Vec<Target> = Vec::new();
+        for (i, t) in raw.target.into_iter().enumerate() {
+            let key = |k: &str| format!("target[{i}].{k}");
+            if !cloud::instance_id_valid(product, &t.instance) {
+                return Err(ctx.err(
+                    key("instance"),
+                    format!(
+                        "{:?} is not a {} instance ID; expected {}xxxxxxxx (8 lowercase letters or digits)",
+                        t.instance,
+                        product.service(),
+                        product.id_prefix()
+                    ),
+                ));
+            }
+            if targets.iter().any(|o| o.instance == t.instance) {
+                return Err(ctx.err(key("instance"), format!("{} is listed twice", t.instance)));
+            }
+            let region = t.region.or_else(|| cloud.region.clone()).ok_or_else(|| {
+                ctx.err(key("region"), "no region: set it here or in [cloud] region")
+            })?;
+            if region.is_empty()
+                || !region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(ctx.err(
+                    key("region"),
+                    format!("{region:?} is not a region such as ap-guangzhou"),
+                ));
+            }
+            let listen = t
+                .listen
+                .as_deref()
+                .map(|l| ctx.addr(&key("listen"), l))
+                .transpose()?;
+            if let Some(l) = listen {
+                if targets.iter().any(|o| o.listen == Some(l))
+                    || http
+                        .as_ref()
+                        .is_some_and(|h| h.listen == l && l.port() != 0)
+                {
+                    return Err(ctx.err(key("listen"), format!("{l} is used twice")));
+                }
+            }
+            let password = t
+                .password_file
+                .as_deref()
+                .map(|f| ctx.read_secret(&key("password_file"), f))
+                .transpose()?;
+            let upstream_password = t
+                .upstream_password_file
+                .as_deref()
+                .map(|f| ctx.read_secret(&key("upstream_password_file"), f))
+                .transpose()?;
+            let transparent = t.transparent.unwrap_or(false);
+            if transparent && (password.is_some() || upstream_password.is_some()) {
+                return Err(ctx.err(
+                    key("transparent"),
+                    "a transparent target is a pure byte bridge: it cannot check password_file or answer upstream_password_file",
+                ));
+            }
+            if let Some(l) = listen {
+                if !l.ip().is_loopback() && password.is_none() {
+                    return Err(ctx.err(
+                        key("listen"),
+                        format!("{l} is not a loopback address; set password_file so that viewers must authenticate, or listen on 127.0.0.1"),
+                    ));
+                }
+            }
+            targets.push(Target {
+                instance: t.instance,
+                region,
+                listen,
+                on_busy: t.on_busy.unwrap_or_default(),
+                password,
+                upstream_password,
+                transparent,
+            });
+        }
+
+        Ok(Config {
+            source: ctx.file.to_owned(),
+            cloud,
+            credentials,
+            budget,
+            upstream,
+            http,
+            session,
+            targets,
+        })
+    }
+
+    /// Legal but odd settings worth a warning at start.
+    pub fn lints(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.budget.reconnects_per_minute.get() > 30 {
+            out.push(format!(
+                "budget.reconnects_per_minute = {} exceeds Tencent Cloud's 30 per minute; URLs beyond 30 will be refused by the cloud",
+                self.budget.reconnects_per_minute
+            ));
+        }
+        if self.budget.api_requests_per_second.get() > 10 {
+            out.push(format!(
+                "budget.api_requests_per_second = {} exceeds the API's 10 per second; expect RequestLimitExceeded",
+                self.budget.api_requests_per_second
+            ));
+        }
+        if self.credentials.given.secret_key.is_some() && self.credentials.given.secret_id.is_some()
+        {
+            // Only a warning: secret_key_file is the better place.
+        }
+        if self.upstream.connect_timeout > Duration::from_secs(15) {
+            out.push("upstream.connect_timeout is over 15 s, longer than a URL stays valid".into());
+        }
+        out
+    }
+
+    /// The target for `instance`.
+    pub fn target(&self, instance: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.instance == instance)
+    }
+}
+
+fn nonzero_dur(
+    ctx: &Ctx<'_>,
+    key: &str,
+    v: Option<Duration>,
+    default_secs: u64,
+) -> Result<Duration, ConfigError> {
+    match v {
+        Some(d) if d.is_zero() => Err(ctx.err(key, "must be longer than zero")),
+        Some(d) => Ok(d),
+        None => Ok(Duration::from_secs(default_secs)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "t.toml", Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let c = parse(
+            r#"
+[cloud]
+product = "cvm"
+region = "ap-guangzhou"
+endpoint = "https://cvm.tencentcloudapi.com"
+[budget]
+reconnects_per_minute = 30
+api_requests_per_second = 10
+max_wait = "15s"
+[upstream]
+origin = "https://img.qcloud.com"
+subprotocols = ["binary"]
+connect_timeout = "10s"
+[http]
+listen = "127.0.0.1:6080"
+allowed_origins = []
+[[target]]
+instance = "ins-r9hr2upy"
+region = "ap-beijing"
+listen = "127.0.0.1:5901"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.targets[0].region, "ap-beijing");
+        assert_eq!(c.budget.max_wait, Duration::from_secs(15));
+        assert_eq!(
+            c.cloud
+                .endpoints
+                .override_endpoint
+                .as_ref()
+                .map(|e| e.host.as_str()),
+            Some("cvm.tencentcloudapi.com")
+        );
+    }
+
+    #[test]
+    fn errors_name_key_and_expectation() {
+        let cases: &[(&str, &str)] = &[
+            ("[cloud]\nbogus = 1\n", "unknown field"),
+            ("[budget]\nreconnects_per_minute = 0\n", "budget.reconnects_per_minute"),
+            ("[budget]\nmax_wait = \"soon\"\n", "line 2"),
+            ("[[target]]\ninstance = \"ins-1122\"\nregion = \"ap-beijing\"\n", "target[0].instance"),
+            ("[[target]]\ninstance = \"ins-r9hr2upy\"\n", "target[0].region"),
+            ("[[target]]\ninstance = \"ins-r9hr2upy\"\nregion=\"ap-beijing\"\nlisten = \"0.0.0.0:5901\"\n", "password_file"),
+            ("[[target]]\ninstance = \"ins-r9hr2upy\"\nregion=\"ap-beijing\"\nlisten = \"localhost:5901\"\n", "IP:PORT"),
+            ("[http]\nlisten = \"0.0.0.0:6080\"\n", "token_file"),
+            ("[cloud]\nendpoint = \"http://10.1.2.3\"\n", "cloud.endpoint"),
+            ("[credentials]\nsecret_id = \"AKID\"\n", "go together"),
+            ("[credentials]\nsecret_id = \"AKID\"\nsecret_key_file = \"missing\"\n", "credentials.secret_key_file"),
+            ("[upstream]\nsubprotocols = [\"a b\"]\n", "upstream.subprotocols[0]"),
+            ("[http]\nallowed_origins = [\"https://x/\"]\n", "http.allowed_origins[0]"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.starts_with("t.toml: "), "{e}");
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn secret_key_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("key"), "s3cret\n").expect("write");
+        let c = Config::parse(
+            "[credentials]\nsecret_id = \"AKIDx\"\nsecret_key_file = \"key\"\n",
+            "t.toml",
+            dir.path(),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.credentials.given.secret_key.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,111 @@
+//! Secret-bearing values and the one redactor every log line uses.
+//!
+//! [`Secret`] wraps keys, session tokens and one-time console URLs: its `Debug` prints
+//! `<redacted>` and it has no `Display`, so it cannot reach a log line by accident.
+//! [`url`] turns any URL into a loggable form (query values hidden, flags kept).
+
+use std::fmt;
+
+/// A string that must never be logged: secret keys, session tokens, one-time URLs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The raw value, for the one place that must send it (a signature, a dial).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Query keys whose values are harmless hints and may be logged.
+const SAFE_QUERY_KEYS: &[&str] = &["isWindows", "isUbuntu"];
+
+/// A loggable form of a URL: scheme, host, port, path and query keys; every query value
+/// other than known flags becomes `***`, and any userinfo is dropped.
+pub fn url(raw: &str) -> String {
+    let (before_query, query) = match raw.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (raw, None),
+    };
+    let before_query = before_query.split('#').next().unwrap_or_default();
+    let mut out = match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{rest}")
+        }
+        None => before_query.to_owned(),
+    };
+    if let Some(query) = query {
+        let query = query.split('#').next().unwrap_or_default();
+        out.push('?');
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if SAFE_QUERY_KEYS.contains(&k) => format!("{k}={v}"),
+                Some((k, _)) => format!("{k}=***"),
+                None => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
+/// A SecretId shortened for logs: the first 8 characters and an ellipsis.
+pub fn secret_id(id: &str) -> String {
+    let prefix: String = id.chars().take(8).collect();
+    if prefix.len() < id.len() {
+        format!("{prefix}…")
+    } else {
+        prefix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_hides_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        assert_eq!(format!("{:?}", Some(&s)), "Some(<redacted>)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn url_hides_token_and_password() {
+        let raw = "wss://bjvnc.qcloud.com:26789/vnc?s=aHpj+/Zk==&password=pw&isWindows=false&isUbuntu=true";
+        assert_eq!(
+            url(raw),
+            "wss://bjvnc.qcloud.com:26789/vnc?s=***&password=***&isWindows=false&isUbuntu=true"
+        );
+        assert_eq!(url("https://u:p@h/x?a=b#frag"), "https://h/x?a=***");
+        assert_eq!(url("http://127.0.0.1:80/"), "http://127.0.0.1:80/");
+    }
+
+    #[test]
+    fn secret_id_is_truncated() {
+        assert_eq!(
+            secret_id("AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE"),
+            "AKIDz8kr…"
+        );
+        assert_eq!(secret_id("short"), "short");
+    }
+}

@@ -1,0 +1,461 @@
+//! The simulated API endpoint: verifies TC3 signatures with [`crate::cloud::sign`],
+//! enforces the API and URL limits, and answers `DescribeInstanceVncUrl` and
+//! `DescribeInstances` with the real envelope and error codes. Also routes STS, the
+//! metadata service and the `/_sim/*` control endpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::{lock, SimState};
+use crate::cloud::{self, sign, Product};
+use crate::http_util::{self, Body};
+
+/// Regions the simulated API knows.
+const REGIONS: &[&str] = &[
+    "ap-guangzhou",
+    "ap-shanghai",
+    "ap-nanjing",
+    "ap-beijing",
+    "ap-chengdu",
+    "ap-chongqing",
+    "ap-hongkong",
+    "ap-singapore",
+    "ap-bangkok",
+    "ap-jakarta",
+    "ap-mumbai",
+    "ap-seoul",
+    "ap-tokyo",
+    "na-ashburn",
+    "na-siliconvalley",
+    "na-toronto",
+    "eu-frankfurt",
+    "sa-saopaulo",
+    "ap-shanghai-fsi",
+    "ap-shenzhen-fsi",
+    "ap-taipei",
+    "ap-tianjin",
+];
+
+fn request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// An error envelope (HTTP 200, as the real API answers).
+fn error(state: &SimState, code: &str, message: impl Into<String>) -> Response<Body> {
+    state.count_error(code);
+    with_date(
+        state,
+        http_util::json(&json!({
+            "Response": {
+                "Error": { "Code": code, "Message": message.into() },
+                "RequestId": request_id(),
+            }
+        })),
+    )
+}
+
+fn ok(state: &SimState, mut body: Value) -> Response<Body> {
+    if let Some(o) = body.as_object_mut() {
+        o.insert("RequestId".into(), Value::String(request_id()));
+    }
+    with_date(state, http_util::json(&json!({ "Response": body })))
+}
+
+fn with_date(state: &SimState, mut resp: Response<Body>) -> Response<Body> {
+    let t = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(u64::try_from(state.now_unix()).unwrap_or(0));
+    if let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(t)) {
+        resp.headers_mut().insert(http::header::DATE, v);
+    }
+    resp
+}
+
+/// Entry point for every request on the API port.
+pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/_sim/") {
+        return control(&state, req).await;
+    }
+    if path.starts_with("/latest/meta-data/") {
+        return super::identity::metadata(&state, &path);
+    }
+    let faults = state.faults();
+    if let Some(d) = faults.latency {
+        tokio::time::sleep(d).await;
+    }
+    lock(&state.stats).api_requests += 1;
+    if state.take_fault(|f| &mut f.http_500) {
+        return http_util::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
+    }
+    if state.take_fault(|f| &mut f.garbage) {
+        return http_util::text(StatusCode::OK, "<html>\u{1}\u{2}not json");
+    }
+    if state.take_fault(|f| &mut f.truncated) {
+        return http_util::json(&json!("x")).map(|_| {
+            http_body_util::Full::new(bytes::Bytes::from_static(
+                b"{\"Response\":{\"InstanceVncUrl\":\"wss%3A",
+            ))
+        });
+    }
+    if req.method() != Method::POST || path != "/" {
+        return error(
+            &state,
+            "InvalidRequest",
+            "only POST / with a JSON body is supported",
+        );
+    }
+    let headers: HashMap<String, String> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let body = match http_util::read_body(req.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(_) => return error(&state, "RequestSizeLimitExceeded", "request body too large"),
+    };
+    let h = |k: &str| headers.get(k).map(String::as_str);
+    let Some(action) = h("x-tc-action") else {
+        return error(
+            &state,
+            "MissingParameter",
+            "The request is missing a required parameter `X-TC-Action`.",
+        );
+    };
+    if action == "AssumeRoleWithWebIdentity" && h("authorization") == Some("SKIP") {
+        return super::identity::assume_role_with_web_identity(&state, &headers, &body);
+    }
+    match verify(&state, &headers, &body) {
+        Ok((secret_id, product)) => {
+            if !state.api_admit(action, &secret_id) {
+                return error(&state, "RequestLimitExceeded", "Your current request times equals to `10` in a second, which exceeds the frequency limit `10` for a second. Please reduce the frequency of calls.");
+            }
+            if let Some(code) = state.forced_code() {
+                return error(&state, &code, format!("injected fault {code}"));
+            }
+            dispatch(&state, action, product, &headers, &body)
+        }
+        Err((code, msg)) => error(&state, code, msg),
+    }
+}
+
+/// Checks headers, timestamp, key, scope and signature. Returns the SecretId and product.
+fn verify(
+    state: &SimState,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<(String, Product), (&'static str, String)> {
+    let h = |k: &str| headers.get(k).map(String::as_str);
+    let content_type = h("content-type").unwrap_or_default();
+    if !content_type.starts_with("application/json") {
+        return Err((
+            "InvalidRequest",
+            format!(
+                "unsupported Content-Type {content_type:?}; POST requests use application/json"
+            ),
+        ));
+    }
+    let auth = h("authorization").ok_or((
+        "AuthFailure.InvalidAuthorization",
+        "Authorization header is missing".to_owned(),
+    ))?;
+    let auth = sign::parse_authorization(auth).ok_or((
+        "AuthFailure.InvalidAuthorization",
+        "Authorization header is not TC3-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…"
+            .to_owned(),
+    ))?;
+    let ts: i64 = h("x-tc-timestamp").and_then(|t| t.parse().ok()).ok_or((
+        "MissingParameter",
+        "X-TC-Timestamp is missing or not an integer".to_owned(),
+    ))?;
+    let skew = (state.now_unix() - ts).abs();
+    if skew > 300 {
+        return Err((
+            "AuthFailure.SignatureExpire",
+            format!("Signature expired. Timestamp is {ts}, server time differs by {skew} seconds; more than 5 minutes."),
+        ));
+    }
+    let key = lock(&state.keys).get(&auth.secret_id).cloned().ok_or((
+        "AuthFailure.SecretIdNotFound",
+        "The SecretId is not found, please ensure that your SecretId is correct.".to_owned(),
+    ))?;
+    let signature_failure = || {
+        (
+            "AuthFailure.SignatureFailure",
+            "The provided credentials could not be validated. Please check your signature is correct.".to_owned(),
+        )
+    };
+    let product = Product::from_service(&auth.service).ok_or_else(signature_failure)?;
+    if auth.date != sign::utc_date(ts) {
+        return Err(signature_failure());
+    }
+    if !auth.signed_headers.iter().any(|n| n == "content-type")
+        || !auth.signed_headers.iter().any(|n| n == "host")
+    {
+        return Err(signature_failure());
+    }
+    let mut signed: Vec<(&str, &str)> = Vec::new();
+    for name in &auth.signed_headers {
+        let value = h(name).ok_or_else(signature_failure)?;
+        signed.push((name.as_str(), value));
+    }
+    let expected = sign::sign(
+        &key.secret_key,
+        &sign::Request {
+            method: "POST",
+            uri: "/",
+            query: "",
+            headers: &signed,
+            payload: body,
+            service: &auth.service,
+            timestamp: ts,
+        },
+    );
+    if !sign::signatures_match(&expected.signature, &auth.signature) {
+        return Err(signature_failure());
+    }
+    let token_failure = |m: &str| ("AuthFailure.TokenFailure", m.to_owned());
+    match (&key.token, h("x-tc-token")) {
+        (Some(want), Some(got)) if want == got => {}
+        (Some(_), _) => return Err(token_failure("The session token is missing or invalid.")),
+        (None, Some(_)) => {
+            return Err(token_failure(
+                "A session token was sent with a permanent key.",
+            ))
+        }
+        (None, None) => {}
+    }
+    if key.expires_at.is_some_and(|e| state.now_unix() >= e) {
+        return Err(token_failure("The temporary credentials have expired."));
+    }
+    if h("x-tc-version") != Some(product.version()) {
+        return Err((
+            "NoSuchVersion",
+            format!(
+                "version {:?} is not valid for {}",
+                h("x-tc-version"),
+                product.service()
+            ),
+        ));
+    }
+    Ok((auth.secret_id, product))
+}
+
+fn dispatch(
+    state: &SimState,
+    action: &str,
+    product: Product,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+) -> Response<Body> {
+    let region = match headers.get("x-tc-region").map(String::as_str) {
+        None | Some("") if product == Product::Cvm => {
+            return error(
+                state,
+                "MissingParameter",
+                "The request is missing a required parameter `Region`.",
+            )
+        }
+        None | Some("") => None,
+        Some(r) if !REGIONS.contains(&r) => {
+            return error(
+                state,
+                "UnsupportedRegion",
+                format!("region {r} is not supported"),
+            )
+        }
+        Some(r) => Some(r.to_owned()),
+    };
+    let Ok(params) = serde_json::from_slice::<Value>(body) else {
+        return error(
+            state,
+            "InvalidParameter",
+            "the request body is not valid JSON",
+        );
+    };
+    match action {
+        "DescribeInstanceVncUrl" => vnc_url(state, product, region.as_deref(), &params),
+        "DescribeInstances" => describe_instances(state, product, region.as_deref(), &params),
+        _ => error(
+            state,
+            "InvalidAction",
+            format!("The action `{action}` is not supported."),
+        ),
+    }
+}
+
+struct Codes {
+    malformed: &'static str,
+    not_found: &'static str,
+    state: &'static str,
+}
+
+fn codes(product: Product) -> Codes {
+    match product {
+        Product::Cvm => Codes {
+            malformed: "InvalidInstanceId.Malformed",
+            not_found: "InvalidInstanceId.NotFound",
+            state: "InvalidInstanceState",
+        },
+        Product::Lighthouse => Codes {
+            malformed: "InvalidParameterValue.InstanceIdMalformed",
+            not_found: "ResourceNotFound.InstanceIdNotFound",
+            state: "UnsupportedOperation.InvalidInstanceState",
+        },
+    }
+}
+
+fn vnc_url(
+    state: &SimState,
+    product: Product,
+    region: Option<&str>,
+    params: &Value,
+) -> Response<Body> {
+    let Some(obj) = params.as_object() else {
+        return error(
+            state,
+            "InvalidParameter",
+            "the request body must be a JSON object",
+        );
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "InstanceId") {
+        return error(
+            state,
+            "UnknownParameter",
+            format!("The parameter `{k}` is not recognized."),
+        );
+    }
+    let Some(id) = obj.get("InstanceId").and_then(Value::as_str) else {
+        return error(
+            state,
+            "MissingParameter",
+            "The request is missing a required parameter `InstanceId`.",
+        );
+    };
+    let c = codes(product);
+    if !cloud::instance_id_valid(product, id) {
+        return error(
+            state,
+            c.malformed,
+            format!("The specified parameter `InstanceId` is invalid: `{id}` is malformed."),
+        );
+    }
+    let inst = lock(&state.instances).get(id).cloned();
+    let Some(inst) = inst.filter(|i| i.region.is_none() || i.region.as_deref() == region) else {
+        return error(
+            state,
+            c.not_found,
+            format!("The instance `{id}` is not found."),
+        );
+    };
+    if inst.state != "RUNNING" {
+        return error(
+            state,
+            c.state,
+            format!(
+                "The instance `{id}` is in state {}, which does not support this operation.",
+                inst.state
+            ),
+        );
+    }
+    if !state.mint_admit(id) {
+        return error(
+            state,
+            "LimitExceeded",
+            format!(
+                "The VNC URL limit of {} per minute for instance `{id}` is reached.",
+                state.url_limit
+            ),
+        );
+    }
+    let url = state.mint_url(id);
+    ok(state, json!({ "InstanceVncUrl": url }))
+}
+
+fn describe_instances(
+    state: &SimState,
+    product: Product,
+    region: Option<&str>,
+    params: &Value,
+) -> Response<Body> {
+    let ids: Vec<String> = params
+        .get("InstanceIds")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let c = codes(product);
+    if let Some(bad) = ids.iter().find(|id| !cloud::instance_id_valid(product, id)) {
+        return error(
+            state,
+            c.malformed,
+            format!("The specified parameter `InstanceIds` is invalid: `{bad}` is malformed."),
+        );
+    }
+    let instances = lock(&state.instances);
+    let set: Vec<Value> = instances
+        .values()
+        .filter(|i| ids.is_empty() || ids.contains(&i.id))
+        .filter(|i| i.region.is_none() || i.region.as_deref() == region)
+        .filter(|i| i.id.starts_with(product.id_prefix()))
+        .map(|i| json!({ "InstanceId": i.id, "InstanceState": i.state, "InstanceName": i.name }))
+        .collect();
+    drop(instances);
+    ok(
+        state,
+        json!({ "TotalCount": set.len(), "InstanceSet": set }),
+    )
+}
+
+/// `/_sim/faults` (GET or POST JSON), `/_sim/stats`, `/_sim/instances` (POST one instance),
+/// `/_sim/clock` (POST `{"offset": seconds}`): knobs for tests outside the process.
+async fn control(state: &SimState, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let body = match http_util::read_body(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return http_util::text(StatusCode::PAYLOAD_TOO_LARGE, e),
+    };
+    let bad = |e: serde_json::Error| http_util::text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+    match (method, path.as_str()) {
+        (Method::GET, "/_sim/stats") => http_util::json(&json!(state.stats())),
+        (Method::GET, "/_sim/faults") => http_util::json(&json!(state.faults())),
+        (Method::POST, "/_sim/faults") => match serde_json::from_slice(&body) {
+            Ok(f) => {
+                state.set_faults(f);
+                http_util::json(&json!(state.faults()))
+            }
+            Err(e) => bad(e),
+        },
+        (Method::POST, "/_sim/instances") => match serde_json::from_slice(&body) {
+            Ok(i) => {
+                state.put_instance(i);
+                http_util::json(&json!({"ok": true}))
+            }
+            Err(e) => bad(e),
+        },
+        (Method::POST, "/_sim/clock") => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => {
+                state.set_clock_offset(v.get("offset").and_then(Value::as_i64).unwrap_or(0));
+                http_util::json(&json!({"ok": true}))
+            }
+            Err(e) => bad(e),
+        },
+        _ => http_util::text(StatusCode::NOT_FOUND, "unknown simulator control path\n"),
+    }
+}

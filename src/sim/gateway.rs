@@ -1,0 +1,334 @@
+//! The simulated VNC gateway: TLS with a generated certificate (its CA written to a
+//! file), one-time tokens valid 15 s, selectable subprotocol and Origin behaviour, then
+//! a websocket ⇄ backend relay with drop and stall knobs.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{SimError, SimState, SubprotocolMode};
+use crate::http_util::{self, Body};
+use crate::shutdown::Shutdown;
+
+/// Generates a CA and a leaf for `ip` and `localhost`, writes the CA to `ca_file`.
+///
+/// # Errors
+/// [`SimError::Tls`].
+pub fn tls_acceptor(ip: IpAddr, ca_file: &Path) -> Result<TlsAcceptor, SimError> {
+    let fail = |e: &dyn std::fmt::Display| SimError::Tls(e.to_string());
+    let mut ca_params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "tcvnc simulator CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_key = rcgen::KeyPair::generate().map_err(|e| fail(&e))?;
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| fail(&e))?;
+
+    let mut names = vec!["localhost".to_owned()];
+    names.push(ip.to_string());
+    let mut leaf_params = rcgen::CertificateParams::new(names).map_err(|e| fail(&e))?;
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "tcvnc simulator gateway");
+    let leaf_key = rcgen::KeyPair::generate().map_err(|e| fail(&e))?;
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &ca)
+        .map_err(|e| fail(&e))?;
+
+    std::fs::write(ca_file, ca.pem())
+        .map_err(|e| SimError::Tls(format!("cannot write CA file {}: {e}", ca_file.display())))?;
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+        .map_err(|e| fail(&e))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts gateway connections until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    state: Arc<SimState>,
+    backend: Option<String>,
+    shutdown: Shutdown,
+) {
+    let backend = Arc::new(backend);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let state = state.clone();
+        let backend = backend.clone();
+        let sd = shutdown.clone();
+        shutdown.spawn(async move {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "gateway TLS handshake failed");
+                    state.count_refused("tls handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let sd2 = sd.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let backend = backend.clone();
+                let sd = sd2.clone();
+                async move { Ok::<_, Infallible>(upgrade(req, state, backend, sd)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::select! {
+                _ = conn => {}
+                _ = sd.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn refuse(state: &SimState, status: StatusCode, reason: &str) -> Response<Body> {
+    state.count_refused(reason);
+    http_util::text(status, format!("{reason}\n"))
+}
+
+fn upgrade(
+    req: Request<Incoming>,
+    state: Arc<SimState>,
+    backend: Arc<Option<String>>,
+    shutdown: Shutdown,
+) -> Response<Body> {
+    let faults = state.faults();
+    if req.uri().path() != "/vnc" {
+        return refuse(&state, StatusCode::NOT_FOUND, "unknown path");
+    }
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    if let Some(want) = &faults.require_origin {
+        if header("origin") != Some(want.as_str()) {
+            return refuse(&state, StatusCode::FORBIDDEN, "origin not allowed");
+        }
+    }
+    let is_ws = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        && header("sec-websocket-version") == Some("13");
+    let Some(key) = header("sec-websocket-key").filter(|_| is_ws) else {
+        return refuse(&state, StatusCode::BAD_REQUEST, "not a websocket upgrade");
+    };
+    let offered: Vec<&str> = header("sec-websocket-protocol")
+        .map(|p| p.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let answer = match faults.subprotocol {
+        SubprotocolMode::EchoBinary => offered.contains(&"binary").then_some("binary"),
+        SubprotocolMode::None => None,
+        SubprotocolMode::RequireBinary if offered.contains(&"binary") => Some("binary"),
+        SubprotocolMode::RequireBinary => {
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "subprotocol binary required",
+            )
+        }
+        SubprotocolMode::Base64 => Some("base64"),
+    };
+    // The raw query, byte for byte: `s` is base64 and never percent-decoded.
+    let token = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("s="))
+        .unwrap_or_default()
+        .to_owned();
+    let instance = match state.redeem(&token) {
+        Ok(i) => i,
+        Err(reason) => return refuse(&state, StatusCode::FORBIDDEN, reason),
+    };
+    super::lock(&state.stats).gateway_accepted += 1;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let base64_mode = answer == Some("base64");
+    let task_state = state.clone();
+    shutdown.clone().spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "gateway upgrade failed");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(ws_config()),
+        )
+        .await;
+        let name = format!("tcvnc test pattern ({instance})");
+        let result = match backend.as_ref() {
+            Some(addr) => {
+                match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+                    Ok(Ok(tcp)) => {
+                        let _ = tcp.set_nodelay(true);
+                        relay(ws, tcp, &task_state, base64_mode, &shutdown).await
+                    }
+                    Ok(Err(e)) => Err(format!("backend {addr}: {e}")),
+                    Err(_) => Err(format!("backend {addr}: connect timed out")),
+                }
+            }
+            None => {
+                let (ours, theirs) = tokio::io::duplex(256 * 1024);
+                tokio::spawn(async move {
+                    if let Err(e) = super::rfb_server::serve(theirs, &name).await {
+                        tracing::debug!(error = %e, "test pattern session ended");
+                    }
+                });
+                relay(ws, ours, &task_state, base64_mode, &shutdown).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "gateway relay ended");
+        }
+    });
+    let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = answer {
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(p),
+        );
+    }
+    resp
+}
+
+/// Frame and message limits of the simulated gateway.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_frame_size(Some(16 << 20))
+        .max_message_size(Some(64 << 20))
+}
+
+async fn relay<W, B>(
+    mut ws: WebSocketStream<W>,
+    backend: B,
+    state: &SimState,
+    base64_mode: bool,
+    shutdown: &Shutdown,
+) -> Result<(), String>
+where
+    W: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let faults = state.faults();
+    if faults.stall {
+        // Hold the connection without relaying: keepalive must notice.
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = async { while let Some(Ok(_)) = ws.next().await {} } => {}
+        }
+        return Ok(());
+    }
+    let (mut br, mut bw) = tokio::io::split(backend);
+    let drop_timer = async {
+        match faults.drop_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut drop_timer = std::pin::pin!(drop_timer);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return Ok(());
+            }
+            _ = &mut drop_timer => return Err("dropped by drop_after knob".into()),
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => bw.write_all(&b).await.map_err(|e| e.to_string())?,
+                Some(Ok(Message::Text(t))) if base64_mode => {
+                    let b = base64::engine::general_purpose::STANDARD
+                        .decode(t.as_str())
+                        .map_err(|e| e.to_string())?;
+                    bw.write_all(&b).await.map_err(|e| e.to_string())?;
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    let _ = bw.shutdown().await;
+                    return Ok(());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.to_string()),
+            },
+            n = br.read(&mut buf) => {
+                let n = n.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    let _ = ws.close(None).await;
+                    return Ok(());
+                }
+                let mut n = n;
+                if let Some(limit) = faults.drop_after_bytes {
+                    let left = limit.saturating_sub(sent);
+                    n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
+                }
+                if n > 0 {
+                    let data = Bytes::copy_from_slice(&buf[..n]);
+                    let msg = if base64_mode {
+                        Message::text(base64::engine::general_purpose::STANDARD.encode(&data))
+                    } else {
+                        Message::Binary(data)
+                    };
+                    ws.send(msg).await.map_err(|e| e.to_string())?;
+                    sent += n as u64;
+                }
+                if faults.drop_after_bytes.is_some_and(|l| sent >= l) {
+                    // An abrupt drop: no close frame, as when a gateway dies.
+                    return Err("dropped by drop_after_bytes knob".into());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! A tiny RFB 3.8 test-pattern server (security None): colour bars with a moving
+//! square, Raw rectangles, any true-colour pixel format the viewer sets. It stands in
+//! for the instance's console when no real VNC server is given.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+
+use crate::rfb::messages::{self, ClientMessage, PixelFormat, ServerInit, Version};
+
+/// Framebuffer width.
+pub const WIDTH: u16 = 640;
+/// Framebuffer height.
+pub const HEIGHT: u16 = 480;
+/// Side of the moving square.
+const SQUARE: u16 = 64;
+
+/// The colour of pixel `(x, y)` in frame `frame`.
+pub fn pattern(x: u16, y: u16, frame: u64) -> (u8, u8, u8) {
+    let pos = (frame * 8 % u64::from(WIDTH - SQUARE)) as u16;
+    let top = HEIGHT / 2 - SQUARE / 2;
+    if x >= pos && x < pos + SQUARE && y >= top && y < top + SQUARE {
+        return (255, 255, 255);
+    }
+    const BARS: [(u8, u8, u8); 8] = [
+        (192, 192, 192),
+        (192, 192, 0),
+        (0, 192, 192),
+        (0, 192, 0),
+        (192, 0, 192),
+        (192, 0, 0),
+        (0, 0, 192),
+        (16, 16, 16),
+    ];
+    let bar = usize::from(x) * BARS.len() / usize::from(WIDTH);
+    if y < HEIGHT * 3 / 4 {
+        BARS[bar]
+    } else {
+        let v = (u32::from(x) * 255 / u32::from(WIDTH)) as u8;
+        (v, v, v)
+    }
+}
+
+/// Serves one viewer on `stream` until it disconnects.
+///
+/// # Errors
+/// I/O or protocol errors from the viewer.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    name: &str,
+) -> Result<(), messages::Error> {
+    let (r, w) = tokio::io::split(stream);
+    let mut r = tokio::io::BufReader::new(r);
+    let mut w = BufWriter::with_capacity(64 * 1024, w);
+    w.write_all(Version::V3_8.bytes()).await?;
+    w.flush().await?;
+    let mut v = [0u8; 12];
+    r.read_exact(&mut v).await?;
+    let version = Version::parse(&v)
+        .ok_or_else(|| messages::Error::Protocol("client sent no RFB ProtocolVersion".into()))?;
+    match version {
+        Version::V3_3 => w.write_u32(1).await?,
+        Version::V3_7 | Version::V3_8 => {
+            w.write_all(&[1, 1]).await?;
+            w.flush().await?;
+            let choice = r.read_u8().await?;
+            if choice != 1 {
+                w.write_u32(1).await?;
+                if version == Version::V3_8 {
+                    messages::write_text(&mut w, "only security type None is offered").await?;
+                }
+                w.flush().await?;
+                return Err(messages::Error::Protocol(format!(
+                    "client chose security type {choice}"
+                )));
+            }
+            if version == Version::V3_8 {
+                w.write_u32(0).await?;
+            }
+        }
+    }
+    w.flush().await?;
+    let _shared = r.read_u8().await?;
+    let init = ServerInit {
+        width: WIDTH,
+        height: HEIGHT,
+        format: PixelFormat::RGB888,
+        name: name.to_owned(),
+    };
+    w.write_all(&init.to_bytes()).await?;
+    w.flush().await?;
+
+    let mut format = PixelFormat::RGB888;
+    let mut frame: u64 = 0;
+    let mut sent_full = false;
+    loop {
+        match messages::read_client_message(&mut r).await? {
+            ClientMessage::SetPixelFormat(pf) => {
+                if !pf.true_colour || pf.bytes_per_pixel().is_none() {
+                    return Err(messages::Error::Protocol(
+                        "the test pattern serves true-colour 8/16/32 bpp formats only".into(),
+                    ));
+                }
+                format = pf;
+                sent_full = false;
+            }
+            ClientMessage::FramebufferUpdateRequest {
+                incremental,
+                x,
+                y,
+                w: rw,
+                h: rh,
+            } => {
+                let x = x.min(WIDTH);
+                let y = y.min(HEIGHT);
+                let rw = rw.min(WIDTH - x);
+                let rh = rh.min(HEIGHT - y);
+                if incremental && sent_full {
+                    // Pace incremental updates so the picture moves without flooding.
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    frame += 1;
+                    // Only the band the square moves in changes.
+                    let top = HEIGHT / 2 - SQUARE / 2;
+                    let band_y = top.max(y);
+                    let band_end = (top + SQUARE).min(y + rh);
+                    if band_end > band_y {
+                        send_rect(&mut w, &format, x, band_y, rw, band_end - band_y, frame).await?;
+                    } else {
+                        send_rect(&mut w, &format, x, y, 0, 0, frame).await?;
+                    }
+                } else {
+                    send_rect(&mut w, &format, x, y, rw, rh, frame).await?;
+                    sent_full = true;
+                }
+                w.flush().await?;
+            }
+            ClientMessage::SetEncodings(_)
+            | ClientMessage::KeyEvent { .. }
+            | ClientMessage::PointerEvent { .. }
+            | ClientMessage::ClientCutText(_)
+            | ClientMessage::Qemu(_) => {}
+        }
+    }
+}
+
+async fn send_rect<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    format: &PixelFormat,
+    x: u16,
+    y: u16,
+    rw: u16,
+    rh: u16,
+    frame: u64,
+) -> Result<(), messages::Error> {
+    let mut head = Vec::with_capacity(16);
+    head.extend_from_slice(&[0, 0]);
+    head.extend_from_slice(&1u16.to_be_bytes());
+    for v in [x, y, rw, rh] {
+        head.extend_from_slice(&v.to_be_bytes());
+    }
+    head.extend_from_slice(&0i32.to_be_bytes());
+    w.write_all(&head).await?;
+    let bpp = format.bytes_per_pixel().unwrap_or(4);
+    let mut row = Vec::with_capacity(usize::from(rw) * bpp);
+    for yy in y..y + rh {
+        row.clear();
+        for xx in x..x + rw {
+            let (r, g, b) = pattern(xx, yy, frame);
+            format.push_pixel(&mut row, r, g, b);
+        }
+        w.write_all(&row).await?;
+    }
+    Ok(())
+}
