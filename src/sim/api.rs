@@ -89,12 +89,12 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
     if path.starts_with("/_sim/") {
         return control(&state, req).await;
     }
-    if path.starts_with("/latest/meta-data/") {
-        return super::identity::metadata(&state, &path);
-    }
     let faults = state.faults();
     if let Some(d) = faults.latency {
         tokio::time::sleep(d).await;
+    }
+    if path.starts_with("/latest/meta-data/") {
+        return super::identity::metadata(&state, &path);
     }
     lock(&state.stats).api_requests += 1;
     if state.take_fault(|f| &mut f.http_500) {

@@ -308,6 +308,16 @@ impl SimState {
         }
     }
 
+    /// Makes every temporary key expire now (tests of refresh on `TokenFailure`).
+    pub fn expire_temporary_keys(&self) {
+        let now = self.now_unix();
+        for k in lock(&self.keys).values_mut() {
+            if k.token.is_some() {
+                k.expires_at = Some(now);
+            }
+        }
+    }
+
     /// Replaces the identity fakes.
     pub fn set_identity(&self, identity: IdentityConfig) {
         *lock(&self.identity) = identity;

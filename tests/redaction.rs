@@ -1,0 +1,109 @@
+//! All log output at trace level, from every crate, during signing, minting, credential
+//! refresh and errors, holds no secret key, session token or `s=` token.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use tcvnc::cloud::credentials::{ConfigCredentials, Env, Provider};
+use tcvnc::cloud::{NoGate, Product};
+use tcvnc::sim::{Faults, IdentityConfig, DEMO_SECRET_KEY};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture() -> &'static Capture {
+    static CAP: OnceLock<Capture> = OnceLock::new();
+    CAP.get_or_init(|| {
+        let cap = Capture::default();
+        let writer = cap.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        cap
+    })
+}
+
+fn logs() -> String {
+    String::from_utf8_lossy(
+        &capture()
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned()
+}
+
+/// Signing, minting, errors, retries and temporary-credential refresh leak nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_trace_logs() {
+    capture();
+    within(async {
+        let sim = sim().await;
+        let mut secrets: Vec<String> = vec![DEMO_SECRET_KEY.to_owned()];
+        let c = client(&sim);
+        let m = c
+            .describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
+            .await
+            .expect("minted");
+        tracing::info!(url = %m.url.redacted(), console = ?m.url.console_url(), minted = ?m, "minted");
+        let token = m.url.expose().split("s=").nth(1).and_then(|s| s.split('&').next()).expect("s=").to_owned();
+        secrets.push(token.clone());
+        // Also the percent-encoded form the API returned.
+        secrets.push(percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC).to_string());
+
+        // Errors and retries.
+        sim.state.set_faults(Faults { http_500: 1, garbage: 1, ..Faults::default() });
+        c.describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate).await.expect("after retries");
+        let wrong = client_with(&sim, Product::Cvm, fixed_provider(&sim, tcvnc::sim::DEMO_SECRET_ID, "WRONGKEYWRONGKEY"), 10);
+        secrets.push("WRONGKEYWRONGKEY".into());
+        let _ = wrong.describe_instance_vnc_url("ins-stopped1", "ap-guangzhou", &NoGate).await;
+
+        // Temporary credentials from the metadata service, rejected and refreshed.
+        sim.state.set_identity(IdentityConfig {
+            oidc: None,
+            cvm_role: Some("role".into()),
+            temp_lifetime: Duration::from_secs(3600),
+        });
+        let dir = tempfile::tempdir().expect("tmp");
+        let env = Env::from_pairs([("HOME", dir.path().display().to_string())]);
+        let p = Arc::new(Provider::resolve(&ConfigCredentials::default(), &env, chain_options(&sim)).await.expect("role"));
+        let first = p.get().await.expect("cred");
+        let tc = client_with(&sim, Product::Cvm, p.clone(), 10);
+        sim.state.expire_temporary_keys();
+        tc.describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate).await.expect("refreshed");
+        let second = p.get().await.expect("cred");
+        tracing::debug!(?first, ?second, "credentials");
+        for c in [&first, &second] {
+            secrets.push(c.secret_key.expose().to_owned());
+            secrets.push(c.token.as_ref().expect("token").expose().to_owned());
+        }
+        sim.shutdown().await;
+
+        let text = logs();
+        assert!(text.contains("TRACE") || text.contains("DEBUG"), "the capture must see trace output");
+        assert!(text.contains("minted"), "the capture must see our own lines");
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "a secret leaked into the logs: {}…", &s[..4]);
+        }
+    })
+    .await;
+}
