@@ -790,3 +790,18 @@ listen = "127.0.0.1:5901"
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    /// The shipped example documents every key and parses.
+    #[test]
+    fn example_config_parses() {
+        let c = super::Config::parse(
+            include_str!("../config/tcvnc.example.toml"),
+            "tcvnc.example.toml",
+            std::path::Path::new("."),
+        )
+        .expect("the example is valid");
+        assert_eq!(c.targets.len(), 1);
+    }
+}

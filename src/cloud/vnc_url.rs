@@ -10,8 +10,9 @@ use crate::redact::{self, Secret};
 /// The official browser console page.
 pub const CONSOLE_PAGE: &str = "https://img.qcloud.com/qcloud/app/active_vnc/index.html";
 
-/// Characters left alone when encoding a query component (RFC 3986 unreserved).
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+/// Characters left alone when encoding a query component (RFC 3986 unreserved), as the
+/// API and the console page do.
+pub const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -402,7 +402,7 @@ impl SimState {
             .or_default() += 1;
         let base = lock(&self.gateway_base).clone();
         let url = format!("{base}/vnc?s={token}&password=&isWindows=false&isUbuntu=false");
-        percent_encoding::utf8_percent_encode(&url, percent_encoding::NON_ALPHANUMERIC).to_string()
+        percent_encoding::utf8_percent_encode(&url, crate::cloud::vnc_url::COMPONENT).to_string()
     }
 
     /// Checks a token presented at the gateway: known, unused (unless reuse is on) and

@@ -90,3 +90,28 @@ pub async fn within<F: std::future::Future>(fut: F) -> F::Output {
         .await
         .expect("test timed out")
 }
+
+/// True when end-to-end tests should run (`TCVNC_E2E=1`); otherwise says loudly that
+/// `name` was skipped.
+pub fn e2e(name: &str) -> bool {
+    if std::env::var("TCVNC_E2E").as_deref() == Ok("1") {
+        true
+    } else {
+        eprintln!("SKIPPED end-to-end test {name}: set TCVNC_E2E=1 (bash .ci/run does) to run it");
+        false
+    }
+}
+
+/// The venv's Python (`TCVNC_PYTHON`, else `.venv/bin/python`); a missing one fails the test.
+pub fn python() -> std::path::PathBuf {
+    let p = std::env::var_os("TCVNC_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(p.exists(), "end-to-end tests need {} (scripts/e2e-setup creates it)", p.display());
+    p
+}
+
+/// A file under tests/e2e.
+pub fn e2e_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e").join(name)
+}
