@@ -1,38 +1,275 @@
-//! Wiring for `serve`, `demo` and `connect` (the data path lands here).
+//! The daemon: [`App`] (shared, read-mostly state), [`run`] (serve bound listeners until a
+//! shutdown future resolves, then drain), and the `serve`, `demo` and `connect` commands.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::Semaphore;
+
+use crate::budget::Budget;
+use crate::cloud::credentials::Env;
+use crate::cloud::CloudClient;
 use crate::cmd::CmdError;
+use crate::config::Config;
+use crate::listen::{self, Listeners};
+use crate::rfb::auth::Throttle;
+use crate::session::{Consoles, LiveSession};
+use crate::shutdown::Shutdown;
+use crate::upstream::Dialer;
+
+/// Everything sessions share.
+pub struct App {
+    /// The validated config.
+    pub config: Config,
+    /// The API client.
+    pub cloud: Arc<CloudClient>,
+    /// The per-instance reconnect budget.
+    pub budget: Budget,
+    /// Opens console URLs.
+    pub dialer: Dialer,
+    /// Who holds each console.
+    pub consoles: Consoles,
+    /// One permit per concurrent session (`session.max_sessions`).
+    pub sessions: Arc<Semaphore>,
+    /// Failed-password back-off per peer.
+    pub throttle: Throttle,
+    /// Cancellation and task tracking for every session.
+    pub shutdown: Shutdown,
+    /// Listeners bound and credentials loaded.
+    pub ready: AtomicBool,
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, Arc<LiveSession>>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Builds the shared state.
+    ///
+    /// # Errors
+    /// When the upstream TLS configuration (`upstream.ca_file`) is unusable.
+    pub fn new(config: Config, cloud: Arc<CloudClient>) -> Result<App, crate::tls::Error> {
+        let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())?;
+        let dialer = Dialer::new(
+            tls,
+            config.upstream.origin.clone(),
+            config.upstream.subprotocols.clone(),
+            config.upstream.connect_timeout,
+        );
+        Ok(App {
+            budget: Budget::new(config.budget.reconnects_per_minute, config.budget.max_wait),
+            sessions: Arc::new(Semaphore::new(config.session.max_sessions)),
+            config,
+            cloud,
+            dialer,
+            consoles: Consoles::default(),
+            throttle: Throttle::new(),
+            shutdown: Shutdown::new(),
+            ready: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A fresh session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register(&self, s: Arc<LiveSession>) {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(s.id, s);
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// The sessions running now.
+    pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Serves `listeners` until `shutdown` resolves (or `app.shutdown` is triggered), then
+/// stops accepting and drains sessions within `session.shutdown_grace`. Returns whether
+/// every session ended in time.
+pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) -> bool {
+    for (instance, l) in listeners.tcp {
+        app.shutdown
+            .spawn(listen::tcp::serve(app.clone(), instance, l));
+    }
+    if let Some(l) = listeners.http {
+        app.shutdown.spawn(listen::http::serve(app.clone(), l));
+    }
+    app.ready.store(true, Ordering::Relaxed);
+    tokio::select! {
+        _ = shutdown => {}
+        _ = app.shutdown.cancelled() => {}
+    }
+    app.ready.store(false, Ordering::Relaxed);
+    let live = app.live_sessions().len();
+    tracing::info!(
+        sessions = live,
+        grace_s = app.config.session.shutdown_grace.as_secs(),
+        "draining"
+    );
+    let drained = app.shutdown.drain(app.config.session.shutdown_grace).await;
+    if drained {
+        tracing::info!("all sessions ended; bye");
+    } else {
+        tracing::warn!(
+            still_running = app.shutdown.running(),
+            "grace period over with sessions still running; exiting anyway"
+        );
+    }
+    drained
+}
+
+/// Loads credentials, builds the client and the app.
+///
+/// # Errors
+/// [`CmdError`] with the right exit code.
+pub async fn build_app(cfg: Config, env: &Env) -> Result<Arc<App>, CmdError> {
+    for lint in cfg.lints() {
+        tracing::warn!("{lint}");
+    }
+    let cloud = crate::cmd::cloud_client(&cfg, None, env).await?;
+    let app = App::new(cfg, cloud)
+        .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?;
+    Ok(Arc::new(app))
+}
+
+async fn bind_and_run(
+    app: Arc<App>,
+    extra: impl FnOnce(&[(String, SocketAddr)]),
+) -> Result<(), CmdError> {
+    let listeners = Listeners::bind(&app.config)
+        .await
+        .map_err(|e| CmdError::Other(e.to_string()))?;
+    let addrs = listeners.addresses();
+    if addrs.is_empty() {
+        return Err(CmdError::Usage(
+            "config error: nothing to listen on: add [http] or a [[target]] with listen".into(),
+        ));
+    }
+    for (what, a) in &addrs {
+        tracing::info!(listener = %what, address = %a, "listening");
+    }
+    extra(&addrs);
+    run(app, listeners, crate::shutdown::signal()).await;
+    Ok(())
+}
 
 /// `tcvnc serve`.
 ///
 /// # Errors
-/// Always, until the data path exists.
-pub async fn serve_command(_config: Option<&Path>) -> Result<(), CmdError> {
-    Err(CmdError::Other(
-        "serve: the data path is not built yet".into(),
-    ))
+/// Config (64), credentials (69) or listener (1) problems.
+pub async fn serve_command(config: Option<&Path>) -> Result<(), CmdError> {
+    let cfg = Config::locate(config)?.ok_or_else(|| {
+        CmdError::Usage(format!(
+            "no config file: pass -c FILE or create one of {} (see config/tcvnc.example.toml)",
+            crate::config::DEFAULT_PATHS.join(", ")
+        ))
+    })?;
+    let app = build_app(cfg, &Env::from_process()).await?;
+    bind_and_run(app, |_| {}).await
 }
 
-/// `tcvnc demo`.
+/// The config `tcvnc demo` runs with, pointed at a simulator.
+pub fn demo_config(
+    sim: &crate::sim::SimHandle,
+    tcp: SocketAddr,
+    http: SocketAddr,
+) -> Result<Config, CmdError> {
+    let text = format!(
+        r#"
+[cloud]
+region = "ap-guangzhou"
+endpoint = "{api}"
+[credentials]
+secret_id = "{id}"
+secret_key = "{key}"
+[upstream]
+ca_file = "{ca}"
+[http]
+listen = "{http}"
+[[target]]
+instance = "ins-demo0001"
+listen = "{tcp}"
+[[target]]
+instance = "ins-demo0002"
+[[target]]
+instance = "ins-demo0003"
+[[target]]
+instance = "ins-stopped1"
+"#,
+        api = sim.api_url,
+        id = crate::sim::DEMO_SECRET_ID,
+        key = crate::sim::DEMO_SECRET_KEY,
+        ca = sim.ca_file.display(),
+    );
+    Ok(Config::parse(&text, "<demo>", Path::new("."))?)
+}
+
+/// `tcvnc demo`: the simulator and the daemon in one process.
 ///
 /// # Errors
-/// Always, until the data path exists.
+/// When a listener cannot bind.
 pub async fn demo_command(
-    _tcp: SocketAddr,
-    _http: SocketAddr,
-    _backend: Option<String>,
+    tcp: SocketAddr,
+    http: SocketAddr,
+    backend: Option<String>,
 ) -> Result<(), CmdError> {
-    Err(CmdError::Other(
-        "demo: the data path is not built yet".into(),
-    ))
+    let sim = crate::sim::SimHandle::start(crate::sim::SimOptions {
+        backend: backend.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| CmdError::Other(e.to_string()))?;
+    let cfg = demo_config(&sim, tcp, http)?;
+    let app = build_app(cfg, &Env::default()).await?;
+    let shown = backend.unwrap_or_else(|| "the built-in test pattern".into());
+    let result = bind_and_run(app, |addrs| {
+        let find = |w: &str| addrs.iter().find(|(n, _)| n.starts_with(w)).map(|(_, a)| *a);
+        let tcp = find("tcp").unwrap_or(tcp);
+        let http = find("http").unwrap_or(http);
+        println!("tcvnc demo: a simulated Tencent Cloud (API {}, gateway {}) showing {shown}", sim.api_url, sim.gateway_url);
+        println!("  native viewer:  vncviewer {}::{}        (instance ins-demo0001)", tcp.ip(), tcp.port());
+        println!("  screenshot:     vncdo -s {}::{} capture shot.png", tcp.ip(), tcp.port());
+        println!("  browser:        http://{http}/");
+        println!("  websocket:      ws://{http}/vnc/ins-demo0001   (also ins-demo0002, ins-demo0003, ins-stopped1)");
+        println!("Press Ctrl-C to stop.");
+    })
+    .await;
+    sim.shutdown().await;
+    result
 }
 
 /// `tcvnc connect`.
 ///
 /// # Errors
-/// Always, until the data path exists.
+/// Not available yet.
 pub async fn connect_command(
     _instance: &str,
     _region: Option<String>,
@@ -40,6 +277,6 @@ pub async fn connect_command(
     _config: Option<&Path>,
 ) -> Result<(), CmdError> {
     Err(CmdError::Other(
-        "connect: the data path is not built yet".into(),
+        "connect is not available yet; use serve with a [[target]] listen address".into(),
     ))
 }

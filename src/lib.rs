@@ -14,6 +14,7 @@
 //! - [`rfb`]: RFB messages.
 //! - [`redact`], [`tls`], [`http_util`], [`shutdown`]: shared plumbing.
 
+pub mod bridge;
 pub mod budget;
 pub mod cli;
 pub mod cloud;
@@ -21,8 +22,14 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod http_util;
+pub mod listen;
+pub mod net;
+pub mod outcome;
 pub mod redact;
 pub mod rfb;
+pub mod session;
 pub mod shutdown;
 pub mod sim;
 pub mod tls;
+pub mod upstream;
+pub mod wsio;

@@ -12,12 +12,24 @@ use tokio::io::AsyncBufReadExt;
 async fn sdk_client(api: &str, key: &str) -> serde_json::Value {
     let out = tokio::process::Command::new(python())
         .arg(e2e_file("sdk_crosscheck.py"))
-        .args(["client", "--api", api, "--secret-id", DEMO_SECRET_ID, "--secret-key", key])
+        .args([
+            "client",
+            "--api",
+            api,
+            "--secret-id",
+            DEMO_SECRET_ID,
+            "--secret-key",
+            key,
+        ])
         .stdin(Stdio::null())
         .output()
         .await
         .expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
@@ -31,7 +43,13 @@ async fn sdk_calls_the_simulator() {
     let sim = sim().await;
     let ok = within(sdk_client(&sim.api_url, DEMO_SECRET_KEY)).await;
     assert_eq!(ok["ok"], true, "{ok}");
-    assert!(ok["url"].as_str().expect("url").starts_with("wss%3A%2F%2F127.0.0.1%3A"), "{ok}");
+    assert!(
+        ok["url"]
+            .as_str()
+            .expect("url")
+            .starts_with("wss%3A%2F%2F127.0.0.1%3A"),
+        "{ok}"
+    );
     assert_eq!(sim.state.mints("ins-demo0001"), 1);
     let bad = within(sdk_client(&sim.api_url, "not-the-key")).await;
     assert_eq!(bad["ok"], false);
@@ -55,13 +73,25 @@ async fn sdk_verifies_tcvnc_requests() {
         .spawn()
         .expect("python runs");
     let mut lines = tokio::io::BufReader::new(verifier.stdout.take().expect("stdout")).lines();
-    let first: serde_json::Value =
-        serde_json::from_str(&within(lines.next_line()).await.expect("read").expect("line")).expect("json");
+    let first: serde_json::Value = serde_json::from_str(
+        &within(lines.next_line())
+            .await
+            .expect("read")
+            .expect("line"),
+    )
+    .expect("json");
     let endpoint = first["listening"].as_str().expect("listening").to_owned();
     let home = tempfile::tempdir().expect("tmp");
     for (key, want_ok) in [(DEMO_SECRET_KEY, true), ("wrong-key", false)] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-            .args(["url", "ins-demo0001", "--region", "ap-guangzhou", "--endpoint", &endpoint])
+            .args([
+                "url",
+                "ins-demo0001",
+                "--region",
+                "ap-guangzhou",
+                "--endpoint",
+                &endpoint,
+            ])
             .env_clear()
             .env("HOME", home.path())
             .env("TENCENTCLOUD_SECRET_ID", DEMO_SECRET_ID)
@@ -70,14 +100,24 @@ async fn sdk_verifies_tcvnc_requests() {
             .output()
             .await
             .expect("tcvnc runs");
-        let verdict: serde_json::Value =
-            serde_json::from_str(&within(lines.next_line()).await.expect("read").expect("line")).expect("json");
+        let verdict: serde_json::Value = serde_json::from_str(
+            &within(lines.next_line())
+                .await
+                .expect("read")
+                .expect("line"),
+        )
+        .expect("json");
         assert_eq!(verdict["ok"], want_ok, "{verdict}");
         if want_ok {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert_eq!(verdict["content_type"], "application/json");
             assert_eq!(verdict["host"].as_str(), endpoint.strip_prefix("http://"));
-            assert!(String::from_utf8_lossy(&out.stdout).contains("InstanceVncUrl=wss%3A%2F%2F127.0.0.1%3A1%2Fvnc"));
+            assert!(String::from_utf8_lossy(&out.stdout)
+                .contains("InstanceVncUrl=wss%3A%2F%2F127.0.0.1%3A1%2Fvnc"));
         } else {
             assert_eq!(out.status.code(), Some(69));
             assert!(String::from_utf8_lossy(&out.stderr).contains("AuthFailure.SignatureFailure"));
@@ -93,7 +133,10 @@ async fn sdk_known_answer() {
         return;
     }
     let payload = r#"{"Limit": 1, "Filters": [{"Values": ["unnamed"], "Name": "instance-name"}]}"#;
-    let headers = [("content-type", "application/json; charset=utf-8"), ("host", "cvm.tencentcloudapi.com")];
+    let headers = [
+        ("content-type", "application/json; charset=utf-8"),
+        ("host", "cvm.tencentcloudapi.com"),
+    ];
     let ours = tcvnc::cloud::sign::sign(
         "SECRETEXAMPLE",
         &tcvnc::cloud::sign::Request {
@@ -110,9 +153,20 @@ async fn sdk_known_answer() {
         "from tencentcloud.common.sign import Sign\nprint(Sign.sign_tc3('SECRETEXAMPLE', '2019-02-25', 'cvm', {:?}))",
         ours.string_to_sign
     );
-    let out = tokio::process::Command::new(python()).args(["-c", &script]).output().await.expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(theirs, ours.signature);
-    assert_eq!(ours.signature, "9b231ccf8010f0bf9838f818c84d0fb9d71282d55918d46162c83d521e152f80");
+    assert_eq!(
+        ours.signature,
+        "9b231ccf8010f0bf9838f818c84d0fb9d71282d55918d46162c83d521e152f80"
+    );
 }

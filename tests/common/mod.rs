@@ -106,12 +106,20 @@ pub fn e2e(name: &str) -> bool {
 pub fn python() -> std::path::PathBuf {
     let p = std::env::var_os("TCVNC_PYTHON")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(p.exists(), "end-to-end tests need {} (scripts/e2e-setup creates it)", p.display());
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+        });
+    assert!(
+        p.exists(),
+        "end-to-end tests need {} (scripts/e2e-setup creates it)",
+        p.display()
+    );
     p
 }
 
 /// A file under tests/e2e.
 pub fn e2e_file(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e")
+        .join(name)
 }

@@ -1,0 +1,275 @@
+//! The byte pumps between a client (raw TCP or a browser websocket) and the upstream
+//! console websocket, in one task: bounded buffers (a slow side stops the other side's
+//! reads, so backpressure reaches the sender), small reads coalesced, flush after each
+//! batch, keepalive pings with a cap on unanswered ones, idle and maximum-length limits.
+//! It reports why it ended; the session decides what to tell each side.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::wsio::{Recv, WsIo};
+
+/// Size of the TCP read buffer and of a coalesced batch.
+pub const CHUNK: usize = 64 * 1024;
+
+/// Limits for one bridge.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Ping interval towards the upstream (zero: none).
+    pub keepalive: Duration,
+    /// Unanswered pings before the upstream is declared dead.
+    pub max_unanswered_pings: u32,
+    /// No traffic either way for this long ends the session (zero: never).
+    pub idle_timeout: Duration,
+    /// The session ends after this long (zero: never).
+    pub max_duration: Duration,
+}
+
+/// Byte counters of one session, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes sent to the upstream.
+    pub to_upstream: AtomicU64,
+    /// Bytes written to the client.
+    pub to_client: AtomicU64,
+    /// Bytes received from the upstream.
+    pub from_upstream: AtomicU64,
+    /// The most upstream bytes ever held inside tcvnc (received, not yet written).
+    pub max_buffered: AtomicU64,
+}
+
+impl Counters {
+    fn upstream_in(&self, n: usize) {
+        let total = self.from_upstream.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let held = total.saturating_sub(self.to_client.load(Ordering::Relaxed));
+        self.max_buffered.fetch_max(held, Ordering::Relaxed);
+    }
+}
+
+/// Why a bridge ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The client closed normally.
+    ClientClosed,
+    /// The client connection failed.
+    ClientLost(String),
+    /// The upstream sent a close frame (code, reason) or ended the stream.
+    UpstreamClosed(Option<(u16, String)>),
+    /// The upstream connection failed.
+    UpstreamLost(String),
+    /// The upstream stopped answering pings.
+    PingTimeout,
+    /// No traffic for the idle timeout.
+    Idle,
+    /// The maximum session length was reached.
+    MaxDuration,
+    /// The session was cancelled (shutdown or takeover).
+    Cancelled,
+}
+
+/// The client side of a bridge.
+#[allow(clippy::large_enum_variant)] // one per session, never moved in a hot loop
+pub enum ClientIo<W> {
+    /// A native viewer on raw TCP.
+    Tcp(TcpStream),
+    /// A browser on a websocket.
+    Ws(WsIo<W>),
+}
+
+impl<W> std::fmt::Debug for ClientIo<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientIo::Tcp(_) => f.write_str("ClientIo::Tcp"),
+            ClientIo::Ws(_) => f.write_str("ClientIo::Ws"),
+        }
+    }
+}
+
+impl<W: AsyncRead + AsyncWrite + Unpin> ClientIo<W> {
+    /// Next bytes from the client. Cancel-safe.
+    async fn recv(&mut self, buf: &mut BytesMut) -> Recv {
+        match self {
+            ClientIo::Tcp(s) => {
+                buf.reserve(CHUNK);
+                match s.read_buf(buf).await {
+                    Ok(0) => Recv::Closed(None),
+                    Ok(_) => Recv::Data(buf.split().freeze()),
+                    Err(e) => Recv::Failed(e.to_string()),
+                }
+            }
+            ClientIo::Ws(ws) => ws.recv().await,
+        }
+    }
+
+    /// Writes (TCP) or queues (websocket) `data`.
+    async fn write(&mut self, data: Bytes) -> Result<(), String> {
+        match self {
+            ClientIo::Tcp(s) => s.write_all(&data).await.map_err(|e| e.to_string()),
+            ClientIo::Ws(ws) => ws.feed(data).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        match self {
+            ClientIo::Tcp(_) => Ok(()),
+            ClientIo::Ws(ws) => ws.flush().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Writes `data` and flushes.
+    ///
+    /// # Errors
+    /// The transport error, as text.
+    pub async fn send(&mut self, data: Bytes) -> Result<(), String> {
+        self.write(data).await?;
+        self.flush().await
+    }
+
+    /// Ends the client side: a close frame for websockets, FIN for TCP.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        match self {
+            ClientIo::Tcp(s) => {
+                let _ = s.shutdown().await;
+            }
+            ClientIo::Ws(ws) => ws.close(code, reason).await,
+        }
+    }
+}
+
+/// Pumps bytes both ways until one side ends, a limit is hit or `cancel` fires.
+pub async fn run<W, U>(
+    client: &mut ClientIo<W>,
+    upstream: &mut WsIo<U>,
+    limits: Limits,
+    cancel: &CancellationToken,
+    counters: &Counters,
+) -> End
+where
+    W: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let mut last_activity = start;
+    let far = start + Duration::from_secs(100 * 365 * 86_400);
+    let deadline = if limits.max_duration.is_zero() {
+        far
+    } else {
+        start + limits.max_duration
+    };
+    let keepalive = if limits.keepalive.is_zero() {
+        Duration::from_secs(86_400)
+    } else {
+        limits.keepalive
+    };
+    let mut ping = tokio::time::interval_at(start + keepalive, keepalive);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    loop {
+        let idle_at = if limits.idle_timeout.is_zero() {
+            far
+        } else {
+            last_activity + limits.idle_timeout
+        };
+        // Every branch is cancel-safe: socket reads, websocket `recv`, timers.
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return End::Cancelled,
+            _ = tokio::time::sleep_until(deadline) => return End::MaxDuration,
+            _ = tokio::time::sleep_until(idle_at) => return End::Idle,
+            _ = ping.tick(), if !limits.keepalive.is_zero() => {
+                if upstream.unanswered_pings() >= limits.max_unanswered_pings {
+                    return End::PingTimeout;
+                }
+                if let Err(e) = upstream.ping().await {
+                    return End::UpstreamLost(e.to_string());
+                }
+            }
+            r = client.recv(&mut buf) => match r {
+                Recv::Data(data) => {
+                    last_activity = Instant::now();
+                    let n = data.len() as u64;
+                    if let Err(e) = upstream.feed(data).await {
+                        return End::UpstreamLost(e.to_string());
+                    }
+                    let mut sent = n;
+                    // Coalesce: whatever else the client already sent goes in the same flush.
+                    while sent < CHUNK as u64 {
+                        match client.recv(&mut buf).now_or_never() {
+                            Some(Recv::Data(more)) => {
+                                sent += more.len() as u64;
+                                if let Err(e) = upstream.feed(more).await {
+                                    return End::UpstreamLost(e.to_string());
+                                }
+                            }
+                            Some(Recv::Closed(_)) => {
+                                let _ = upstream.flush().await;
+                                counters.to_upstream.fetch_add(sent, Ordering::Relaxed);
+                                return End::ClientClosed;
+                            }
+                            Some(Recv::Failed(e)) => return End::ClientLost(e),
+                            None => break,
+                        }
+                    }
+                    if let Err(e) = upstream.flush().await {
+                        return End::UpstreamLost(e.to_string());
+                    }
+                    counters.to_upstream.fetch_add(sent, Ordering::Relaxed);
+                }
+                Recv::Closed(_) => return End::ClientClosed,
+                Recv::Failed(e) => return End::ClientLost(e),
+            },
+            r = upstream.recv() => match r {
+                Recv::Data(first) => {
+                    last_activity = Instant::now();
+                    counters.upstream_in(first.len());
+                    let mut end = None;
+                    let mut written = first.len() as u64;
+                    if first.len() >= CHUNK / 4 {
+                        // Large: write as is, no copy.
+                        if let Err(e) = client.write(first).await {
+                            return End::ClientLost(e);
+                        }
+                    } else {
+                        // Small: gather what is already here into one write.
+                        let mut batch = BytesMut::from(&first[..]);
+                        while batch.len() < CHUNK {
+                            match upstream.recv().now_or_never() {
+                                Some(Recv::Data(more)) => {
+                                    counters.upstream_in(more.len());
+                                    batch.extend_from_slice(&more);
+                                }
+                                Some(other) => {
+                                    end = Some(other);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        written = batch.len() as u64;
+                        if let Err(e) = client.write(batch.freeze()).await {
+                            return End::ClientLost(e);
+                        }
+                    }
+                    if let Err(e) = client.flush().await {
+                        return End::ClientLost(e);
+                    }
+                    counters.to_client.fetch_add(written, Ordering::Relaxed);
+                    match end {
+                        Some(Recv::Closed(c)) => return End::UpstreamClosed(c),
+                        Some(Recv::Failed(e)) => return End::UpstreamLost(e),
+                        _ => {}
+                    }
+                }
+                Recv::Closed(c) => return End::UpstreamClosed(c),
+                Recv::Failed(e) => return End::UpstreamLost(e),
+            },
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The HTTP listener: `GET /vnc/<instance>` upgraded to a websocket for noVNC (Origin
+//! checked, `binary` echoed when offered), `/healthz`, `/readyz`, and the web UI.
+//! Refusals before the upgrade are HTTP statuses; after it, close codes and RFB reasons.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::bridge::ClientIo;
+use crate::daemon::App;
+use crate::http_util::{self, Body};
+use crate::session::{self, Via};
+use crate::wsio::{self, Mode, WsIo};
+
+/// Serves HTTP until shutdown.
+pub async fn serve(app: Arc<App>, listener: TcpListener) {
+    let sd = app.shutdown.clone();
+    let timeout = app
+        .config
+        .session
+        .handshake_timeout
+        .min(Duration::from_secs(10));
+    http_util::serve(
+        listener,
+        sd,
+        move |req, peer| route(app.clone(), req, peer),
+        timeout,
+    )
+    .await;
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the request carries the configured bearer token (header, `?token=`, or cookie).
+fn authorized(app: &App, req: &Request<Incoming>) -> bool {
+    let Some(token) = app.config.http.as_ref().and_then(|h| h.token.as_ref()) else {
+        return true;
+    };
+    let want = token.expose().as_bytes();
+    let eq = |given: &str| {
+        let g = given.as_bytes();
+        g.len() == want.len() && g.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    };
+    if header(req, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(eq)
+    {
+        return true;
+    }
+    let query_token = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="));
+    if query_token.is_some_and(eq) {
+        return true;
+    }
+    header(req, "cookie")
+        .map(|c| {
+            c.split(';')
+                .filter_map(|kv| kv.trim().strip_prefix("tcvnc_token="))
+                .any(eq)
+        })
+        .unwrap_or(false)
+}
+
+/// Same-origin (the Origin's host:port is our Host) or listed; a missing Origin (not a
+/// browser) is allowed.
+fn origin_allowed(app: &App, req: &Request<Incoming>) -> Result<(), String> {
+    let Some(origin) = header(req, "origin") else {
+        return Ok(());
+    };
+    let host = header(req, "host").unwrap_or_default();
+    let same = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
+    let listed = app.config.http.as_ref().is_some_and(|h| {
+        h.allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(origin))
+    });
+    if same || listed {
+        Ok(())
+    } else {
+        Err(format!(
+            "cross-site websocket request refused: Origin {origin:?} is not this server ({host}) and not in http.allowed_origins"
+        ))
+    }
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return http_util::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
+    }
+    match path.as_str() {
+        "/healthz" => return http_util::text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            return if app.ready.load(Ordering::Relaxed) {
+                http_util::text(StatusCode::OK, "ready\n")
+            } else {
+                http_util::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        _ => {}
+    }
+    if !authorized(&app, &req) {
+        tracing::info!(%peer, path, "HTTP request without the token refused");
+        let mut r = http_util::text(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send Authorization: Bearer <token> or ?token=<token>\n",
+        );
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    if let Some(instance) = path.strip_prefix("/vnc/") {
+        return upgrade(app, req, peer, instance.to_owned());
+    }
+    super::web::serve(&app, &path)
+}
+
+fn upgrade(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    instance: String,
+) -> Response<Body> {
+    let Some(target) = app.config.target(&instance).cloned() else {
+        let known: Vec<&str> = app
+            .config
+            .targets
+            .iter()
+            .map(|t| t.instance.as_str())
+            .collect();
+        return http_util::text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no target for instance {instance:?}; configured: {}\n",
+                known.join(", ")
+            ),
+        );
+    };
+    if let Err(reason) = origin_allowed(&app, &req) {
+        tracing::warn!(%peer, %instance, "{reason}");
+        return http_util::text(StatusCode::FORBIDDEN, format!("{reason}\n"));
+    }
+    let is_ws = header(&req, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        && header(&req, "connection").is_some_and(|c| {
+            c.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !is_ws {
+        return http_util::text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is a websocket endpoint for noVNC: connect with a websocket client\n",
+        );
+    }
+    if header(&req, "sec-websocket-version") != Some("13") {
+        let mut r = http_util::text(
+            StatusCode::BAD_REQUEST,
+            "unsupported websocket version; use 13\n",
+        );
+        r.headers_mut().insert(
+            "sec-websocket-version",
+            http::HeaderValue::from_static("13"),
+        );
+        return r;
+    }
+    let Some(key) = header(&req, "sec-websocket-key").map(str::to_owned) else {
+        return http_util::text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    if app.sessions.available_permits() == 0 {
+        return http_util::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "tcvnc is at its limit of {} concurrent sessions: try again later\n",
+                app.config.session.max_sessions
+            ),
+        );
+    }
+    let offered: Vec<String> = header(&req, "sec-websocket-protocol")
+        .map(|p| {
+            p.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (answer, mode) = if offered.iter().any(|p| p == "binary") {
+        (Some("binary"), Mode::Binary)
+    } else if offered.iter().any(|p| p == "base64") {
+        (Some("base64"), Mode::Base64)
+    } else {
+        (None, Mode::Binary)
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let task_app = app.clone();
+    app.shutdown.spawn(async move {
+        let upgraded =
+            match tokio::time::timeout(Duration::from_secs(10), hyper::upgrade::on(req)).await {
+                Ok(Ok(u)) => u,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "websocket upgrade failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(wsio::config()),
+        )
+        .await;
+        session::serve(
+            task_app,
+            ClientIo::Ws(WsIo::new(ws, mode)),
+            peer,
+            Via::Ws,
+            target,
+        )
+        .await;
+    });
+    let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = answer {
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(p),
+        );
+    }
+    resp
+}

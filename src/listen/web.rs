@@ -1,0 +1,194 @@
+//! The browser console: `GET /` lists the targets, each linking to noVNC already pointed
+//! at `/vnc/<instance>`; noVNC's files are served from the web root with no path escape,
+//! correct MIME types and caching headers.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use hyper::{Response, StatusCode};
+
+use crate::daemon::App;
+use crate::http_util::{self, Body};
+
+/// Debian's noVNC package location, used when `http.web_root` is not set.
+pub const DEBIAN_NOVNC: &str = "/usr/share/novnc";
+
+/// The web root in use, if any.
+pub fn web_root(app: &App) -> Option<PathBuf> {
+    match app.config.http.as_ref().and_then(|h| h.web_root.clone()) {
+        Some(p) => Some(p),
+        None => Path::new(DEBIAN_NOVNC)
+            .is_dir()
+            .then(|| PathBuf::from(DEBIAN_NOVNC)),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn index(app: &App, root: Option<&Path>) -> Response<Body> {
+    let mut rows = String::new();
+    for t in &app.config.targets {
+        let id = html_escape(&t.instance);
+        let link = match root {
+            Some(_) => format!(
+                "<a href=\"vnc.html?path=vnc/{id}&amp;autoconnect=true&amp;reconnect=false&amp;resize=scale\">open console</a>"
+            ),
+            None => "no web root".to_owned(),
+        };
+        let tcp = t
+            .listen
+            .map(|a| format!("vnc://{a}"))
+            .unwrap_or_else(|| "-".into());
+        rows.push_str(&format!(
+            "<tr><td><code>{id}</code></td><td>{}</td><td><code>{}</code></td><td>{link}</td></tr>\n",
+            html_escape(&t.region),
+            html_escape(&tcp)
+        ));
+    }
+    let help = if root.is_some() {
+        String::new()
+    } else {
+        "<p class=\"warn\">The browser console needs noVNC: install it (<code>apt-get install novnc</code>) \
+         or set <code>http.web_root</code> to a noVNC checkout. Native viewers work without it.</p>"
+            .to_owned()
+    };
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tcvnc consoles</title>\
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em 1em;text-align:left}}.warn{{color:#a40}}</style></head>\
+<body><h1>tcvnc consoles</h1>{help}<table><tr><th>instance</th><th>region</th><th>native viewer</th><th>browser</th></tr>\n{rows}</table>\
+<p>Each connection spends one console URL of the instance's budget ({} per minute).</p></body></html>\n",
+        app.config.budget.reconnects_per_minute
+    );
+    let mut r = http_util::text(StatusCode::OK, page);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
+/// MIME type by extension.
+pub fn mime(path: &Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+    {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "wasm" => "application/wasm",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Maps a URL path to a file under `root`, refusing anything that could escape it.
+pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_encoding::percent_decode_str(url_path)
+        .decode_utf8()
+        .ok()?;
+    let mut out = root.to_path_buf();
+    for seg in decoded.split('/') {
+        if seg.is_empty() {
+            continue;
+        }
+        if seg.starts_with('.') || seg.contains(['\\', '\0', ':']) {
+            return None;
+        }
+        out.push(seg);
+    }
+    Some(out)
+}
+
+/// Serves `/` and static files.
+pub fn serve(app: &App, path: &str) -> Response<Body> {
+    let root = web_root(app);
+    if path == "/" || path == "/index.html" {
+        return index(app, root.as_deref());
+    }
+    let not_found = || http_util::text(StatusCode::NOT_FOUND, "not found\n");
+    let Some(root) = root else {
+        return not_found();
+    };
+    let Some(file) = resolve(&root, path) else {
+        return http_util::text(StatusCode::BAD_REQUEST, "bad path\n");
+    };
+    let meta = match std::fs::metadata(&file) {
+        Ok(m) if m.is_file() && m.len() <= 32 << 20 => m,
+        _ => return not_found(),
+    };
+    let Ok(data) = std::fs::read(&file) else {
+        return not_found();
+    };
+    let _ = meta;
+    let mut r = Response::new(http_body_util::Full::new(Bytes::from(data)));
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(mime(&file)),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=300"),
+    );
+    h.insert(
+        "x-content-type-options",
+        http::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_path_escape() {
+        let root = Path::new("/srv/novnc");
+        assert_eq!(
+            resolve(root, "/vnc.html"),
+            Some(PathBuf::from("/srv/novnc/vnc.html"))
+        );
+        assert_eq!(
+            resolve(root, "/app/ui.js"),
+            Some(PathBuf::from("/srv/novnc/app/ui.js"))
+        );
+        for bad in [
+            "/../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/app/../../x",
+            "/.git/config",
+            "/a\\b",
+            "/%00",
+            "/c:/x",
+        ] {
+            assert_eq!(resolve(root, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(mime(Path::new("a.js")), "text/javascript; charset=utf-8");
+        assert_eq!(mime(Path::new("a.html")), "text/html; charset=utf-8");
+        assert_eq!(mime(Path::new("a.bin")), "application/octet-stream");
+    }
+}

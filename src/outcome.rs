@@ -1,0 +1,113 @@
+//! The one edge where a session failure becomes what each party sees: the text a viewer
+//! reads (RFB reason or websocket close reason), the close code, and the log level.
+
+use crate::budget::Exhausted;
+use crate::cloud;
+use crate::rfb::handshake;
+use crate::upstream;
+
+/// Normal closure.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// The server is going away.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Policy violation (authentication).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Internal error / upstream failure.
+pub const CLOSE_ERROR: u16 = 1011;
+/// Try again later (budget, capacity, busy).
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Too many concurrent sessions.
+    #[error("tcvnc is at its limit of {max} concurrent sessions: try again later")]
+    Capacity {
+        /// The limit.
+        max: usize,
+    },
+    /// The instance's console is held by another client.
+    #[error("the console of {instance} is in use by {holder} since {since} (on_busy = \"reject\"): close that viewer first, or set on_busy = \"takeover\"")]
+    Busy {
+        /// The instance.
+        instance: String,
+        /// Who holds it.
+        holder: String,
+        /// Since when (RFC 3339).
+        since: String,
+    },
+    /// No reconnect budget left within `max_wait`.
+    #[error(transparent)]
+    Budget(#[from] Exhausted),
+    /// The cloud API failed.
+    #[error(transparent)]
+    Cloud(#[from] cloud::Error),
+    /// The upstream could not be opened.
+    #[error(transparent)]
+    Dial(#[from] upstream::Error),
+    /// The RFB handshake with the console failed.
+    #[error(transparent)]
+    Upstream(handshake::Error),
+    /// tcvnc is shutting down.
+    #[error("tcvnc is shutting down")]
+    Shutdown,
+}
+
+impl Failure {
+    /// The websocket close code for this failure.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Failure::Capacity { .. } | Failure::Busy { .. } | Failure::Budget(_) => CLOSE_TRY_AGAIN,
+            Failure::Shutdown => CLOSE_GOING_AWAY,
+            Failure::Cloud(_) | Failure::Dial(_) | Failure::Upstream(_) => CLOSE_ERROR,
+        }
+    }
+
+    /// The short label used in logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Failure::Capacity { .. } => "capacity",
+            Failure::Busy { .. } => "busy",
+            Failure::Budget(_) => "budget",
+            Failure::Cloud(_) => "cloud",
+            Failure::Dial(_) => "dial",
+            Failure::Upstream(_) => "upstream_handshake",
+            Failure::Shutdown => "shutdown",
+        }
+    }
+
+    /// Logs the failure at a level that fits: operator problems (credentials, TLS) at
+    /// error, expected refusals at info, the rest at warn.
+    pub fn log(&self) {
+        match self {
+            Failure::Cloud(cloud::Error::Credentials(_)) => {
+                tracing::error!(outcome = self.label(), error = %self, "session refused")
+            }
+            Failure::Cloud(cloud::Error::Api(api))
+                if matches!(
+                    api.classify().1,
+                    cloud::Kind::SignatureRejected
+                        | cloud::Kind::CredentialsRejected
+                        | cloud::Kind::CredentialsCannotCall
+                        | cloud::Kind::AccessDenied
+                        | cloud::Kind::ClockSkew
+                ) =>
+            {
+                tracing::error!(outcome = self.label(), code = %api.code, request_id = %api.request_id, error = %self, "session refused")
+            }
+            Failure::Cloud(cloud::Error::Api(api)) => {
+                tracing::warn!(outcome = self.label(), code = %api.code, request_id = %api.request_id, error = %self, "session refused")
+            }
+            Failure::Dial(upstream::Error::Tls { .. }) => {
+                tracing::error!(outcome = self.label(), error = %self, "session refused")
+            }
+            Failure::Capacity { .. }
+            | Failure::Busy { .. }
+            | Failure::Budget(_)
+            | Failure::Shutdown => {
+                tracing::info!(outcome = self.label(), error = %self, "session refused")
+            }
+            _ => tracing::warn!(outcome = self.label(), error = %self, "session refused"),
+        }
+    }
+}
