@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::wsio::{Recv, WsIo};
+use crate::wsio::{Recv, WsIo, WsReader, WsWriter};
 
 /// Size of the TCP read buffer and of a coalesced batch.
 pub const CHUNK: usize = 64 * 1024;
@@ -93,21 +93,6 @@ impl<W> std::fmt::Debug for ClientIo<W> {
 }
 
 impl<W: AsyncRead + AsyncWrite + Unpin> ClientIo<W> {
-    /// Next bytes from the client. Cancel-safe.
-    async fn recv(&mut self, buf: &mut BytesMut) -> Recv {
-        match self {
-            ClientIo::Tcp(s) => {
-                buf.reserve(CHUNK);
-                match s.read_buf(buf).await {
-                    Ok(0) => Recv::Closed(None),
-                    Ok(_) => Recv::Data(buf.split().freeze()),
-                    Err(e) => Recv::Failed(e.to_string()),
-                }
-            }
-            ClientIo::Ws(ws) => ws.recv().await,
-        }
-    }
-
     /// Writes (TCP) or queues (websocket) `data`.
     async fn write(&mut self, data: Bytes) -> Result<(), String> {
         match self {
@@ -143,7 +128,227 @@ impl<W: AsyncRead + AsyncWrite + Unpin> ClientIo<W> {
     }
 }
 
-/// Pumps bytes both ways until one side ends, a limit is hit or `cancel` fires.
+enum ClientReader<'a, W> {
+    Tcp(tokio::net::tcp::ReadHalf<'a>),
+    Ws(&'a mut WsReader<W>),
+}
+
+enum ClientWriter<'a, W> {
+    Tcp(tokio::net::tcp::WriteHalf<'a>),
+    Ws(&'a mut WsWriter<W>),
+}
+
+impl<W: AsyncRead + AsyncWrite + Unpin> ClientIo<W> {
+    fn halves(&mut self) -> (ClientReader<'_, W>, ClientWriter<'_, W>) {
+        match self {
+            ClientIo::Tcp(s) => {
+                let (r, w) = s.split();
+                (ClientReader::Tcp(r), ClientWriter::Tcp(w))
+            }
+            ClientIo::Ws(ws) => {
+                let (r, w) = ws.halves();
+                (ClientReader::Ws(r), ClientWriter::Ws(w))
+            }
+        }
+    }
+}
+
+impl<W: AsyncRead + AsyncWrite + Unpin> ClientReader<'_, W> {
+    /// Cancel-safe.
+    async fn recv(&mut self, buf: &mut BytesMut) -> Recv {
+        match self {
+            ClientReader::Tcp(s) => {
+                buf.reserve(CHUNK);
+                match s.read_buf(buf).await {
+                    Ok(0) => Recv::Closed(None),
+                    Ok(_) => Recv::Data(buf.split().freeze()),
+                    Err(e) => Recv::Failed(e.to_string()),
+                }
+            }
+            ClientReader::Ws(ws) => ws.recv().await,
+        }
+    }
+}
+
+impl<W: AsyncRead + AsyncWrite + Unpin> ClientWriter<'_, W> {
+    async fn write(&mut self, data: Bytes) -> Result<(), String> {
+        match self {
+            ClientWriter::Tcp(s) => s.write_all(&data).await.map_err(|e| e.to_string()),
+            ClientWriter::Ws(ws) => ws.feed(data).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        match self {
+            ClientWriter::Tcp(_) => Ok(()),
+            ClientWriter::Ws(ws) => ws.flush().await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Milliseconds since the bridge started at the last byte either way.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.last_ms.load(Ordering::Relaxed);
+            tokio::time::sleep_until(self.start + Duration::from_millis(last) + idle).await;
+            if self.last_ms.load(Ordering::Relaxed) == last {
+                return;
+            }
+        }
+    }
+}
+
+/// Client → upstream, and the keepalive pings (they share the upstream's sending half).
+async fn client_to_upstream<W, U>(
+    client: &mut ClientReader<'_, W>,
+    upstream: &mut WsWriter<U>,
+    limits: Limits,
+    activity: &Activity,
+    counters: &Counters,
+) -> End
+where
+    W: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let keepalive = if limits.keepalive.is_zero() {
+        Duration::from_secs(86_400)
+    } else {
+        limits.keepalive
+    };
+    let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    loop {
+        // Both branches are cancel-safe: a timer tick and a socket/websocket read.
+        tokio::select! {
+            _ = ping.tick(), if !limits.keepalive.is_zero() => {
+                if upstream.unanswered_pings() >= limits.max_unanswered_pings {
+                    return End::PingTimeout;
+                }
+                if let Err(e) = upstream.ping().await {
+                    return End::UpstreamLost(e.to_string());
+                }
+            }
+            r = client.recv(&mut buf) => match r {
+                Recv::Data(data) => {
+                    activity.touch();
+                    let mut sent = data.len() as u64;
+                    if let Err(e) = upstream.feed(data).await {
+                        return End::UpstreamLost(e.to_string());
+                    }
+                    // Coalesce: whatever else the client already sent goes in the same flush.
+                    let mut end = None;
+                    while sent < CHUNK as u64 {
+                        match client.recv(&mut buf).now_or_never() {
+                            Some(Recv::Data(more)) => {
+                                sent += more.len() as u64;
+                                if let Err(e) = upstream.feed(more).await {
+                                    return End::UpstreamLost(e.to_string());
+                                }
+                            }
+                            Some(Recv::Closed(_)) => {
+                                end = Some(End::ClientClosed);
+                                break;
+                            }
+                            Some(Recv::Failed(e)) => {
+                                end = Some(End::ClientLost(e));
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if let Err(e) = upstream.flush().await {
+                        return End::UpstreamLost(e.to_string());
+                    }
+                    counters.to_upstream.fetch_add(sent, Ordering::Relaxed);
+                    if let Some(end) = end {
+                        return end;
+                    }
+                }
+                Recv::Closed(_) => return End::ClientClosed,
+                Recv::Failed(e) => return End::ClientLost(e),
+            },
+        }
+    }
+}
+
+/// Upstream → client.
+async fn upstream_to_client<W, U>(
+    upstream: &mut WsReader<U>,
+    client: &mut ClientWriter<'_, W>,
+    activity: &Activity,
+    counters: &Counters,
+) -> End
+where
+    W: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let first = match upstream.recv().await {
+            Recv::Data(d) => d,
+            Recv::Closed(c) => return End::UpstreamClosed(c),
+            Recv::Failed(e) => return End::UpstreamLost(e),
+        };
+        activity.touch();
+        counters.upstream_in(first.len());
+        let mut end = None;
+        let written;
+        if first.len() >= CHUNK / 4 {
+            // Large: write as is, no copy.
+            written = first.len() as u64;
+            if let Err(e) = client.write(first).await {
+                return End::ClientLost(e);
+            }
+        } else {
+            // Small: gather what is already here into one write.
+            let mut batch = BytesMut::from(&first[..]);
+            while batch.len() < CHUNK {
+                match upstream.recv().now_or_never() {
+                    Some(Recv::Data(more)) => {
+                        counters.upstream_in(more.len());
+                        batch.extend_from_slice(&more);
+                    }
+                    Some(Recv::Closed(c)) => {
+                        end = Some(End::UpstreamClosed(c));
+                        break;
+                    }
+                    Some(Recv::Failed(e)) => {
+                        end = Some(End::UpstreamLost(e));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            written = batch.len() as u64;
+            if let Err(e) = client.write(batch.freeze()).await {
+                return End::ClientLost(e);
+            }
+        }
+        if let Err(e) = client.flush().await {
+            return End::ClientLost(e);
+        }
+        counters.to_client.fetch_add(written, Ordering::Relaxed);
+        if let Some(end) = end {
+            return end;
+        }
+    }
+}
+
+/// Pumps bytes both ways until one side ends, a limit is hit or `cancel` fires. The two
+/// directions run concurrently in this one task, so a side blocked on sending never
+/// stops the other direction.
 pub async fn run<W, U>(
     client: &mut ClientIo<W>,
     upstream: &mut WsIo<U>,
@@ -156,120 +361,32 @@ where
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let start = Instant::now();
-    let mut last_activity = start;
-    let far = start + Duration::from_secs(100 * 365 * 86_400);
-    let deadline = if limits.max_duration.is_zero() {
-        far
-    } else {
-        start + limits.max_duration
+    let activity = Activity {
+        start,
+        last_ms: AtomicU64::new(0),
     };
-    let keepalive = if limits.keepalive.is_zero() {
-        Duration::from_secs(86_400)
-    } else {
-        limits.keepalive
-    };
-    let mut ping = tokio::time::interval_at(start + keepalive, keepalive);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf = BytesMut::with_capacity(CHUNK);
-    loop {
-        let idle_at = if limits.idle_timeout.is_zero() {
-            far
+    let (mut cr, mut cw) = client.halves();
+    let (ur, uw) = upstream.halves();
+    let max = async {
+        if limits.max_duration.is_zero() {
+            std::future::pending().await
         } else {
-            last_activity + limits.idle_timeout
-        };
-        // Every branch is cancel-safe: socket reads, websocket `recv`, timers.
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return End::Cancelled,
-            _ = tokio::time::sleep_until(deadline) => return End::MaxDuration,
-            _ = tokio::time::sleep_until(idle_at) => return End::Idle,
-            _ = ping.tick(), if !limits.keepalive.is_zero() => {
-                if upstream.unanswered_pings() >= limits.max_unanswered_pings {
-                    return End::PingTimeout;
-                }
-                if let Err(e) = upstream.ping().await {
-                    return End::UpstreamLost(e.to_string());
-                }
-            }
-            r = client.recv(&mut buf) => match r {
-                Recv::Data(data) => {
-                    last_activity = Instant::now();
-                    let n = data.len() as u64;
-                    if let Err(e) = upstream.feed(data).await {
-                        return End::UpstreamLost(e.to_string());
-                    }
-                    let mut sent = n;
-                    // Coalesce: whatever else the client already sent goes in the same flush.
-                    while sent < CHUNK as u64 {
-                        match client.recv(&mut buf).now_or_never() {
-                            Some(Recv::Data(more)) => {
-                                sent += more.len() as u64;
-                                if let Err(e) = upstream.feed(more).await {
-                                    return End::UpstreamLost(e.to_string());
-                                }
-                            }
-                            Some(Recv::Closed(_)) => {
-                                let _ = upstream.flush().await;
-                                counters.to_upstream.fetch_add(sent, Ordering::Relaxed);
-                                return End::ClientClosed;
-                            }
-                            Some(Recv::Failed(e)) => return End::ClientLost(e),
-                            None => break,
-                        }
-                    }
-                    if let Err(e) = upstream.flush().await {
-                        return End::UpstreamLost(e.to_string());
-                    }
-                    counters.to_upstream.fetch_add(sent, Ordering::Relaxed);
-                }
-                Recv::Closed(_) => return End::ClientClosed,
-                Recv::Failed(e) => return End::ClientLost(e),
-            },
-            r = upstream.recv() => match r {
-                Recv::Data(first) => {
-                    last_activity = Instant::now();
-                    counters.upstream_in(first.len());
-                    let mut end = None;
-                    let mut written = first.len() as u64;
-                    if first.len() >= CHUNK / 4 {
-                        // Large: write as is, no copy.
-                        if let Err(e) = client.write(first).await {
-                            return End::ClientLost(e);
-                        }
-                    } else {
-                        // Small: gather what is already here into one write.
-                        let mut batch = BytesMut::from(&first[..]);
-                        while batch.len() < CHUNK {
-                            match upstream.recv().now_or_never() {
-                                Some(Recv::Data(more)) => {
-                                    counters.upstream_in(more.len());
-                                    batch.extend_from_slice(&more);
-                                }
-                                Some(other) => {
-                                    end = Some(other);
-                                    break;
-                                }
-                                None => break,
-                            }
-                        }
-                        written = batch.len() as u64;
-                        if let Err(e) = client.write(batch.freeze()).await {
-                            return End::ClientLost(e);
-                        }
-                    }
-                    if let Err(e) = client.flush().await {
-                        return End::ClientLost(e);
-                    }
-                    counters.to_client.fetch_add(written, Ordering::Relaxed);
-                    match end {
-                        Some(Recv::Closed(c)) => return End::UpstreamClosed(c),
-                        Some(Recv::Failed(e)) => return End::UpstreamLost(e),
-                        _ => {}
-                    }
-                }
-                Recv::Closed(c) => return End::UpstreamClosed(c),
-                Recv::Failed(e) => return End::UpstreamLost(e),
-            },
+            tokio::time::sleep_until(start + limits.max_duration).await
         }
+    };
+    let idle = async {
+        if limits.idle_timeout.is_zero() {
+            std::future::pending().await
+        } else {
+            activity.idle_for(limits.idle_timeout).await
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => End::Cancelled,
+        _ = max => End::MaxDuration,
+        _ = idle => End::Idle,
+        e = client_to_upstream(&mut cr, uw, limits, &activity, counters) => e,
+        e = upstream_to_client(ur, &mut cw, &activity, counters) => e,
     }
 }

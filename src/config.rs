@@ -602,7 +602,7 @@ impl Config {
                 .as_deref()
                 .map(|l| ctx.addr(&key("listen"), l))
                 .transpose()?;
-            if let Some(l) = listen {
+            if let Some(l) = listen.filter(|l| l.port() != 0) {
                 if targets.iter().any(|o| o.listen == Some(l))
                     || http
                         .as_ref()

@@ -43,6 +43,7 @@ pub struct App {
     pub ready: AtomicBool,
     next_id: AtomicU64,
     live: Mutex<HashMap<u64, Arc<LiveSession>>>,
+    live_count: tokio::sync::watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for App {
@@ -78,6 +79,7 @@ impl App {
             ready: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
+            live_count: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -87,17 +89,26 @@ impl App {
     }
 
     pub(crate) fn register(&self, s: Arc<LiveSession>) {
-        self.live
+        let mut live = self
+            .live
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(s.id, s);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.insert(s.id, s);
+        self.live_count.send_replace(live.len());
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        self.live
+        let mut live = self
+            .live
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.remove(&id);
+        self.live_count.send_replace(live.len());
+    }
+
+    /// The number of live sessions, as a watch (tests and metrics wait on it).
+    pub fn watch_sessions(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.live_count.subscribe()
     }
 
     /// The sessions running now.

@@ -178,6 +178,7 @@ fn upgrade(
         Err(reason) => return refuse(&state, StatusCode::FORBIDDEN, reason),
     };
     super::lock(&state.stats).gateway_accepted += 1;
+    state.emit(super::GatewayEvent::Accepted(instance.clone()));
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let base64_mode = answer == Some("base64");
     let task_state = state.clone();
@@ -196,7 +197,7 @@ fn upgrade(
         )
         .await;
         let name = format!("tcvnc test pattern ({instance})");
-        let result = match backend.as_ref() {
+        let result: Result<Option<Option<u16>>, String> = match backend.as_ref() {
             Some(addr) => {
                 match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
                     Ok(Ok(tcp)) => {
@@ -209,16 +210,24 @@ fn upgrade(
             }
             None => {
                 let (ours, theirs) = tokio::io::duplex(256 * 1024);
+                let password = task_state.backend_password.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = super::rfb_server::serve(theirs, &name).await {
+                    if let Err(e) =
+                        super::rfb_server::serve(theirs, &name, password.as_deref()).await
+                    {
                         tracing::debug!(error = %e, "test pattern session ended");
                     }
                 });
                 relay(ws, ours, &task_state, base64_mode, &shutdown).await
             }
         };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "gateway relay ended");
+        match result {
+            Ok(Some(code)) => task_state.emit(super::GatewayEvent::ClosedByClient(code)),
+            Ok(None) => task_state.emit(super::GatewayEvent::Ended("backend closed".into())),
+            Err(e) => {
+                tracing::debug!(error = %e, "gateway relay ended");
+                task_state.emit(super::GatewayEvent::Ended(e));
+            }
         }
     });
     let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
@@ -257,7 +266,7 @@ async fn relay<W, B>(
     state: &SimState,
     base64_mode: bool,
     shutdown: &Shutdown,
-) -> Result<(), String>
+) -> Result<Option<Option<u16>>, String>
 where
     W: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -269,66 +278,81 @@ where
             _ = shutdown.cancelled() => {}
             _ = async { while let Some(Ok(_)) = ws.next().await {} } => {}
         }
-        return Ok(());
+        return Ok(None);
     }
     let (mut br, mut bw) = tokio::io::split(backend);
+    let (mut sink, mut stream) = ws.split();
     let drop_timer = async {
         match faults.drop_after {
             Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
     };
-    let mut drop_timer = std::pin::pin!(drop_timer);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut sent: u64 = 0;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                let _ = ws.close(None).await;
-                return Ok(());
-            }
-            _ = &mut drop_timer => return Err("dropped by drop_after knob".into()),
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Binary(b))) => bw.write_all(&b).await.map_err(|e| e.to_string())?,
+    // Client → backend and backend → client run concurrently: neither blocks the other.
+    let to_backend = async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    bw.write_all(&b).await.map_err(|e| e.to_string())?
+                }
                 Some(Ok(Message::Text(t))) if base64_mode => {
                     let b = base64::engine::general_purpose::STANDARD
                         .decode(t.as_str())
                         .map_err(|e| e.to_string())?;
                     bw.write_all(&b).await.map_err(|e| e.to_string())?;
                 }
-                Some(Ok(Message::Close(_))) | None => {
+                Some(Ok(Message::Close(frame))) => {
                     let _ = bw.shutdown().await;
-                    return Ok(());
+                    return Ok(Some(frame.map(|f| u16::from(f.code))));
+                }
+                None => {
+                    let _ = bw.shutdown().await;
+                    return Ok(Some(None));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.to_string()),
-            },
-            n = br.read(&mut buf) => {
-                let n = n.map_err(|e| e.to_string())?;
-                if n == 0 {
-                    let _ = ws.close(None).await;
-                    return Ok(());
-                }
-                let mut n = n;
-                if let Some(limit) = faults.drop_after_bytes {
-                    let left = limit.saturating_sub(sent);
-                    n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
-                }
-                if n > 0 {
-                    let data = Bytes::copy_from_slice(&buf[..n]);
-                    let msg = if base64_mode {
-                        Message::text(base64::engine::general_purpose::STANDARD.encode(&data))
-                    } else {
-                        Message::Binary(data)
-                    };
-                    ws.send(msg).await.map_err(|e| e.to_string())?;
-                    sent += n as u64;
-                }
-                if faults.drop_after_bytes.is_some_and(|l| sent >= l) {
-                    // An abrupt drop: no close frame, as when a gateway dies.
-                    return Err("dropped by drop_after_bytes knob".into());
-                }
             }
         }
+    };
+    let to_client = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut sent: u64 = 0;
+        loop {
+            let n = br.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let mut n = n;
+            if let Some(limit) = faults.drop_after_bytes {
+                let left = limit.saturating_sub(sent);
+                n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
+            }
+            if n > 0 {
+                let data = Bytes::copy_from_slice(&buf[..n]);
+                let msg = if base64_mode {
+                    Message::text(base64::engine::general_purpose::STANDARD.encode(&data))
+                } else {
+                    Message::Binary(data)
+                };
+                sink.send(msg).await.map_err(|e| e.to_string())?;
+                sent += n as u64;
+            }
+            if faults.drop_after_bytes.is_some_and(|l| sent >= l) {
+                // An abrupt drop: no close frame, as when a gateway dies.
+                return Err("dropped by drop_after_bytes knob".to_owned());
+            }
+        }
+    };
+    let result = tokio::select! {
+        _ = shutdown.cancelled() => Ok(None),
+        _ = drop_timer => Err("dropped by drop_after knob".into()),
+        r = to_backend => r,
+        r = to_client => r,
+    };
+    if matches!(result, Ok(None)) {
+        if let Ok(mut ws) = sink.reunite(stream) {
+            let _ = ws.close(None).await;
+        }
     }
+    result
 }

@@ -142,6 +142,17 @@ pub struct Faults {
     pub stall: bool,
 }
 
+/// What happened to a gateway session, for tests to wait on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// A token was accepted for this instance.
+    Accepted(String),
+    /// The client (tcvnc) closed the websocket, with this close code.
+    ClosedByClient(Option<u16>),
+    /// The session ended any other way (backend closed, drop knob, error).
+    Ended(String),
+}
+
 /// Counters and logs tests read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
@@ -192,6 +203,9 @@ pub struct SimState {
     clock_offset: AtomicI64,
     identity: Mutex<IdentityConfig>,
     issued: AtomicU64,
+    events: tokio::sync::broadcast::Sender<GatewayEvent>,
+    /// VNC password the built-in test pattern demands (None: security type None).
+    pub backend_password: Option<String>,
     /// URLs per instance per minute the API hands out.
     pub url_limit: usize,
     /// API requests per second per action and SecretId.
@@ -251,6 +265,8 @@ impl SimState {
             clock_offset: AtomicI64::new(0),
             identity: Mutex::new(opts.identity.clone()),
             issued: AtomicU64::new(0),
+            events: tokio::sync::broadcast::channel(1024).0,
+            backend_password: opts.backend_password.clone(),
             url_limit: 30,
             api_limit: 10,
         }
@@ -316,6 +332,22 @@ impl SimState {
                 k.expires_at = Some(now);
             }
         }
+    }
+
+    /// Makes every minted token `by` older (tests of the 15 s validity).
+    pub fn age_tokens(&self, by: Duration) {
+        for t in lock(&self.tokens).values_mut() {
+            t.minted = t.minted.checked_sub(by).unwrap_or(t.minted);
+        }
+    }
+
+    /// Subscribes to gateway session events.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<GatewayEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn emit(&self, e: GatewayEvent) {
+        let _ = self.events.send(e);
     }
 
     /// Replaces the identity fakes.
@@ -448,6 +480,8 @@ pub struct SimOptions {
     pub identity: IdentityConfig,
     /// Where to write the gateway CA (a temp file when `None`).
     pub ca_file: Option<PathBuf>,
+    /// VNC password the built-in test pattern demands.
+    pub backend_password: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -470,6 +504,7 @@ impl Default for SimOptions {
                 ..IdentityConfig::default()
             },
             ca_file: None,
+            backend_password: None,
         }
     }
 }

@@ -41,13 +41,15 @@ pub fn pattern(x: u16, y: u16, frame: u64) -> (u8, u8, u8) {
     }
 }
 
-/// Serves one viewer on `stream` until it disconnects.
+/// Serves one viewer on `stream` until it disconnects; with `password`, VNC
+/// Authentication is required.
 ///
 /// # Errors
 /// I/O or protocol errors from the viewer.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     name: &str,
+    password: Option<&str>,
 ) -> Result<(), messages::Error> {
     let (r, w) = tokio::io::split(stream);
     let mut r = tokio::io::BufReader::new(r);
@@ -58,26 +60,43 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     r.read_exact(&mut v).await?;
     let version = Version::parse(&v)
         .ok_or_else(|| messages::Error::Protocol("client sent no RFB ProtocolVersion".into()))?;
+    let kind: u8 = if password.is_some() { 2 } else { 1 };
     match version {
-        Version::V3_3 => w.write_u32(1).await?,
+        Version::V3_3 => w.write_u32(u32::from(kind)).await?,
         Version::V3_7 | Version::V3_8 => {
-            w.write_all(&[1, 1]).await?;
+            w.write_all(&[1, kind]).await?;
             w.flush().await?;
             let choice = r.read_u8().await?;
-            if choice != 1 {
+            if choice != kind {
                 w.write_u32(1).await?;
                 if version == Version::V3_8 {
-                    messages::write_text(&mut w, "only security type None is offered").await?;
+                    messages::write_text(&mut w, "unsupported security type").await?;
                 }
                 w.flush().await?;
                 return Err(messages::Error::Protocol(format!(
                     "client chose security type {choice}"
                 )));
             }
-            if version == Version::V3_8 {
-                w.write_u32(0).await?;
-            }
         }
+    }
+    if let Some(pw) = password {
+        let challenge: [u8; 16] = rand::random();
+        w.write_all(&challenge).await?;
+        w.flush().await?;
+        let mut answer = [0u8; 16];
+        r.read_exact(&mut answer).await?;
+        let want = crate::rfb::auth::response(pw.as_bytes(), &challenge);
+        if !crate::rfb::auth::matches(&want, &answer) {
+            w.write_u32(1).await?;
+            if version == Version::V3_8 {
+                messages::write_text(&mut w, "Authentication failed").await?;
+            }
+            w.flush().await?;
+            return Err(messages::Error::Protocol("wrong password".into()));
+        }
+        w.write_u32(0).await?;
+    } else if version == Version::V3_8 {
+        w.write_u32(0).await?;
     }
     w.flush().await?;
     let _shared = r.read_u8().await?;

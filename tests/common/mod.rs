@@ -123,3 +123,261 @@ pub fn e2e_file(name: &str) -> std::path::PathBuf {
         .join("tests/e2e")
         .join(name)
 }
+
+// ---- the daemon under test ----
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tcvnc::daemon::App;
+use tcvnc::listen::Listeners;
+use tokio::net::TcpStream;
+
+/// Sections of a test config; each string is the body of that section.
+#[derive(Default, Clone)]
+pub struct Opts {
+    pub budget: &'static str,
+    pub session: &'static str,
+    pub upstream: &'static str,
+    pub http: Option<String>,
+    pub targets: String,
+}
+
+impl Opts {
+    /// One target per instance, each with its own TCP listener, and the HTTP listener.
+    pub fn targets(instances: &[&str]) -> Opts {
+        Opts {
+            http: Some(String::new()),
+            targets: instances
+                .iter()
+                .map(|i| format!("[[target]]\ninstance = \"{i}\"\nlisten = \"127.0.0.1:0\"\n"))
+                .collect(),
+            ..Opts::default()
+        }
+    }
+}
+
+pub fn config_text(sim: &SimHandle, o: &Opts) -> String {
+    let mut t = format!(
+        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{}\"\n[credentials]\nsecret_id = \"{DEMO_SECRET_ID}\"\nsecret_key = \"{DEMO_SECRET_KEY}\"\n[budget]\n{}\n[upstream]\nca_file = \"{}\"\n{}\n[session]\n{}\n",
+        sim.api_url,
+        o.budget,
+        sim.ca_file.display(),
+        o.upstream,
+        o.session
+    );
+    if let Some(h) = &o.http {
+        t.push_str(&format!("[http]\nlisten = \"127.0.0.1:0\"\n{h}\n"));
+    }
+    t.push_str(&o.targets);
+    t
+}
+
+pub struct TestDaemon {
+    pub app: std::sync::Arc<App>,
+    pub tcp: HashMap<String, SocketAddr>,
+    pub http: Option<SocketAddr>,
+    trigger: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl TestDaemon {
+    pub async fn start(sim: &SimHandle, o: &Opts) -> TestDaemon {
+        let text = config_text(sim, o);
+        let cfg = tcvnc::config::Config::parse(&text, "test.toml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let app = tcvnc::daemon::build_app(cfg, &tcvnc::cloud::credentials::Env::default())
+            .await
+            .expect("app");
+        let listeners = Listeners::bind(&app.config).await.expect("bind");
+        let tcp = listeners
+            .tcp
+            .iter()
+            .map(|(i, l)| (i.clone(), l.local_addr().expect("addr")))
+            .collect();
+        let http = listeners
+            .http
+            .as_ref()
+            .map(|l| l.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tcvnc::daemon::run(app.clone(), listeners, async move {
+            let _ = rx.await;
+        }));
+        TestDaemon {
+            app,
+            tcp,
+            http,
+            trigger: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn tcp(&self, instance: &str) -> SocketAddr {
+        self.tcp[instance]
+    }
+
+    /// Triggers shutdown and returns whether every session drained in time.
+    pub async fn stop(&mut self) -> bool {
+        if let Some(t) = self.trigger.take() {
+            let _ = t.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await.expect("run task"),
+            None => true,
+        }
+    }
+}
+
+// ---- clients ----
+
+use tcvnc::bridge::ClientIo;
+use tcvnc::rfb::handshake::RfbIo;
+use tcvnc::wsio::{Mode, WsIo};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub type TcpClient = ClientIo<TcpStream>;
+
+pub async fn tcp_client(addr: SocketAddr) -> TcpClient {
+    ClientIo::Tcp(TcpStream::connect(addr).await.expect("connect"))
+}
+
+pub type WsClient = WsIo<TcpStream>;
+
+/// Opens `ws://addr/path` with optional Origin and subprotocols.
+pub async fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+    origin: Option<&str>,
+    protocols: Option<&str>,
+) -> Result<(WsClient, Option<String>), tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{addr}{path}").into_client_request()?;
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("origin", o.parse().expect("header"));
+    }
+    if let Some(p) = protocols {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", p.parse().expect("header"));
+    }
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (ws, resp) =
+        tokio_tungstenite::client_async_with_config(req, tcp, Some(tcvnc::wsio::config())).await?;
+    let proto = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((WsIo::new(ws, Mode::Binary), proto))
+}
+
+/// A raw RFB client: `version` is what it claims; returns the desktop name, or the
+/// failure reason the server sent (`"<no reason>"` when the protocol carries none).
+pub async fn rfb_handshake<C: RfbIo>(
+    c: &mut C,
+    version: &[u8; 12],
+    password: Option<&str>,
+) -> Result<String, String> {
+    let io = |e: std::io::Error| format!("io: {e}");
+    let mut v = [0u8; 12];
+    c.read_exact(&mut v).await.map_err(io)?;
+    assert_eq!(&v, b"RFB 003.008\n", "tcvnc speaks 3.8 first");
+    c.write_all(version).await.map_err(io)?;
+    // Normalise as tcvnc does: 3.3 (and odd 3.x), 3.7, else 3.8 (3.889, 4.x, 5.x).
+    let minor: &[u8] = match (&version[4..7], &version[8..11]) {
+        (b"003", b"007") => b"007",
+        (b"003", b"008") | (b"003", b"889") => b"008",
+        (b"003", _) => b"003",
+        _ => b"008",
+    };
+    async fn reason<C: RfbIo>(c: &mut C) -> Result<String, String> {
+        let mut len = [0u8; 4];
+        c.read_exact(&mut len)
+            .await
+            .map_err(|e| format!("io: {e}"))?;
+        let mut r = vec![0u8; u32::from_be_bytes(len) as usize];
+        c.read_exact(&mut r).await.map_err(|e| format!("io: {e}"))?;
+        Ok(String::from_utf8_lossy(&r).into_owned())
+    }
+    let chosen = if minor == b"003" {
+        let mut t = [0u8; 4];
+        c.read_exact(&mut t).await.map_err(io)?;
+        match u32::from_be_bytes(t) {
+            0 => return Err(reason(c).await?),
+            n => n as u8,
+        }
+    } else {
+        let mut n = [0u8];
+        c.read_exact(&mut n).await.map_err(io)?;
+        if n[0] == 0 {
+            return Err(reason(c).await?);
+        }
+        let mut types = vec![0u8; n[0] as usize];
+        c.read_exact(&mut types).await.map_err(io)?;
+        let pick = if types.contains(&1) { 1 } else { 2 };
+        c.write_all(&[pick]).await.map_err(io)?;
+        pick
+    };
+    if chosen == 2 {
+        let mut challenge = [0u8; 16];
+        c.read_exact(&mut challenge).await.map_err(io)?;
+        let pw = password.unwrap_or("");
+        c.write_all(&tcvnc::rfb::auth::response(pw.as_bytes(), &challenge))
+            .await
+            .map_err(io)?;
+    }
+    if chosen == 2 || minor == b"008" {
+        let mut r = [0u8; 4];
+        c.read_exact(&mut r).await.map_err(io)?;
+        if u32::from_be_bytes(r) != 0 {
+            return Err(if minor == b"008" {
+                reason(c).await?
+            } else {
+                "<no reason>".into()
+            });
+        }
+    }
+    c.write_all(&[1]).await.map_err(io)?;
+    let mut head = [0u8; 24];
+    c.read_exact(&mut head).await.map_err(io)?;
+    let len = u32::from_be_bytes([head[20], head[21], head[22], head[23]]) as usize;
+    let mut name = vec![0u8; len];
+    c.read_exact(&mut name).await.map_err(io)?;
+    Ok(String::from_utf8_lossy(&name).into_owned())
+}
+
+pub const V33: &[u8; 12] = b"RFB 003.003\n";
+pub const V37: &[u8; 12] = b"RFB 003.007\n";
+pub const V38: &[u8; 12] = b"RFB 003.008\n";
+
+/// An echo server on loopback (a non-RFB backend for transparent targets).
+pub async fn echo_backend() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Waits for the next gateway event matching `pred`.
+pub async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<tcvnc::sim::GatewayEvent>,
+    pred: impl Fn(&tcvnc::sim::GatewayEvent) -> bool,
+) -> tcvnc::sim::GatewayEvent {
+    within(async {
+        loop {
+            let e = rx.recv().await.expect("event");
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+}
