@@ -81,7 +81,7 @@ impl ApiLimiter {
 
 /// A refusal: no URL for this instance within `max_wait`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("reconnect budget for {instance} used up ({per_minute} per minute): next URL in {} s", retry_after.as_secs().max(1))]
+#[error("reconnect budget for {instance} used up ({per_minute} per minute): next URL in {} s", retry_after.as_millis().div_ceil(1000).max(1))]
 pub struct Exhausted {
     /// The instance.
     pub instance: String,

@@ -462,8 +462,11 @@ where
                             {
                                 Ok(_) => a.finish(client).await.map_err(Failure::Upstream),
                                 Err(e) => {
+                                    // Tell the client here; logging and closing happen once, below.
                                     let f = Failure::Upstream(e);
-                                    refuse(client, &ClientState::Authed(a), &f).await;
+                                    if let Err(e) = a.refuse(client, &f.to_string()).await {
+                                        tracing::debug!(error = %e, "could not tell the client why");
+                                    }
                                     Err(f)
                                 }
                             }

@@ -507,3 +507,152 @@ impl Greeted {
         Err(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An in-memory peer: reads come from `input`, writes go to `output`.
+    struct Mem {
+        input: std::collections::VecDeque<u8>,
+        output: Vec<u8>,
+    }
+
+    impl Mem {
+        fn new(input: &[u8]) -> Self {
+            Mem {
+                input: input.iter().copied().collect(),
+                output: Vec::new(),
+            }
+        }
+    }
+
+    impl RfbIo for Mem {
+        async fn read_exact<'a>(&'a mut self, buf: &'a mut [u8]) -> std::io::Result<()> {
+            if self.input.len() < buf.len() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            for b in buf.iter_mut() {
+                *b = self.input.pop_front().unwrap_or_default();
+            }
+            Ok(())
+        }
+        async fn write_all<'a>(&'a mut self, data: &'a [u8]) -> std::io::Result<()> {
+            self.output.extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .map(|rt| rt.block_on(f))
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    /// A 4 GiB reason length is refused without allocating it.
+    #[test]
+    fn huge_reason_refused() {
+        let mut input = b"RFB 003.008\n".to_vec();
+        input.push(0);
+        input.extend_from_slice(&u32::MAX.to_be_bytes());
+        let mut up = Mem::new(&input);
+        let err = block_on(upstream_start(&mut up)).expect_err("refused");
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
+    /// Reasons reach each client version in its own form.
+    #[test]
+    fn refusal_forms() {
+        for (v, want) in [
+            (
+                Version::V3_3,
+                [&0u32.to_be_bytes()[..], &3u32.to_be_bytes(), b"why"].concat(),
+            ),
+            (
+                Version::V3_7,
+                [&[0u8][..], &3u32.to_be_bytes(), b"why"].concat(),
+            ),
+            (
+                Version::V3_8,
+                [&[0u8][..], &3u32.to_be_bytes(), b"why"].concat(),
+            ),
+        ] {
+            let mut c = Mem::new(&[]);
+            block_on(Greeted { version: v }.refuse(&mut c, "why")).expect("written");
+            assert_eq!(c.output, want, "{v:?}");
+        }
+        let mut c = Mem::new(&[]);
+        block_on(
+            Authenticated {
+                version: Version::V3_8,
+            }
+            .refuse(&mut c, "no"),
+        )
+        .expect("written");
+        assert_eq!(
+            c.output,
+            [&1u32.to_be_bytes()[..], &2u32.to_be_bytes(), b"no"].concat()
+        );
+        let mut c = Mem::new(&[]);
+        block_on(
+            Authenticated {
+                version: Version::V3_7,
+            }
+            .refuse(&mut c, "no"),
+        )
+        .expect("written");
+        assert_eq!(c.output, 1u32.to_be_bytes());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes from a client: greet never panics and reads at most 12 bytes.
+        #[test]
+        fn greet_never_panics(input in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut c = Mem::new(&input);
+            let r = block_on(greet(&mut c));
+            prop_assert!(input.len() - c.input.len() <= 12);
+            if let Ok(g) = r {
+                // A greeted client can always be refused.
+                block_on(g.refuse(&mut c, "x")).expect("refuse");
+            }
+        }
+
+        /// Arbitrary bytes from an upstream: the whole upstream side never panics and
+        /// never reads more than it was given plus bounded reasons.
+        #[test]
+        fn upstream_never_panics(
+            head in prop_oneof![Just(b"RFB 003.008\n".to_vec()), Just(b"RFB 003.003\n".to_vec()), Just(b"RFB 003.007\n".to_vec()), proptest::collection::vec(any::<u8>(), 12)],
+            rest in proptest::collection::vec(any::<u8>(), 0..300),
+            password in proptest::option::of("[a-z]{0,10}"),
+        ) {
+            let input = [head, rest].concat();
+            let mut up = Mem::new(&input);
+            if let Ok(offer) = block_on(upstream_start(&mut up)) {
+                prop_assert!(!offer.types.is_empty());
+                let pw = password.map(Secret::new);
+                let _ = block_on(upstream_authenticate(&mut up, &offer, pw.as_ref()));
+            }
+        }
+
+        /// Arbitrary viewer and console bytes through the full negotiation: no panic.
+        #[test]
+        fn negotiate_never_panics(
+            client_in in proptest::collection::vec(any::<u8>(), 0..64),
+            up_in in proptest::collection::vec(any::<u8>(), 0..128),
+            types in proptest::collection::vec(any::<u8>(), 1..5),
+            v in 0..3u8,
+        ) {
+            let version = [Version::V3_3, Version::V3_7, Version::V3_8][usize::from(v)];
+            let offer = UpstreamOffer { version, types };
+            let mut c = Mem::new(&client_in);
+            let mut up = Mem::new(&up_in);
+            let _ = block_on(Greeted { version }.negotiate(&mut c, &mut up, &offer, None));
+        }
+    }
+}
