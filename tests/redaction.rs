@@ -96,6 +96,20 @@ async fn no_secret_in_trace_logs() {
             secrets.push(c.secret_key.expose().to_owned());
             secrets.push(c.token.as_ref().expect("token").expose().to_owned());
         }
+        // A whole session through the daemon: mint, dial, handshake, bridge, close.
+        let mut d = TestDaemon::start(&sim, &Opts::targets(&["ins-demo0001"])).await;
+        let mut c = tcp_client(d.tcp("ins-demo0001")).await;
+        rfb_handshake(&mut c, V38, None).await.expect("session");
+        drop(c);
+        let (mut ws, _) = ws_connect(d.http.expect("http"), "/vnc/ins-demo0001", None, Some("binary")).await.expect("ws");
+        let _ = rfb_handshake(&mut ws, V38, None).await;
+        drop(ws);
+        assert!(d.stop().await);
+        for t in sim.state.minted_tokens() {
+            secrets.push(percent_encoding::utf8_percent_encode(&t, percent_encoding::NON_ALPHANUMERIC).to_string());
+            secrets.push(t);
+        }
+        secrets.push(tcvnc::sim::DEMO_SECRET_KEY.to_owned());
         sim.shutdown().await;
 
         let text = logs();

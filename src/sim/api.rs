@@ -422,7 +422,8 @@ fn describe_instances(
     )
 }
 
-/// `/_sim/faults` (GET or POST JSON), `/_sim/stats`, `/_sim/instances` (POST one instance),
+/// `/_sim/faults` (GET or POST JSON), `/_sim/stats`, `/_sim/tokens` (recently minted
+/// tokens, for replay tests), `/_sim/instances` (POST one instance),
 /// `/_sim/clock` (POST `{"offset": seconds}`): knobs for tests outside the process.
 async fn control(state: &SimState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
@@ -434,6 +435,7 @@ async fn control(state: &SimState, req: Request<Incoming>) -> Response<Body> {
     let bad = |e: serde_json::Error| http_util::text(StatusCode::BAD_REQUEST, format!("{e}\n"));
     match (method, path.as_str()) {
         (Method::GET, "/_sim/stats") => http_util::json(&json!(state.stats())),
+        (Method::GET, "/_sim/tokens") => http_util::json(&json!(state.minted_tokens())),
         (Method::GET, "/_sim/faults") => http_util::json(&json!(state.faults())),
         (Method::POST, "/_sim/faults") => match serde_json::from_slice(&body) {
             Ok(f) => {

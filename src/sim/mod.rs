@@ -341,6 +341,11 @@ impl SimState {
         }
     }
 
+    /// Every token minted in the last two minutes (tests search logs for them).
+    pub fn minted_tokens(&self) -> Vec<String> {
+        lock(&self.tokens).keys().cloned().collect()
+    }
+
     /// Subscribes to gateway session events.
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<GatewayEvent> {
         self.events.subscribe()
