@@ -438,9 +438,8 @@ async fn e2e_browser_novnc() {
     let cmp = same_pixels(&direct, &canvas).await;
     assert_eq!(cmp["equal"], true, "{cmp}");
     assert!(shot.exists());
-    assert_eq!(
-        t.log_lines("\"via\":\"ws\"").is_empty(),
-        false,
+    assert!(
+        !t.log_lines("\"via\":\"ws\"").is_empty(),
         "the session came over the websocket"
     );
 }
@@ -562,5 +561,5 @@ async fn e2e_password_passthrough() {
     .await
     .expect_err("wrong password");
     assert!(wrong.to_lowercase().contains("auth"), "{wrong}");
-    assert!(t.log_lines("passed through").len() >= 1);
+    assert!(!t.log_lines("passed through").is_empty());
 }
