@@ -59,6 +59,8 @@ struct Holder {
     since: SystemTime,
     cancel: CancellationToken,
     released: Arc<Notify>,
+    /// The holder's bridge has ended; it is only closing the connections.
+    closing: bool,
 }
 
 /// Which session holds each instance's console (consoles are exclusive terminals).
@@ -78,6 +80,23 @@ pub struct ConsoleGuard<'a> {
     consoles: &'a Consoles,
     instance: String,
     session: u64,
+}
+
+impl ConsoleGuard<'_> {
+    /// Marks the session as closing: a newcomer waits for it instead of being refused.
+    pub fn closing(&self) {
+        let mut h = self
+            .consoles
+            .holders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(x) = h
+            .get_mut(&self.instance)
+            .filter(|x| x.session == self.session)
+        {
+            x.closing = true;
+        }
+    }
 }
 
 impl Drop for ConsoleGuard<'_> {
@@ -131,6 +150,7 @@ impl Consoles {
                                 since: SystemTime::now(),
                                 cancel,
                                 released: Arc::new(Notify::new()),
+                                closing: false,
                             },
                         );
                         return Ok(ConsoleGuard {
@@ -145,11 +165,19 @@ impl Consoles {
                             holder: holder.who.clone(),
                             since: humantime::format_rfc3339_seconds(holder.since).to_string(),
                         };
-                        if policy == OnBusy::Reject || Instant::now() >= deadline {
+                        if Instant::now() >= deadline {
                             return Err(busy());
                         }
-                        tracing::info!(holder = %holder.who, "taking the console over");
-                        holder.cancel.cancel();
+                        if holder.closing {
+                            // A viewer reconnecting right after its last session ended
+                            // waits for that session to finish closing.
+                            tracing::debug!(holder = %holder.who, "waiting for the previous session to close");
+                        } else if policy == OnBusy::Reject {
+                            return Err(busy());
+                        } else {
+                            tracing::info!(holder = %holder.who, "taking the console over");
+                            holder.cancel.cancel();
+                        }
                         holder.released.clone()
                     }
                 }
@@ -358,7 +386,7 @@ where
     // 2. The console is exclusive.
     let cancel = app.shutdown.token().child_token();
     let who = format!("{peer} (session {id})");
-    let _console = match app
+    let console = match app
         .consoles
         .claim(&target.instance, id, who, cancel.clone(), target.on_busy)
         .await
@@ -537,6 +565,7 @@ where
         max_duration: app.config.session.max_duration,
     };
     let end = bridge::run(client, &mut up.io, limits, &cancel, &live.counters).await;
+    console.closing();
     close(
         client,
         &mut up.io,

@@ -239,3 +239,53 @@ async fn sim_command_prints_endpoints() {
         .expect("minted by the separate simulator");
     child.kill().await.expect("kill");
 }
+
+/// README's run command: `tcvnc demo` serves the test pattern to a native viewer and
+/// `RFB 003.008` to a websocket client (ports chosen by the OS here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_command_serves_both_listeners() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .args(["demo", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut vnc, mut ws) = (None, None);
+    while vnc.is_none() || ws.is_none() {
+        let line = within(lines.next_line())
+            .await
+            .expect("read")
+            .expect("a line");
+        if let Some(rest) = line.trim().strip_prefix("screenshot:     vncdo -s ") {
+            vnc = rest
+                .split_whitespace()
+                .next()
+                .map(|s| s.replacen("::", ":", 1));
+        }
+        if let Some(rest) = line.trim().strip_prefix("websocket:      ws://") {
+            ws = rest
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.split('/').next())
+                .map(str::to_owned);
+        }
+    }
+    let vnc: std::net::SocketAddr = vnc.expect("vnc").parse().expect("addr");
+    let ws: std::net::SocketAddr = ws.expect("ws").parse().expect("addr");
+    let mut c = tcp_client(vnc).await;
+    let name = within(rfb_handshake(&mut c, V38, None))
+        .await
+        .expect("test pattern");
+    assert_eq!(name, "tcvnc test pattern (ins-demo0001)");
+    let (mut w, _) = ws_connect(ws, "/vnc/ins-demo0002", None, Some("binary"))
+        .await
+        .expect("ws");
+    let mut v = [0u8; 12];
+    within(w.read_exact(&mut v)).await.expect("read");
+    assert_eq!(&v, b"RFB 003.008\n");
+    child.kill().await.expect("kill");
+}

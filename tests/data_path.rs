@@ -56,6 +56,12 @@ async fn tcp_payload_both_ways() {
         assert_eq!(Sha256::digest(&got), want);
         assert_eq!(sim.state.mints("ins-demo0001"), 1);
         drop((r, _w));
+        // The console is exclusive: wait until tcvnc has seen the first viewer go.
+        d.app
+            .watch_sessions()
+            .wait_for(|n| *n == 0)
+            .await
+            .expect("watch");
         // A second connection mints a second URL.
         let mut s = tokio::net::TcpStream::connect(d.tcp("ins-demo0001"))
             .await

@@ -563,3 +563,55 @@ async fn e2e_password_passthrough() {
     assert!(wrong.to_lowercase().contains("auth"), "{wrong}");
     assert!(!t.log_lines("passed through").is_empty());
 }
+
+/// Issue 4: a target with its own VNC password (password_file): vncdotool with the right
+/// password captures the screen, a wrong one fails with an authentication error, and
+/// repeated wrong tries from one peer are slowed down (1 s, then 2 s, per the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_local_password() {
+    if !e2e("e2e_local_password") {
+        return;
+    }
+    let mut q = Qemu::start(None).await;
+    let pwdir = tempfile::tempdir().expect("tmp");
+    let pw = pwdir.path().join("pw");
+    std::fs::write(&pw, "local-pw\n").expect("write");
+    let extra = format!("[[target]]\ninstance = \"ins-demo0002\"\nlisten = \"127.0.0.1:0\"\npassword_file = \"{}\"\n", pw.display());
+    let t = Tcvnc::start(&format!("127.0.0.1:{}", q.port), &extra).await;
+    q.settle(t.dir.path()).await;
+    let direct = t.dir.path().join("direct.png");
+    let via = artifacts().join("local-password-via-tcvnc.png");
+    vncdo(&q.server(), None, &direct).await.expect("direct");
+    vncdo(&t.vnc("ins-demo0002"), Some("local-pw"), &via)
+        .await
+        .expect("right password");
+    assert_eq!(same_pixels(&direct, &via).await["equal"], true);
+    for _ in 0..2 {
+        let err = vncdo(
+            &t.vnc("ins-demo0002"),
+            Some("nope"),
+            &t.dir.path().join("w.png"),
+        )
+        .await
+        .expect_err("wrong password");
+        assert!(
+            err.contains("authentication failed: wrong password"),
+            "{err}"
+        );
+    }
+    let delays: Vec<u64> = t
+        .log_lines("wrong VNC password")
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["delay_s"].as_u64())
+        .collect();
+    assert_eq!(
+        delays,
+        vec![1, 2],
+        "the second wrong try from the same peer waits longer"
+    );
+    assert_eq!(
+        t.sim_stats().await["mints"]["ins-demo0002"],
+        1,
+        "wrong passwords spend no URL"
+    );
+}
