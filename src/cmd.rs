@@ -127,6 +127,7 @@ pub async fn cloud_client(
     cfg: &Config,
     endpoint: Option<Endpoint>,
     env: &Env,
+    observer: Option<Arc<dyn crate::cloud::client::ApiObserver>>,
 ) -> Result<Arc<CloudClient>, CmdError> {
     let tls = crate::tls::client_config(None).map_err(|e| CmdError::Usage(e.to_string()))?;
     let mut opts = ChainOptions::new(tls.clone());
@@ -154,6 +155,10 @@ pub async fn cloud_client(
             ..ClientOptions::default()
         },
     )?;
+    let client = match observer {
+        Some(o) => client.with_observer(o),
+        None => client,
+    };
     Ok(Arc::new(client))
 }
 
@@ -198,7 +203,7 @@ async fn url(
     }
     let env = Env::from_process();
     let region = region_for(&cfg, instance, region, &env)?;
-    let client = cloud_client(&cfg, endpoint, &env).await?;
+    let client = cloud_client(&cfg, endpoint, &env, None).await?;
     let minted = client
         .describe_instance_vnc_url(instance, &region, &NoGate)
         .await?;
@@ -222,7 +227,7 @@ async fn check(config: Option<&Path>) -> Result<(), CmdError> {
         println!("warning: {lint}");
     }
     let env = Env::from_process();
-    let client = cloud_client(&cfg, None, &env).await?;
+    let client = cloud_client(&cfg, None, &env, None).await?;
     println!("credentials: {}", client.credentials().description());
     let mut missing = Vec::new();
     let mut regions: Vec<&str> = cfg.targets.iter().map(|t| t.region.as_str()).collect();

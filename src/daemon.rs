@@ -39,6 +39,8 @@ pub struct App {
     pub throttle: Throttle,
     /// Cancellation and task tracking for every session.
     pub shutdown: Shutdown,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Listeners bound and credentials loaded.
     pub ready: AtomicBool,
     next_id: AtomicU64,
@@ -59,7 +61,11 @@ impl App {
     ///
     /// # Errors
     /// When the upstream TLS configuration (`upstream.ca_file`) is unusable.
-    pub fn new(config: Config, cloud: Arc<CloudClient>) -> Result<App, crate::tls::Error> {
+    pub fn new(
+        config: Config,
+        cloud: Arc<CloudClient>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<App, crate::tls::Error> {
         let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())?;
         let dialer = Dialer::new(
             tls,
@@ -76,6 +82,7 @@ impl App {
             consoles: Consoles::default(),
             throttle: Throttle::new(),
             shutdown: Shutdown::new(),
+            metrics,
             ready: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
@@ -165,8 +172,9 @@ pub async fn build_app(cfg: Config, env: &Env) -> Result<Arc<App>, CmdError> {
     for lint in cfg.lints() {
         tracing::warn!("{lint}");
     }
-    let cloud = crate::cmd::cloud_client(&cfg, None, env).await?;
-    let app = App::new(cfg, cloud)
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let cloud = crate::cmd::cloud_client(&cfg, None, env, Some(metrics.clone())).await?;
+    let app = App::new(cfg, cloud, metrics)
         .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?;
     Ok(Arc::new(app))
 }

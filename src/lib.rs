@@ -23,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod http_util;
 pub mod listen;
+pub mod metrics;
 pub mod net;
 pub mod outcome;
 pub mod redact;

@@ -213,12 +213,16 @@ impl Consoles {
 struct BudgetGate<'a> {
     budget: &'a Budget,
     instance: &'a str,
+    metrics: &'a crate::metrics::Metrics,
 }
 
 impl Gate for BudgetGate<'_> {
     async fn admit(&self, attempt: u32) -> Result<(), cloud::Error> {
         let r = if attempt == 0 {
-            self.budget.take(self.instance).await
+            let t0 = Instant::now();
+            let r = self.budget.take(self.instance).await;
+            self.metrics.budget_waited(t0.elapsed().as_secs_f64());
+            r
         } else {
             self.budget.try_take(self.instance)
         };
@@ -275,6 +279,7 @@ pub async fn serve<W>(
             let failure = Failure::Capacity {
                 max: app.config.session.max_sessions,
             };
+            app.metrics.close(failure.label());
             let state = if target.transparent {
                 ClientState::Raw
             } else {
@@ -298,12 +303,17 @@ pub async fn serve<W>(
             counters: Counters::default(),
         });
         app.register(live.clone());
+        app.metrics.session_open(&target.instance);
         let summary = run(&app, &mut client, peer, &target, id, &live).await;
         app.unregister(id);
         let c = &live.counters;
+        let (up, down) = (c.to_upstream.load(Ordering::Relaxed), c.to_client.load(Ordering::Relaxed));
+        app.metrics.session_end(&target.instance, summary.outcome, up, down);
+        app.metrics.close(if summary.outcome == "ok" { summary.close } else { summary.outcome });
         tracing::info!(
-            bytes_to_upstream = c.to_upstream.load(Ordering::Relaxed),
-            bytes_to_client = c.to_client.load(Ordering::Relaxed),
+            outcome = summary.outcome,
+            bytes_to_upstream = up,
+            bytes_to_client = down,
             duration_ms = started.elapsed().as_millis() as u64,
             url_age_ms = summary.url_age.map(|d| d.as_millis() as u64),
             security = summary.security,
@@ -316,6 +326,10 @@ pub async fn serve<W>(
 }
 
 struct Summary {
+    /// `ok` once bridged, else a fixed refusal label (metrics).
+    outcome: &'static str,
+    /// Why a bridged session ended, a fixed label (metrics).
+    close: &'static str,
     url_age: Option<Duration>,
     security: &'static str,
     end: String,
@@ -333,6 +347,8 @@ where
     W: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut summary = Summary {
+        outcome: "ok",
+        close: "refused",
         url_age: None,
         security: "-",
         end: String::new(),
@@ -349,11 +365,13 @@ where
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "client handshake failed");
                 summary.end = format!("client handshake failed: {e}");
+                summary.outcome = "client_handshake";
                 return summary;
             }
             Err(_) => {
                 tracing::info!("client sent no RFB version in time");
                 summary.end = "client handshake timed out".into();
+                summary.outcome = "client_handshake";
                 return summary;
             }
         }
@@ -370,6 +388,7 @@ where
                 Ok(Ok(a)) => state = ClientState::Authed(a),
                 Ok(Err(e)) => {
                     summary.end = format!("local authentication failed: {e}");
+                    summary.outcome = "auth_failed";
                     client
                         .close(outcome::CLOSE_POLICY, "authentication failed")
                         .await;
@@ -377,6 +396,7 @@ where
                 }
                 Err(_) => {
                     summary.end = "local authentication timed out".into();
+                    summary.outcome = "client_handshake";
                     return summary;
                 }
             }
@@ -394,6 +414,7 @@ where
         Ok(g) => g,
         Err(f) => {
             summary.end = f.label().into();
+            summary.outcome = f.label();
             refuse(client, &state, &f).await;
             return summary;
         }
@@ -403,6 +424,7 @@ where
     let gate = BudgetGate {
         budget: &app.budget,
         instance: &target.instance,
+        metrics: &app.metrics,
     };
     let minted = tokio::select! {
         _ = cancel.cancelled() => Err(Failure::Shutdown),
@@ -415,10 +437,12 @@ where
             e => Failure::Cloud(e),
         }),
     };
+    app.metrics.url_mint(&target.instance, minted.is_ok());
     let minted = match minted {
         Ok(m) => m,
         Err(f) => {
             summary.end = f.label().into();
+            summary.outcome = f.label();
             refuse(client, &state, &f).await;
             return summary;
         }
@@ -436,15 +460,21 @@ where
     );
     let url_age = minted.received_at.elapsed();
     summary.url_age = Some(url_age);
+    app.metrics.url_age(url_age.as_secs_f64());
+    let dial_start = Instant::now();
     let dialed = tokio::select! {
         _ = cancel.cancelled() => Err(Failure::Shutdown),
         d = app.dialer.dial(&minted.url) => d.map_err(Failure::Dial),
     };
+    if dialed.is_ok() {
+        app.metrics.upstream_handshake(dial_start.elapsed().as_secs_f64());
+    }
     drop(minted);
     let mut up = match dialed {
         Ok(u) => u,
         Err(f) => {
             summary.end = f.label().into();
+            summary.outcome = f.label();
             refuse(client, &state, &f).await;
             return summary;
         }
@@ -463,6 +493,7 @@ where
                 Ok(x) => x,
                 Err(_) => {
                     summary.end = "upstream handshake timed out".into();
+                    summary.outcome = "upstream_handshake";
                     up.io
                         .close(outcome::CLOSE_NORMAL, "handshake timeout")
                         .await;
@@ -473,6 +504,7 @@ where
                 Err(e) => {
                     let f = Failure::Upstream(e);
                     summary.end = f.label().into();
+                    summary.outcome = f.label();
                     refuse(client, &other, &f).await;
                     up.io.close(outcome::CLOSE_NORMAL, "").await;
                     return summary;
@@ -523,6 +555,7 @@ where
         Ok(r) => r,
         Err(f) => {
             summary.end = f.label().into();
+            summary.outcome = f.label();
             up.io.close(outcome::CLOSE_NORMAL, "").await;
             return summary;
         }
@@ -540,6 +573,7 @@ where
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
         if let Err(e) = client.send(pending).await {
             summary.end = format!("client lost: {e}");
+            summary.outcome = "client_lost";
             up.io
                 .close(outcome::CLOSE_NORMAL, "viewer disconnected")
                 .await;
@@ -554,6 +588,7 @@ where
                 .fetch_add(pending.len() as u64, Ordering::Relaxed);
             if up.io.send(pending).await.is_err() {
                 summary.end = "upstream lost".into();
+                summary.outcome = "upstream_lost";
                 return summary;
             }
         }
@@ -575,7 +610,22 @@ where
     )
     .await;
     summary.end = describe(&end, app.shutdown.is_cancelled());
+    summary.close = close_label(&end, app.shutdown.is_cancelled());
     summary
+}
+
+fn close_label(end: &End, shutting_down: bool) -> &'static str {
+    match end {
+        End::ClientClosed => "viewer_closed",
+        End::ClientLost(_) => "viewer_lost",
+        End::UpstreamClosed(_) => "console_closed",
+        End::UpstreamLost(_) => "console_lost",
+        End::PingTimeout => "ping_timeout",
+        End::Idle => "idle_timeout",
+        End::MaxDuration => "max_duration",
+        End::Cancelled if shutting_down => "shutdown",
+        End::Cancelled => "taken_over",
+    }
 }
 
 fn describe(end: &End, shutting_down: bool) -> String {

@@ -24,6 +24,12 @@ const MAX_BODY: usize = 1 << 20;
 /// Longest error message kept from the cloud.
 const MAX_MESSAGE: usize = 512;
 
+/// Receives the result of every API attempt (metrics).
+pub trait ApiObserver: Send + Sync {
+    /// `code` is `None` on success, the API code, or `transport`, `http_<status>`, `parse`.
+    fn api_result(&self, action: &'static str, code: Option<&str>, seconds: f64);
+}
+
 /// A check made before every attempt: the reconnect budget for minting.
 pub trait Gate: Sync {
     /// Admits attempt number `attempt` (0 for the first), or refuses.
@@ -99,6 +105,7 @@ pub struct CloudClient {
     /// Seconds to add to the local clock (learned from `SignatureExpire`).
     clock_offset: AtomicI64,
     opts: ClientOptions,
+    observer: Option<Arc<dyn ApiObserver>>,
 }
 
 impl std::fmt::Debug for CloudClient {
@@ -154,7 +161,14 @@ impl CloudClient {
             limiter,
             clock_offset: AtomicI64::new(0),
             opts,
+            observer: None,
         })
+    }
+
+    /// Reports every attempt to `observer` (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn ApiObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The product this client calls.
@@ -271,7 +285,21 @@ impl CloudClient {
         loop {
             gate.admit(attempt).await?;
             attempt += 1;
-            let failed = match self.attempt(action, region, instance, &body, &creds).await {
+            let started = tokio::time::Instant::now();
+            let result = self.attempt(action, region, instance, &body, &creds).await;
+            if let Some(o) = &self.observer {
+                let code = match &result {
+                    Ok(_) => None,
+                    Err(f) => Some(match &f.error {
+                        Error::Api(api) => api.code.clone(),
+                        Error::Transport { .. } => "transport".to_owned(),
+                        Error::Status { status, .. } => format!("http_{status}"),
+                        _ => "parse".to_owned(),
+                    }),
+                };
+                o.api_result(action, code.as_deref(), started.elapsed().as_secs_f64());
+            }
+            let failed = match result {
                 Ok((resp, request_id)) => return Ok((resp, request_id, attempt)),
                 Err(f) => f,
             };

@@ -55,6 +55,29 @@ pub enum Kind {
     RequestRejected,
 }
 
+/// Every code the reference lists: metrics label these by name, anything else as `other`.
+pub const KNOWN_CODES: &[&str] = &[
+    "ActionOffline", "AuthFailure.InvalidAuthorization", "AuthFailure.InvalidSecretId",
+    "AuthFailure.MFAFailure", "AuthFailure.SecretIdNotFound", "AuthFailure.SignatureExpire",
+    "AuthFailure.SignatureFailure", "AuthFailure.TokenFailure", "AuthFailure.UnauthorizedOperation",
+    "DryRunOperation", "FailedOperation", "FailedOperation.InstanceOperationFailed", "InternalError",
+    "InternalError.DescribeInstanceStatus", "InvalidAction", "InvalidInstance.NotSupported",
+    "InvalidInstanceId.Malformed", "InvalidInstanceId.NotFound", "InvalidInstanceState",
+    "InvalidParameter", "InvalidParameterValue", "InvalidParameterValue.InstanceIdMalformed",
+    "InvalidRequest", "IpInBlacklist", "IpNotInWhitelist", "LimitExceeded", "MissingParameter",
+    "NoSuchProduct", "NoSuchVersion", "OperationDenied.InstanceCreating",
+    "OperationDenied.InstanceOperationInProgress", "RequestLimitExceeded",
+    "RequestLimitExceeded.GlobalRegionUinLimitExceeded", "RequestLimitExceeded.IPLimitExceeded",
+    "RequestLimitExceeded.UinLimitExceeded", "RequestSizeLimitExceeded", "ResourceInUse",
+    "ResourceInsufficient", "ResourceNotFound", "ResourceNotFound.InstanceIdNotFound",
+    "ResourceNotFound.InstanceNotFound", "ResourceUnavailable", "ResponseSizeLimitExceeded",
+    "ServiceUnavailable", "UnauthorizedOperation", "UnauthorizedOperation.MFAExpired",
+    "UnauthorizedOperation.MFANotFound", "UnknownParameter", "UnsupportedOperation",
+    "UnsupportedOperation.InvalidInstanceState", "UnsupportedOperation.LatestOperationUnfinished",
+    "UnsupportedOperation.SpecialInstanceType", "UnsupportedOperation.StoppedModeStopCharging",
+    "UnsupportedProtocol", "UnsupportedRegion",
+];
+
 /// Classifies an error code. `temporary` says whether the request used temporary
 /// credentials (with a session token): only those can be fixed by a refresh.
 pub fn classify(code: &str, temporary: bool) -> (Class, Kind) {

@@ -1,0 +1,198 @@
+//! Prometheus metrics (prometheus-client), in one struct passed by `Arc`; names are
+//! prefixed `tcvnc_`. Labels are bounded: instances come from the config, error codes
+//! from a fixed set (anything else is `other`), outcomes and close reasons are enums.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::cloud::error::KNOWN_CODES;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Instance {
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceOutcome {
+    instance: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceResult {
+    instance: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionCode {
+    action: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Action {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every metric tcvnc exports.
+pub struct Metrics {
+    registry: Registry,
+    sessions_active: Family<Instance, Gauge>,
+    sessions: Family<InstanceOutcome, Counter>,
+    url_mints: Family<InstanceResult, Counter>,
+    api_requests: Family<ActionCode, Counter>,
+    api_duration: HistogramFamily<Action>,
+    budget_remaining: Family<Instance, Gauge>,
+    budget_wait: Histogram,
+    url_age: Histogram,
+    upstream_handshake: Histogram,
+    bytes: Family<Direction, Counter>,
+    closes: Family<Reason, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tcvnc");
+        let m = Metrics {
+            sessions_active: Family::default(),
+            sessions: Family::default(),
+            url_mints: Family::default(),
+            api_requests: Family::default(),
+            api_duration: Family::new_with_constructor(latency_histogram),
+            budget_remaining: Family::default(),
+            budget_wait: latency_histogram(),
+            url_age: latency_histogram(),
+            upstream_handshake: latency_histogram(),
+            bytes: Family::default(),
+            closes: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("sessions_active", "Sessions open now, by instance", m.sessions_active.clone());
+        registry.register("sessions", "Sessions ended, by instance and outcome", m.sessions.clone());
+        registry.register("url_mints", "Console URL mint attempts, by instance and result", m.url_mints.clone());
+        registry.register("api_requests", "Cloud API requests, by action and error code (ok when none)", m.api_requests.clone());
+        registry.register("api_request_duration_seconds", "Cloud API request latency, by action", m.api_duration.clone());
+        registry.register("budget_remaining", "Console URLs left in the current 60 s window, by instance", m.budget_remaining.clone());
+        registry.register("budget_wait_seconds", "Time clients waited for reconnect budget", m.budget_wait.clone());
+        registry.register("url_age_at_dial_seconds", "Age of a console URL when it was dialled (it expires at 15 s)", m.url_age.clone());
+        registry.register("upstream_handshake_seconds", "Time to open the console websocket (TCP, TLS, upgrade)", m.upstream_handshake.clone());
+        registry.register("bytes", "Bytes relayed, by direction", m.bytes.clone());
+        registry.register("closes", "Session ends, by reason", m.closes.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// A session opened.
+    pub fn session_open(&self, instance: &str) {
+        self.sessions_active.get_or_create(&Instance { instance: instance.into() }).inc();
+    }
+
+    /// A session ended with `outcome` (`ok`, or a refusal label) after moving bytes.
+    pub fn session_end(&self, instance: &str, outcome: &str, to_upstream: u64, to_client: u64) {
+        self.sessions_active.get_or_create(&Instance { instance: instance.into() }).dec();
+        self.sessions
+            .get_or_create(&InstanceOutcome { instance: instance.into(), outcome: outcome.into() })
+            .inc();
+        self.bytes.get_or_create(&Direction { direction: "to_upstream".into() }).inc_by(to_upstream);
+        self.bytes.get_or_create(&Direction { direction: "to_client".into() }).inc_by(to_client);
+    }
+
+    /// A mint attempt for `instance` succeeded or failed.
+    pub fn url_mint(&self, instance: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.url_mints
+            .get_or_create(&InstanceResult { instance: instance.into(), result: result.into() })
+            .inc();
+    }
+
+    /// Time spent waiting for budget.
+    pub fn budget_waited(&self, seconds: f64) {
+        self.budget_wait.observe(seconds);
+    }
+
+    /// A URL's age when dialled.
+    pub fn url_age(&self, seconds: f64) {
+        self.url_age.observe(seconds);
+    }
+
+    /// How long the upstream dial took.
+    pub fn upstream_handshake(&self, seconds: f64) {
+        self.upstream_handshake.observe(seconds);
+    }
+
+    /// Why a session ended (a fixed label).
+    pub fn close(&self, reason: &'static str) {
+        self.closes.get_or_create(&Reason { reason: reason.into() }).inc();
+    }
+
+    /// Sets the budget gauge of `instance`.
+    pub fn set_budget(&self, instance: &str, remaining: u32) {
+        self.budget_remaining
+            .get_or_create(&Instance { instance: instance.into() })
+            .set(i64::from(remaining));
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl crate::cloud::client::ApiObserver for Metrics {
+    fn api_result(&self, action: &'static str, code: Option<&str>, seconds: f64) {
+        let code = match code {
+            None => "ok",
+            Some(c) if KNOWN_CODES.contains(&c) => c,
+            Some(c) if c.starts_with("UnsupportedOperation.InstanceState") => "UnsupportedOperation.InstanceState",
+            Some(c) if c.starts_with("transport") || c.starts_with("http_") || c == "parse" => c,
+            Some(_) => "other",
+        };
+        self.api_requests
+            .get_or_create(&ActionCode { action: action.into(), code: code.into() })
+            .inc();
+        self.api_duration.get_or_create(&Action { action: action.into() }).observe(seconds);
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;
