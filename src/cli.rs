@@ -91,6 +91,19 @@ pub enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Probe a health URL (exit 0 when it answers 200): the container HEALTHCHECK.
+    Health {
+        /// e.g. http://127.0.0.1:6080/healthz
+        #[arg(default_value = "http://127.0.0.1:6080/healthz")]
+        url: String,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// One-shot: listen on a free local port, start a viewer, exit after it.
     Connect {
         /// Instance id.

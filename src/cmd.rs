@@ -110,6 +110,18 @@ pub async fn run(cmd: Command) -> Result<(), CmdError> {
             endpoint,
         } => url(&instance, region, config.as_deref(), endpoint.as_deref()).await,
         Command::Check { config } => check(config.as_deref()).await,
+        Command::Health { url } => health(&url).await,
+        Command::Completions { shell } => {
+            let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "tcvnc", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| CmdError::Other(format!("cannot write the man page: {e}")))
+        }
         Command::Connect {
             instance,
             region,
@@ -210,6 +222,38 @@ async fn url(
     tracing::info!(instance, request_id = %minted.request_id, url = %minted.url.redacted(), "console URL minted; it is valid for 15 s and works once");
     println!("{}", minted.url.console_url().expose());
     Ok(())
+}
+
+/// GET `url` (plain http) and succeed on 200; used as a container health check.
+async fn health(url: &str) -> Result<(), CmdError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| CmdError::Usage(format!("{url:?}: only http:// URLs are probed")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(authority).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        let mut head = vec![0u8; 64];
+        let n = s.read(&mut head).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), probe).await {
+        Ok(Ok(head)) if head.starts_with("HTTP/1.1 200") => Ok(()),
+        Ok(Ok(head)) => Err(CmdError::Other(format!(
+            "{url}: {}",
+            head.lines().next().unwrap_or("no answer")
+        ))),
+        Ok(Err(e)) => Err(CmdError::Other(format!("{url}: {e}"))),
+        Err(_) => Err(CmdError::Other(format!("{url}: no answer within 3 s"))),
+    }
 }
 
 async fn check(config: Option<&Path>) -> Result<(), CmdError> {

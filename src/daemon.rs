@@ -141,11 +141,17 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         app.shutdown.spawn(listen::http::serve(app.clone(), l));
     }
     app.ready.store(true, Ordering::Relaxed);
+    crate::systemd::notify_ready(app.live_sessions().len());
+    if let Some(interval) = crate::systemd::watchdog_interval() {
+        let sd = app.shutdown.clone();
+        app.shutdown.spawn(crate::systemd::watchdog(interval, sd));
+    }
     tokio::select! {
         _ = shutdown => {}
         _ = app.shutdown.cancelled() => {}
     }
     app.ready.store(false, Ordering::Relaxed);
+    crate::systemd::notify_stopping();
     let live = app.live_sessions().len();
     tracing::info!(
         sessions = live,
@@ -183,7 +189,7 @@ async fn bind_and_run(
     app: Arc<App>,
     extra: impl FnOnce(&[(String, SocketAddr)]),
 ) -> Result<(), CmdError> {
-    let listeners = Listeners::bind(&app.config)
+    let listeners = Listeners::inherit_or_bind(&app.config)
         .await
         .map_err(|e| CmdError::Other(e.to_string()))?;
     let addrs = listeners.addresses();
@@ -285,17 +291,108 @@ pub async fn demo_command(
     result
 }
 
-/// `tcvnc connect`.
+/// The viewer to start: `--viewer`, `$VNC_VIEWER`, else the first of TigerVNC
+/// `vncviewer`, `gvncviewer`, `remmina` found on `PATH`.
+fn pick_viewer(flag: Option<String>, env: &Env) -> Option<String> {
+    if let Some(v) = flag.or_else(|| env.get("VNC_VIEWER").map(str::to_owned)) {
+        return Some(v);
+    }
+    let path = env
+        .get("PATH")
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .to_owned();
+    for (bin, template) in [
+        ("vncviewer", "vncviewer {}"),
+        ("gvncviewer", "gvncviewer {}"),
+        ("remmina", "remmina -c vnc://{}"),
+    ] {
+        if path.split(':').any(|d| Path::new(d).join(bin).is_file()) {
+            return Some(template.to_owned());
+        }
+    }
+    None
+}
+
+/// `tcvnc connect`: a one-shot local listener for one instance and a viewer on it; exits
+/// when the viewer exits (or on Ctrl-C when no viewer was found).
 ///
 /// # Errors
-/// Not available yet.
+/// Config (64), credentials (69) or listener (1) problems.
 pub async fn connect_command(
-    _instance: &str,
-    _region: Option<String>,
-    _viewer: Option<String>,
-    _config: Option<&Path>,
+    instance: &str,
+    region: Option<String>,
+    viewer: Option<String>,
+    config: Option<&Path>,
 ) -> Result<(), CmdError> {
-    Err(CmdError::Other(
-        "connect is not available yet; use serve with a [[target]] listen address".into(),
-    ))
+    let env = Env::from_process();
+    let mut cfg = Config::locate(config)?.unwrap_or_else(Config::defaults);
+    if !crate::cloud::instance_id_valid(cfg.cloud.product, instance) {
+        return Err(CmdError::Usage(format!(
+            "'{instance}' is not a valid {} instance ID: expected {}xxxxxxxx",
+            cfg.cloud.product.service(),
+            cfg.cloud.product.id_prefix()
+        )));
+    }
+    let region = region
+        .or_else(|| cfg.target(instance).map(|t| t.region.clone()))
+        .or_else(|| cfg.cloud.region.clone())
+        .or_else(|| env.get("TENCENTCLOUD_REGION").map(str::to_owned))
+        .ok_or_else(|| CmdError::Usage(format!("no region for {instance}: pass --region")))?;
+    let base = cfg.target(instance).cloned();
+    cfg.targets = vec![crate::config::Target {
+        instance: instance.to_owned(),
+        region,
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..base.unwrap_or(crate::config::Target {
+            instance: String::new(),
+            region: String::new(),
+            listen: None,
+            on_busy: crate::config::OnBusy::Reject,
+            password: None,
+            upstream_password: None,
+            transparent: false,
+        })
+    }];
+    cfg.http = None;
+    let app = build_app(cfg, &env).await?;
+    let listeners = Listeners::bind(&app.config)
+        .await
+        .map_err(|e| CmdError::Other(e.to_string()))?;
+    let addr = listeners
+        .addresses()
+        .first()
+        .map(|(_, a)| *a)
+        .ok_or_else(|| CmdError::Other("no listener".into()))?;
+    let target = format!("{}::{}", addr.ip(), addr.port());
+    let command = pick_viewer(viewer, &env).map(|t| {
+        if t.contains("{}") {
+            t.replace("{}", &target)
+        } else {
+            format!("{t} {target}")
+        }
+    });
+    let stop: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match command {
+        Some(cmd) => {
+            println!("tcvnc connect: {instance} on {target}; starting: {cmd}");
+            let mut child = tokio::process::Command::new("sh")
+                .args(["-c", &cmd])
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| CmdError::Other(format!("cannot start the viewer {cmd:?}: {e}")))?;
+            Box::pin(async move {
+                tokio::select! {
+                    status = child.wait() => {
+                        tracing::info!(?status, "viewer exited");
+                    }
+                    _ = crate::shutdown::signal() => {}
+                }
+            })
+        }
+        None => {
+            println!("tcvnc connect: no viewer found (set --viewer or VNC_VIEWER); point one at {target}; Ctrl-C to stop");
+            Box::pin(crate::shutdown::signal())
+        }
+    };
+    run(app, listeners, stop).await;
+    Ok(())
 }

@@ -31,6 +31,7 @@ pub mod rfb;
 pub mod session;
 pub mod shutdown;
 pub mod sim;
+pub mod systemd;
 pub mod tls;
 pub mod upstream;
 pub mod wsio;

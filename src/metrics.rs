@@ -104,15 +104,51 @@ impl Metrics {
             closes: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("sessions_active", "Sessions open now, by instance", m.sessions_active.clone());
-        registry.register("sessions", "Sessions ended, by instance and outcome", m.sessions.clone());
-        registry.register("url_mints", "Console URL mint attempts, by instance and result", m.url_mints.clone());
-        registry.register("api_requests", "Cloud API requests, by action and error code (ok when none)", m.api_requests.clone());
-        registry.register("api_request_duration_seconds", "Cloud API request latency, by action", m.api_duration.clone());
-        registry.register("budget_remaining", "Console URLs left in the current 60 s window, by instance", m.budget_remaining.clone());
-        registry.register("budget_wait_seconds", "Time clients waited for reconnect budget", m.budget_wait.clone());
-        registry.register("url_age_at_dial_seconds", "Age of a console URL when it was dialled (it expires at 15 s)", m.url_age.clone());
-        registry.register("upstream_handshake_seconds", "Time to open the console websocket (TCP, TLS, upgrade)", m.upstream_handshake.clone());
+        registry.register(
+            "sessions_active",
+            "Sessions open now, by instance",
+            m.sessions_active.clone(),
+        );
+        registry.register(
+            "sessions",
+            "Sessions ended, by instance and outcome",
+            m.sessions.clone(),
+        );
+        registry.register(
+            "url_mints",
+            "Console URL mint attempts, by instance and result",
+            m.url_mints.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Cloud API requests, by action and error code (ok when none)",
+            m.api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Cloud API request latency, by action",
+            m.api_duration.clone(),
+        );
+        registry.register(
+            "budget_remaining",
+            "Console URLs left in the current 60 s window, by instance",
+            m.budget_remaining.clone(),
+        );
+        registry.register(
+            "budget_wait_seconds",
+            "Time clients waited for reconnect budget",
+            m.budget_wait.clone(),
+        );
+        registry.register(
+            "url_age_at_dial_seconds",
+            "Age of a console URL when it was dialled (it expires at 15 s)",
+            m.url_age.clone(),
+        );
+        registry.register(
+            "upstream_handshake_seconds",
+            "Time to open the console websocket (TCP, TLS, upgrade)",
+            m.upstream_handshake.clone(),
+        );
         registry.register("bytes", "Bytes relayed, by direction", m.bytes.clone());
         registry.register("closes", "Session ends, by reason", m.closes.clone());
         Metrics { registry, ..m }
@@ -120,24 +156,46 @@ impl Metrics {
 
     /// A session opened.
     pub fn session_open(&self, instance: &str) {
-        self.sessions_active.get_or_create(&Instance { instance: instance.into() }).inc();
+        self.sessions_active
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .inc();
     }
 
     /// A session ended with `outcome` (`ok`, or a refusal label) after moving bytes.
     pub fn session_end(&self, instance: &str, outcome: &str, to_upstream: u64, to_client: u64) {
-        self.sessions_active.get_or_create(&Instance { instance: instance.into() }).dec();
+        self.sessions_active
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .dec();
         self.sessions
-            .get_or_create(&InstanceOutcome { instance: instance.into(), outcome: outcome.into() })
+            .get_or_create(&InstanceOutcome {
+                instance: instance.into(),
+                outcome: outcome.into(),
+            })
             .inc();
-        self.bytes.get_or_create(&Direction { direction: "to_upstream".into() }).inc_by(to_upstream);
-        self.bytes.get_or_create(&Direction { direction: "to_client".into() }).inc_by(to_client);
+        self.bytes
+            .get_or_create(&Direction {
+                direction: "to_upstream".into(),
+            })
+            .inc_by(to_upstream);
+        self.bytes
+            .get_or_create(&Direction {
+                direction: "to_client".into(),
+            })
+            .inc_by(to_client);
     }
 
     /// A mint attempt for `instance` succeeded or failed.
     pub fn url_mint(&self, instance: &str, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.url_mints
-            .get_or_create(&InstanceResult { instance: instance.into(), result: result.into() })
+            .get_or_create(&InstanceResult {
+                instance: instance.into(),
+                result: result.into(),
+            })
             .inc();
     }
 
@@ -158,13 +216,19 @@ impl Metrics {
 
     /// Why a session ended (a fixed label).
     pub fn close(&self, reason: &'static str) {
-        self.closes.get_or_create(&Reason { reason: reason.into() }).inc();
+        self.closes
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Sets the budget gauge of `instance`.
     pub fn set_budget(&self, instance: &str, remaining: u32) {
         self.budget_remaining
-            .get_or_create(&Instance { instance: instance.into() })
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
             .set(i64::from(remaining));
     }
 
@@ -183,14 +247,23 @@ impl crate::cloud::client::ApiObserver for Metrics {
         let code = match code {
             None => "ok",
             Some(c) if KNOWN_CODES.contains(&c) => c,
-            Some(c) if c.starts_with("UnsupportedOperation.InstanceState") => "UnsupportedOperation.InstanceState",
+            Some(c) if c.starts_with("UnsupportedOperation.InstanceState") => {
+                "UnsupportedOperation.InstanceState"
+            }
             Some(c) if c.starts_with("transport") || c.starts_with("http_") || c == "parse" => c,
             Some(_) => "other",
         };
         self.api_requests
-            .get_or_create(&ActionCode { action: action.into(), code: code.into() })
+            .get_or_create(&ActionCode {
+                action: action.into(),
+                code: code.into(),
+            })
             .inc();
-        self.api_duration.get_or_create(&Action { action: action.into() }).observe(seconds);
+        self.api_duration
+            .get_or_create(&Action {
+                action: action.into(),
+            })
+            .observe(seconds);
     }
 }
 

@@ -307,9 +307,17 @@ pub async fn serve<W>(
         let summary = run(&app, &mut client, peer, &target, id, &live).await;
         app.unregister(id);
         let c = &live.counters;
-        let (up, down) = (c.to_upstream.load(Ordering::Relaxed), c.to_client.load(Ordering::Relaxed));
-        app.metrics.session_end(&target.instance, summary.outcome, up, down);
-        app.metrics.close(if summary.outcome == "ok" { summary.close } else { summary.outcome });
+        let (up, down) = (
+            c.to_upstream.load(Ordering::Relaxed),
+            c.to_client.load(Ordering::Relaxed),
+        );
+        app.metrics
+            .session_end(&target.instance, summary.outcome, up, down);
+        app.metrics.close(if summary.outcome == "ok" {
+            summary.close
+        } else {
+            summary.outcome
+        });
         tracing::info!(
             outcome = summary.outcome,
             bytes_to_upstream = up,
@@ -323,6 +331,23 @@ pub async fn serve<W>(
     }
     .instrument(span)
     .await;
+}
+
+/// A handshake phase ended by its time limit or by shutdown.
+#[derive(Debug)]
+struct Stopped;
+
+/// Runs one handshake phase, bounded by `limit` and by shutdown, so that draining never
+/// waits for a client that stalls mid-handshake.
+async fn bounded<T>(
+    app: &App,
+    limit: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Stopped> {
+    tokio::select! {
+        _ = app.shutdown.cancelled() => Err(Stopped),
+        r = tokio::time::timeout(limit, fut) => r.map_err(|_| Stopped),
+    }
 }
 
 struct Summary {
@@ -357,7 +382,7 @@ where
     // 1. RFB greeting and local authentication, before anything is spent.
     let mut state = ClientState::Raw;
     if !target.transparent {
-        match tokio::time::timeout(hs_timeout, handshake::greet(client)).await {
+        match bounded(app, hs_timeout, handshake::greet(client)).await {
             Ok(Ok(g)) => {
                 tracing::debug!(version = ?g.version, "client greeted");
                 state = ClientState::Greeted(g);
@@ -379,7 +404,8 @@ where
             let ClientState::Greeted(g) = std::mem::replace(&mut state, ClientState::Raw) else {
                 unreachable!()
             };
-            match tokio::time::timeout(
+            match bounded(
+                app,
                 hs_timeout,
                 g.authenticate(client, pw, &app.throttle, peer.ip()),
             )
@@ -467,7 +493,8 @@ where
         d = app.dialer.dial(&minted.url) => d.map_err(Failure::Dial),
     };
     if dialed.is_ok() {
-        app.metrics.upstream_handshake(dial_start.elapsed().as_secs_f64());
+        app.metrics
+            .upstream_handshake(dial_start.elapsed().as_secs_f64());
     }
     drop(minted);
     let mut up = match dialed {
@@ -489,7 +516,7 @@ where
                 let offer = handshake::upstream_start(&mut up.io).await;
                 (offer, other)
             };
-            let (offer, other) = match tokio::time::timeout(hs_timeout, hs).await {
+            let (offer, other) = match bounded(app, hs_timeout, hs).await {
                 Ok(x) => x,
                 Err(_) => {
                     summary.end = "upstream handshake timed out".into();

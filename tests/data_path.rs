@@ -594,3 +594,81 @@ async fn slow_client_bounded_memory() {
     })
     .await;
 }
+
+/// A viewer like noVNC over the websocket: set a pixel format and encodings, take a full
+/// update, then many incremental ones; every message is well framed and every pixel of
+/// the full update matches the pattern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_viewer_gets_well_framed_updates() {
+    within(async {
+        let sim = sim().await;
+        let mut d = TestDaemon::start(&sim, &Opts::targets(&["ins-demo0001"])).await;
+        let (mut ws, _) = ws_connect(d.http.expect("http"), "/vnc/ins-demo0001", None, None)
+            .await
+            .expect("ws");
+        rfb_handshake(&mut ws, V38, None).await.expect("handshake");
+        // noVNC's pixel format: 32 bpp, depth 24, little endian, red shift 0.
+        let mut spf = vec![
+            0u8, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0,
+        ];
+        spf.extend_from_slice(&[2, 0, 0, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x21]);
+        ws.send(Bytes::from(spf)).await.expect("spf+encodings");
+        for i in 0..12u32 {
+            let incremental = u8::from(i > 0);
+            ws.send(Bytes::from(vec![
+                3,
+                incremental,
+                0,
+                0,
+                0,
+                0,
+                2,
+                128,
+                1,
+                224,
+            ]))
+            .await
+            .expect("fbur");
+            let mut head = [0u8; 4];
+            ws.read_exact(&mut head).await.expect("head");
+            assert_eq!(
+                head[0], 0,
+                "update {i}: FramebufferUpdate expected, got type {}",
+                head[0]
+            );
+            let n = u16::from_be_bytes([head[2], head[3]]);
+            for _ in 0..n {
+                let mut r = [0u8; 12];
+                ws.read_exact(&mut r).await.expect("rect");
+                let (x, y, w, h) = (
+                    u16::from_be_bytes([r[0], r[1]]),
+                    u16::from_be_bytes([r[2], r[3]]),
+                    u16::from_be_bytes([r[4], r[5]]),
+                    u16::from_be_bytes([r[6], r[7]]),
+                );
+                assert_eq!(&r[8..], &[0, 0, 0, 0], "raw encoding");
+                assert!(
+                    x + w <= 640 && y + h <= 480,
+                    "update {i}: rect {x},{y} {w}x{h}"
+                );
+                let mut px = vec![0u8; usize::from(w) * usize::from(h) * 4];
+                ws.read_exact(&mut px).await.expect("pixels");
+                if i == 0 {
+                    // Red is the low byte in this format; the bars at y=10 are the pattern's.
+                    for bx in (0..640u16).step_by(80) {
+                        let off = (10 * 640 + usize::from(bx) + 5) * 4;
+                        let want = tcvnc::sim::rfb_server::pattern(bx + 5, 10, 0);
+                        assert_eq!(
+                            (px[off], px[off + 1], px[off + 2]),
+                            want,
+                            "pixel at {bx},10"
+                        );
+                    }
+                }
+            }
+        }
+        drop(ws);
+        assert!(d.stop().await);
+    })
+    .await;
+}

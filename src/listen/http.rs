@@ -131,12 +131,15 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
     }
     if path == "/metrics" {
         for t in &app.config.targets {
-            app.metrics.set_budget(&t.instance, app.budget.remaining(&t.instance));
+            app.metrics
+                .set_budget(&t.instance, app.budget.remaining(&t.instance));
         }
         let mut r = http_util::text(StatusCode::OK, app.metrics.encode());
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            http::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
         );
         return r;
     }

@@ -52,6 +52,53 @@ async fn bind(addr: SocketAddr, what: String) -> Result<TcpListener, BindError> 
 }
 
 impl Listeners {
+    /// Takes the listeners systemd passed (socket activation: `LISTEN_FDS`, matched by
+    /// `LISTEN_FDNAMES` to a target's instance id or to `http`), and binds the rest.
+    ///
+    /// # Errors
+    /// An inherited socket that matches nothing, or a listener that cannot be bound.
+    pub async fn inherit_or_bind(cfg: &Config) -> Result<Listeners, BindError> {
+        let inherited = crate::systemd::inherited_listeners().map_err(|cause| BindError {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            what: "socket activation".into(),
+            cause,
+        })?;
+        let mut tcp = Vec::new();
+        let mut http = None;
+        for (name, l) in inherited {
+            let l = TcpListener::from_std(l).map_err(|e| BindError {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                what: format!("inherited socket {name}"),
+                cause: e.to_string(),
+            })?;
+            if name == "http" && cfg.http.is_some() {
+                http = Some(l);
+            } else if cfg.target(&name).is_some() {
+                tcp.push((name, l));
+            } else {
+                return Err(BindError {
+                    addr: l.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                    what: format!("inherited socket {name:?}"),
+                    cause: "its FileDescriptorName= matches no [[target]] instance and is not \"http\" (with [http] configured)".into(),
+                });
+            }
+        }
+        for t in &cfg.targets {
+            if let Some(addr) = t.listen {
+                if !tcp.iter().any(|(i, _)| i == &t.instance) {
+                    tcp.push((
+                        t.instance.clone(),
+                        bind(addr, format!("target {}", t.instance)).await?,
+                    ));
+                }
+            }
+        }
+        if let (None, Some(h)) = (&http, &cfg.http) {
+            http = Some(bind(h.listen, "http".into()).await?);
+        }
+        Ok(Listeners { tcp, http })
+    }
+
     /// Binds every listener the config asks for.
     ///
     /// # Errors

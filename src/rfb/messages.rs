@@ -143,7 +143,9 @@ impl PixelFormat {
         }
     }
 
-    /// Appends one pixel of colour `(r, g, b)` (0–255 each) in this format.
+    /// Appends one pixel of colour `(r, g, b)` (0–255 each) in this format. Bits that
+    /// no channel uses (the padding byte of 32 bpp) are set: RFB leaves them undefined,
+    /// and noVNC 1.3's Raw decoder takes them as alpha (0 would draw nothing).
     pub fn push_pixel(&self, out: &mut Vec<u8>, r: u8, g: u8, b: u8) {
         let scale = |c: u8, max: u16| u32::from(c) * u32::from(max) / 255;
         let v = scale(r, self.red_max)
@@ -155,6 +157,15 @@ impl PixelFormat {
             | scale(b, self.blue_max)
                 .checked_shl(u32::from(self.blue_shift))
                 .unwrap_or(0);
+        let used = |max: u16, shift: u8| u32::from(max).checked_shl(u32::from(shift)).unwrap_or(0);
+        let used = used(self.red_max, self.red_shift)
+            | used(self.green_max, self.green_shift)
+            | used(self.blue_max, self.blue_shift);
+        let v = if self.bits_per_pixel == 32 {
+            v | !used
+        } else {
+            v
+        };
         match (self.bits_per_pixel, self.big_endian) {
             (8, _) => out.push(v as u8),
             (16, true) => out.extend_from_slice(&(v as u16).to_be_bytes()),
@@ -392,7 +403,7 @@ mod tests {
         assert_eq!(PixelFormat::from_bytes(&pf.to_bytes()), pf);
         let mut out = Vec::new();
         pf.push_pixel(&mut out, 0x12, 0x34, 0x56);
-        assert_eq!(out, [0x56, 0x34, 0x12, 0]);
+        assert_eq!(out, [0x56, 0x34, 0x12, 0xff], "padding bits set");
         let rgb565 = PixelFormat {
             bits_per_pixel: 16,
             depth: 16,

@@ -1,0 +1,36 @@
+// Opens tcvnc's browser console page (GET /) in Debian's headless Chromium, checks that
+// it lists the targets, follows the link of the first one into noVNC and waits until the
+// console is drawn. Usage: node console_page.mjs BASE_URL SCREENSHOT_PNG
+import { chromium } from 'playwright-core';
+
+const [, , base, shotOut] = process.argv;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+let status = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1024, height: 640 } });
+  await page.goto(base + '/');
+  const rows = await page.$$eval('table tr td:first-child code', (cs) => cs.map((c) => c.textContent));
+  await page.click('tr:has(code:text-is("ins-demo0001")) a');
+  await page.waitForFunction(() => {
+    const c = document.querySelector('canvas');
+    if (!c || c.width < 100) return false;
+    // The full first update is drawn once the last rows (the grey ramp's white end) are.
+    const d = c.getContext('2d').getImageData(c.width - 10, c.height - 5, 1, 1).data;
+    return d[0] > 200;
+  }, null, { timeout: 30000 });
+  const size = await page.evaluate(() => { const c = document.querySelector('canvas'); return [c.width, c.height]; });
+  const statusText = await page.evaluate(() => document.getElementById('noVNC_status')?.textContent || '');
+  await page.screenshot({ path: shotOut });
+  console.log(JSON.stringify({ ok: true, rows, size, status: statusText, url: page.url() }));
+} catch (e) {
+  console.log(JSON.stringify({ ok: false, error: String(e) }));
+  status = 1;
+} finally {
+  await browser.close();
+}
+process.exit(status);
