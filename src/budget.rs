@@ -79,6 +79,58 @@ impl ApiLimiter {
     }
 }
 
+/// New connections per client address: a GCRA limit (burst of a sixth of the minute's
+/// allowance) against scanners and reconnect storms from one host.
+pub struct PeerLimiter {
+    limiter:
+        RateLimiter<std::net::IpAddr, DefaultKeyedStateStore<std::net::IpAddr>, TokioClock, NoOp>,
+    per_minute: u32,
+}
+
+#[allow(clippy::disallowed_types)] // the middleware is parameterised by the clock's instant type
+type NoOp = governor::middleware::NoOpMiddleware<std::time::Instant>;
+
+impl std::fmt::Debug for PeerLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLimiter")
+            .field("per_minute", &self.per_minute)
+            .finish()
+    }
+}
+
+impl PeerLimiter {
+    /// `per_minute` connections per address, bursts of up to a sixth of that.
+    pub fn new(per_minute: NonZeroU32) -> Self {
+        let burst = NonZeroU32::new((per_minute.get() / 6).max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        PeerLimiter {
+            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), TokioClock),
+            per_minute: per_minute.get(),
+        }
+    }
+
+    /// Admits one connection from `ip`, or says how long until the next is allowed.
+    ///
+    /// # Errors
+    /// The wait, when over the limit.
+    pub fn check(&self, ip: std::net::IpAddr) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&ip)
+            .map_err(|nu| nu.wait_time_from(TokioClock.now()))
+    }
+
+    /// The configured rate.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Forgets addresses that are back within their allowance (bounded memory).
+    pub fn shrink(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
 /// A refusal: no URL for this instance within `max_wait`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("reconnect budget for {instance} used up ({per_minute} per minute): next URL in {} s", retry_after.as_millis().div_ceil(1000).max(1))]

@@ -114,6 +114,7 @@ struct RawSession {
     handshake_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     shutdown_grace: Option<Duration>,
+    connections_per_peer_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +220,8 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for sessions to end.
     pub shutdown_grace: Duration,
+    /// New connections one client address may open per minute (both listeners).
+    pub connections_per_peer_per_minute: NonZeroU32,
 }
 
 /// One `[[target]]`.
@@ -346,10 +349,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let key = e
                 .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].lines().count().max(1);
-                    format!("line {line}")
-                })
+                .map(|s| key_at(text, s.start))
                 .unwrap_or_else(|| "-".into());
             ctx.err(key, e.message().to_owned())
         })?;
@@ -565,6 +565,15 @@ impl Config {
                 .session
                 .shutdown_grace
                 .unwrap_or(Duration::from_secs(10)),
+            connections_per_peer_per_minute: NonZeroU32::new(
+                raw.session.connections_per_peer_per_minute.unwrap_or(600),
+            )
+            .ok_or_else(|| {
+                ctx.err(
+                    "session.connections_per_peer_per_minute",
+                    "must be at least 1",
+                )
+            })?,
         };
 
         let mut targets: Vec<Target> = Vec::new();
@@ -687,6 +696,38 @@ impl Config {
     /// The target for `instance`.
     pub fn target(&self, instance: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.instance == instance)
+    }
+}
+
+/// `line N (section.key)` for the byte offset of a TOML error: the line, and the dotted
+/// key written on it when there is one.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text[start..].lines().next().unwrap_or_default();
+    let mut section = String::new();
+    let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for l in text[..start].lines() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            let n = arrays.entry(name.trim().to_owned()).or_insert(0);
+            section = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+        }
+    }
+    match line.split_once('=') {
+        Some((k, _)) if !k.trim().is_empty() && !line.trim_start().starts_with('[') => {
+            let k = k.trim();
+            if section.is_empty() {
+                format!("line {line_no} ({k})")
+            } else {
+                format!("line {line_no} ({section}.{k})")
+            }
+        }
+        _ => format!("line {line_no}"),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct App {
     pub sessions: Arc<Semaphore>,
     /// Failed-password back-off per peer.
     pub throttle: Throttle,
+    /// New connections per client address.
+    pub peer_limiter: crate::budget::PeerLimiter,
     /// Cancellation and task tracking for every session.
     pub shutdown: Shutdown,
     /// Prometheus metrics.
@@ -76,6 +78,9 @@ impl App {
         Ok(App {
             budget: Budget::new(config.budget.reconnects_per_minute, config.budget.max_wait),
             sessions: Arc::new(Semaphore::new(config.session.max_sessions)),
+            peer_limiter: crate::budget::PeerLimiter::new(
+                config.session.connections_per_peer_per_minute,
+            ),
             config,
             cloud,
             dialer,
@@ -140,6 +145,16 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     if let Some(l) = listeners.http {
         app.shutdown.spawn(listen::http::serve(app.clone(), l));
     }
+    let housekeeping = app.clone();
+    app.shutdown.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = housekeeping.shutdown.cancelled() => return,
+                _ = tick.tick() => housekeeping.peer_limiter.shrink(),
+            }
+        }
+    });
     app.ready.store(true, Ordering::Relaxed);
     crate::systemd::notify_ready(app.live_sessions().len());
     if let Some(interval) = crate::systemd::watchdog_interval() {

@@ -26,6 +26,16 @@ pub enum Failure {
         /// The limit.
         max: usize,
     },
+    /// One client address opened too many connections.
+    #[error("too many connections from {peer} (more than {per_minute} per minute): wait {} s", retry_after.as_millis().div_ceil(1000).max(1))]
+    PeerRate {
+        /// The address.
+        peer: std::net::IpAddr,
+        /// The configured limit.
+        per_minute: u32,
+        /// Until the next is allowed.
+        retry_after: std::time::Duration,
+    },
     /// The instance's console is held by another client.
     #[error("the console of {instance} is in use by {holder} since {since} (on_busy = \"reject\"): close that viewer first, or set on_busy = \"takeover\"")]
     Busy {
@@ -57,7 +67,10 @@ impl Failure {
     /// The websocket close code for this failure.
     pub fn close_code(&self) -> u16 {
         match self {
-            Failure::Capacity { .. } | Failure::Busy { .. } | Failure::Budget(_) => CLOSE_TRY_AGAIN,
+            Failure::Capacity { .. }
+            | Failure::PeerRate { .. }
+            | Failure::Busy { .. }
+            | Failure::Budget(_) => CLOSE_TRY_AGAIN,
             Failure::Shutdown => CLOSE_GOING_AWAY,
             Failure::Cloud(_) | Failure::Dial(_) | Failure::Upstream(_) => CLOSE_ERROR,
         }
@@ -67,6 +80,7 @@ impl Failure {
     pub fn label(&self) -> &'static str {
         match self {
             Failure::Capacity { .. } => "capacity",
+            Failure::PeerRate { .. } => "peer_rate",
             Failure::Busy { .. } => "busy",
             Failure::Budget(_) => "budget",
             Failure::Cloud(_) => "cloud",
@@ -102,6 +116,7 @@ impl Failure {
                 tracing::error!(outcome = self.label(), error = %self, "session refused")
             }
             Failure::Capacity { .. }
+            | Failure::PeerRate { .. }
             | Failure::Busy { .. }
             | Failure::Budget(_)
             | Failure::Shutdown => {

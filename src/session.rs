@@ -296,6 +296,24 @@ pub async fn serve<W>(
             refuse(&mut client, &state, &failure).await;
             return;
         };
+        if let Err(retry_after) = app.peer_limiter.check(peer.ip()) {
+            let failure = Failure::PeerRate {
+                peer: peer.ip(),
+                per_minute: app.peer_limiter.per_minute(),
+                retry_after,
+            };
+            app.metrics.close(failure.label());
+            let state = if target.transparent {
+                ClientState::Raw
+            } else {
+                match bounded(&app, Duration::from_secs(5), handshake::greet(&mut client)).await {
+                    Ok(Ok(g)) => ClientState::Greeted(g),
+                    _ => ClientState::Raw,
+                }
+            };
+            refuse(&mut client, &state, &failure).await;
+            return;
+        }
         let live = Arc::new(LiveSession {
             id,
             instance: target.instance.clone(),

@@ -609,7 +609,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
         /// Arbitrary bytes from a client: greet never panics and reads at most 12 bytes.
         #[test]
