@@ -253,6 +253,8 @@ fn upgrade(
     resp
 }
 
+const STALL: &str = "stall";
+
 /// Frame and message limits of the simulated gateway.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -261,7 +263,7 @@ pub fn ws_config() -> WebSocketConfig {
 }
 
 async fn relay<W, B>(
-    mut ws: WebSocketStream<W>,
+    ws: WebSocketStream<W>,
     backend: B,
     state: &SimState,
     base64_mode: bool,
@@ -272,14 +274,6 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let faults = state.faults();
-    if faults.stall {
-        // Hold the connection without relaying: keepalive must notice.
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = async { while let Some(Ok(_)) = ws.next().await {} } => {}
-        }
-        return Ok(None);
-    }
     let (mut br, mut bw) = tokio::io::split(backend);
     let (mut sink, mut stream) = ws.split();
     let drop_timer = async {
@@ -323,7 +317,7 @@ where
                 return Ok(None);
             }
             let mut n = n;
-            if let Some(limit) = faults.drop_after_bytes {
+            if let Some(limit) = faults.drop_after_bytes.or(faults.stall_after_bytes) {
                 let left = limit.saturating_sub(sent);
                 n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
             }
@@ -337,6 +331,9 @@ where
                 sink.send(msg).await.map_err(|e| e.to_string())?;
                 sent += n as u64;
             }
+            if faults.stall_after_bytes.is_some_and(|l| sent >= l) {
+                return Err(STALL.to_owned());
+            }
             if faults.drop_after_bytes.is_some_and(|l| sent >= l) {
                 // An abrupt drop: no close frame, as when a gateway dies.
                 return Err("dropped by drop_after_bytes knob".to_owned());
@@ -349,6 +346,16 @@ where
         r = to_backend => r,
         r = to_client => r,
     };
+    if result.as_ref().err().map(String::as_str) == Some(STALL) {
+        // Hold the connection without reading or writing anything, pings included: the
+        // client's keepalive must notice.
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
+        }
+        drop((sink, stream));
+        return Err("stalled by stall_after_bytes knob".into());
+    }
     if matches!(result, Ok(None)) {
         if let Ok(mut ws) = sink.reunite(stream) {
             let _ = ws.close(None).await;

@@ -138,8 +138,9 @@ pub struct Faults {
     pub refuse_tokens: bool,
     /// Benchmarks only: accept a token more than once.
     pub reuse_tokens: bool,
-    /// Gateway: stop relaying (but keep the connection) after the handshake.
-    pub stall: bool,
+    /// Gateway: after this many bytes to the client, stop reading and writing (pings
+    /// included) while keeping the connection open.
+    pub stall_after_bytes: Option<u64>,
 }
 
 /// What happened to a gateway session, for tests to wait on.

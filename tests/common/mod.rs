@@ -136,6 +136,7 @@ use tokio::net::TcpStream;
 /// Sections of a test config; each string is the body of that section.
 #[derive(Default, Clone)]
 pub struct Opts {
+    pub cloud: &'static str,
     pub budget: &'static str,
     pub session: &'static str,
     pub upstream: &'static str,
@@ -159,8 +160,9 @@ impl Opts {
 
 pub fn config_text(sim: &SimHandle, o: &Opts) -> String {
     let mut t = format!(
-        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{}\"\n[credentials]\nsecret_id = \"{DEMO_SECRET_ID}\"\nsecret_key = \"{DEMO_SECRET_KEY}\"\n[budget]\n{}\n[upstream]\nca_file = \"{}\"\n{}\n[session]\n{}\n",
+        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{}\"\n{}\n[credentials]\nsecret_id = \"{DEMO_SECRET_ID}\"\nsecret_key = \"{DEMO_SECRET_KEY}\"\n[budget]\n{}\n[upstream]\nca_file = \"{}\"\n{}\n[session]\n{}\n",
         sim.api_url,
+        o.cloud,
         o.budget,
         sim.ca_file.display(),
         o.upstream,
