@@ -38,8 +38,9 @@ type Keyed = RateLimiter<
 
 /// At most `rate` API requests per second for each (action, API host, SecretId).
 ///
-/// GCRA with a burst of one: calls are spaced `1/rate` apart, so no one-second window,
-/// however placed, holds more than `rate` calls.
+/// GCRA with a burst of one: calls are spaced `1/rate` (plus 5 ms) apart, so no
+/// one-second window, however placed, holds more than `rate` calls, even with up to 50 ms
+/// of network jitter at rate 10.
 pub struct ApiLimiter {
     limiter: Keyed,
     clock: TokioClock,
@@ -54,7 +55,9 @@ impl std::fmt::Debug for ApiLimiter {
 impl ApiLimiter {
     /// A limiter allowing `per_second` calls a second per key.
     pub fn new(per_second: NonZeroU32) -> Self {
-        let period = Duration::from_secs(1) / per_second.get();
+        // 5 ms of slack per call: the cloud counts by arrival, and a request delayed on the
+        // way must not let the eleventh of a burst land inside the same second.
+        let period = Duration::from_secs(1) / per_second.get() + Duration::from_millis(5);
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(per_second))
             .allow_burst(NonZeroU32::MIN);
@@ -131,6 +134,10 @@ impl PeerLimiter {
     }
 }
 
+/// One URL taken from an instance's budget; [`Budget::settle`] re-stamps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
 /// A refusal: no URL for this instance within `max_wait`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("reconnect budget for {instance} used up ({per_minute} per minute): next URL in {} s", retry_after.as_millis().div_ceil(1000).max(1))]
@@ -145,8 +152,11 @@ pub struct Exhausted {
 
 #[derive(Default)]
 struct Log {
-    /// Mint times within the last window, oldest first.
-    mints: VecDeque<Instant>,
+    /// `(ticket, time)` of the mints within the last window, oldest first. A time is
+    /// first the moment the URL was taken and then, once the API call is over, the moment
+    /// it ended: the cloud counts by arrival, which lies between the two, so the later
+    /// stamp keeps our window at least as strict as the cloud's.
+    mints: VecDeque<(u64, Instant)>,
 }
 
 impl Log {
@@ -154,7 +164,7 @@ impl Log {
         while self
             .mints
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+            .is_some_and(|(_, t)| now.duration_since(*t) >= WINDOW)
         {
             self.mints.pop_front();
         }
@@ -172,6 +182,7 @@ pub struct Budget {
     per_minute: u32,
     max_wait: Duration,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    next_ticket: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Budget {
@@ -194,6 +205,7 @@ impl Budget {
             per_minute: per_minute.get(),
             max_wait,
             slots: Mutex::new(HashMap::new()),
+            next_ticket: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -237,7 +249,7 @@ impl Budget {
         }
         // The mint that has to age out is the one `per_minute` places back.
         let idx = log.mints.len() - self.per_minute as usize;
-        log.mints.get(idx).map_or(Duration::ZERO, |t| {
+        log.mints.get(idx).map_or(Duration::ZERO, |(_, t)| {
             (*t + WINDOW).saturating_duration_since(now)
         })
     }
@@ -246,16 +258,35 @@ impl Budget {
     ///
     /// # Errors
     /// [`Exhausted`] with the time until the next URL.
-    pub fn try_take(&self, instance: &str) -> Result<(), Exhausted> {
+    pub fn try_take(&self, instance: &str) -> Result<Ticket, Exhausted> {
         let slot = self.slot(instance);
         let mut log = lock(&slot.log);
         let now = Instant::now();
         let wait = self.wait_needed(&mut log, now);
         if wait.is_zero() {
-            log.mints.push_back(now);
-            Ok(())
+            Ok(self.record(&mut log, now))
         } else {
             Err(self.exhausted(instance, wait))
+        }
+    }
+
+    fn record(&self, log: &mut Log, now: Instant) -> Ticket {
+        let id = self
+            .next_ticket
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        log.mints.push_back((id, now));
+        Ticket(id)
+    }
+
+    /// Re-stamps `ticket` of `instance` with the current time: call it when the API call
+    /// the URL was taken for has ended (answered or failed).
+    pub fn settle(&self, instance: &str, ticket: Ticket) {
+        let slot = self.slot(instance);
+        let mut log = lock(&slot.log);
+        if let Some(pos) = log.mints.iter().position(|(id, _)| *id == ticket.0) {
+            log.mints.remove(pos);
+            // `now` is no earlier than any stamp in the log: it stays sorted.
+            log.mints.push_back((ticket.0, Instant::now()));
         }
     }
 
@@ -272,13 +303,13 @@ impl Budget {
     ///
     /// # Errors
     /// [`Exhausted`] when no URL is available within `max_wait`.
-    pub async fn take(&self, instance: &str) -> Result<(), Exhausted> {
+    pub async fn take(&self, instance: &str) -> Result<Ticket, Exhausted> {
         let deadline = Instant::now() + self.max_wait;
         let slot = self.slot(instance);
         // Fast path: a free URL and nobody queued.
         if let Ok(_turn) = slot.queue.try_lock() {
-            if self.try_take(instance).is_ok() {
-                return Ok(());
+            if let Ok(t) = self.try_take(instance) {
+                return Ok(t);
             }
         }
         let Ok(_turn) = tokio::time::timeout_at(deadline, slot.queue.lock()).await else {
@@ -291,8 +322,7 @@ impl Budget {
                 let mut log = lock(&slot.log);
                 let wait = self.wait_needed(&mut log, now);
                 if wait.is_zero() {
-                    log.mints.push_back(now);
-                    return Ok(());
+                    return Ok(self.record(&mut log, now));
                 }
                 wait
             };
@@ -380,6 +410,23 @@ mod tests {
         let err = b.take("i").await.expect_err("would wait 60 s");
         assert_eq!(Instant::now(), t0, "refused at once, not after max_wait");
         assert_eq!(err.retry_after, Duration::from_secs(60));
+    }
+
+    /// A URL whose API call ended late counts from when it ended: the cloud saw the
+    /// request arrive no earlier than it was sent, and no later than the answer.
+    #[tokio::test(start_paused = true)]
+    async fn settled_ticket_counts_from_the_answer() {
+        let b = Budget::new(nz(1), Duration::ZERO);
+        let t = b.try_take("i").expect("first");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        b.settle("i", t);
+        tokio::time::advance(Duration::from_secs(55)).await;
+        let e = b
+            .try_take("i")
+            .expect_err("65 s after the take, 55 s after the answer");
+        assert_eq!(e.retry_after, Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        b.try_take("i").expect("60 s after the answer");
     }
 
     /// The API limiter spaces calls so no 1 s window holds more than the rate.

@@ -214,6 +214,8 @@ struct BudgetGate<'a> {
     budget: &'a Budget,
     instance: &'a str,
     metrics: &'a crate::metrics::Metrics,
+    /// URLs taken for attempts still in flight, re-stamped when they end.
+    taken: Mutex<Vec<crate::budget::Ticket>>,
 }
 
 impl Gate for BudgetGate<'_> {
@@ -226,7 +228,24 @@ impl Gate for BudgetGate<'_> {
         } else {
             self.budget.try_take(self.instance)
         };
-        r.map_err(|e| cloud::Error::Refused(e.to_string()))
+        let ticket = r.map_err(|e| cloud::Error::Refused(e.to_string()))?;
+        self.taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ticket);
+        Ok(())
+    }
+
+    fn settled(&self) {
+        let taken = std::mem::take(
+            &mut *self
+                .taken
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in taken {
+            self.budget.settle(self.instance, t);
+        }
     }
 }
 
@@ -469,6 +488,7 @@ where
         budget: &app.budget,
         instance: &target.instance,
         metrics: &app.metrics,
+        taken: Mutex::new(Vec::new()),
     };
     let minted = tokio::select! {
         _ = cancel.cancelled() => Err(Failure::Shutdown),

@@ -34,6 +34,9 @@ pub trait ApiObserver: Send + Sync {
 pub trait Gate: Sync {
     /// Admits attempt number `attempt` (0 for the first), or refuses.
     fn admit(&self, attempt: u32) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The admitted attempt has ended (answered or failed).
+    fn settled(&self) {}
 }
 
 /// A gate that admits everything (for calls that mint nothing).
@@ -287,6 +290,7 @@ impl CloudClient {
             attempt += 1;
             let started = tokio::time::Instant::now();
             let result = self.attempt(action, region, instance, &body, &creds).await;
+            gate.settled();
             if let Some(o) = &self.observer {
                 let code = match &result {
                     Ok(_) => None,
