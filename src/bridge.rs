@@ -93,28 +93,14 @@ impl<W> std::fmt::Debug for ClientIo<W> {
 }
 
 impl<W: AsyncRead + AsyncWrite + Unpin> ClientIo<W> {
-    /// Writes (TCP) or queues (websocket) `data`.
-    async fn write(&mut self, data: Bytes) -> Result<(), String> {
-        match self {
-            ClientIo::Tcp(s) => s.write_all(&data).await.map_err(|e| e.to_string()),
-            ClientIo::Ws(ws) => ws.feed(data).await.map_err(|e| e.to_string()),
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), String> {
-        match self {
-            ClientIo::Tcp(_) => Ok(()),
-            ClientIo::Ws(ws) => ws.flush().await.map_err(|e| e.to_string()),
-        }
-    }
-
     /// Writes `data` and flushes.
     ///
     /// # Errors
     /// The transport error, as text.
     pub async fn send(&mut self, data: Bytes) -> Result<(), String> {
-        self.write(data).await?;
-        self.flush().await
+        let (_, mut w) = self.halves();
+        w.write(data).await?;
+        w.flush().await
     }
 
     /// Ends the client side: a close frame for websockets, FIN for TCP.

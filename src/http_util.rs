@@ -41,6 +41,32 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     resp
 }
 
+/// The `101 Switching Protocols` answer to a websocket upgrade: `accept` is the
+/// `Sec-WebSocket-Accept` value, `protocol` the chosen subprotocol.
+pub fn switching_protocols(accept: &str, protocol: Option<&'static str>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = protocol {
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(p),
+        );
+    }
+    resp
+}
+
 /// A JSON response with status 200.
 pub fn json(value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));

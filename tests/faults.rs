@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,40 +11,8 @@ use tcvnc::rfb::handshake::RfbIo;
 use tcvnc::sim::Faults;
 use tcvnc::wsio::Recv;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logs() -> String {
-    static CAP: OnceLock<Capture> = OnceLock::new();
-    let cap = CAP.get_or_init(|| {
-        let cap = Capture::default();
-        let w = cap.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .init();
-        cap
-    });
-    String::from_utf8_lossy(
-        &cap.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    )
-    .into_owned()
+    captured_logs(tracing::Level::INFO)
 }
 
 /// A bridged session on ins-demo0002, opened before the fault.

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -12,44 +11,12 @@ use tcvnc::cloud::credentials::{ConfigCredentials, Env, Provider};
 use tcvnc::cloud::{NoGate, Product};
 use tcvnc::sim::{Faults, IdentityConfig, DEMO_SECRET_KEY};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture() -> &'static Capture {
-    static CAP: OnceLock<Capture> = OnceLock::new();
-    CAP.get_or_init(|| {
-        let cap = Capture::default();
-        let writer = cap.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        cap
-    })
+fn capture() {
+    captured_logs(tracing::Level::TRACE);
 }
 
 fn logs() -> String {
-    String::from_utf8_lossy(
-        &capture()
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    )
-    .into_owned()
+    captured_logs(tracing::Level::TRACE)
 }
 
 /// Signing, minting, errors, retries and temporary-credential refresh leak nothing.

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -249,25 +248,5 @@ fn upgrade(
         )
         .await;
     });
-    let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
-    h.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(v) = http::HeaderValue::from_str(&accept) {
-        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    if let Some(p) = answer {
-        h.insert(
-            http::header::SEC_WEBSOCKET_PROTOCOL,
-            http::HeaderValue::from_static(p),
-        );
-    }
-    resp
+    http_util::switching_protocols(&accept, answer)
 }

@@ -84,8 +84,12 @@ pub fn client(sim: &SimHandle) -> CloudClient {
     client_with(sim, Product::Cvm, demo_provider(sim), 10)
 }
 
-/// Runs `fut` with the test timeout.
+/// Runs `fut` with the test timeout (and, with `TCVNC_TRACE_ALL=1`, every log line at
+/// trace level on stderr).
 pub async fn within<F: std::future::Future>(fut: F) -> F::Output {
+    if trace_all() {
+        captured_logs(tracing::Level::TRACE);
+    }
     tokio::time::timeout(TEST_TIMEOUT, fut)
         .await
         .expect("test timed out")
@@ -382,4 +386,70 @@ pub async fn wait_event(
         }
     })
     .await
+}
+
+// ---- log capture ----
+
+/// Every log line of this test binary, from the first call on (one global subscriber).
+#[derive(Clone, Default)]
+pub struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes to the capture and, with `TCVNC_TRACE_ALL=1`, to stderr too (for the
+/// suite-wide secret scan in `.ci/run`).
+#[derive(Clone)]
+struct Tee(Capture, bool);
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.1 {
+            let _ = std::io::stderr().write_all(buf);
+        }
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn trace_all() -> bool {
+    std::env::var("TCVNC_TRACE_ALL").as_deref() == Ok("1")
+}
+
+/// Installs the capturing subscriber at `level` (first call wins; every level with
+/// `TCVNC_TRACE_ALL=1`) and returns what it has captured so far.
+pub fn captured_logs(level: tracing::Level) -> String {
+    static CAP: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    let cap = CAP.get_or_init(|| {
+        let cap = Capture::default();
+        let w = Tee(cap.clone(), trace_all());
+        let level = if trace_all() {
+            tracing::Level::TRACE
+        } else {
+            level
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .try_init();
+        cap
+    });
+    let text = cap
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    String::from_utf8_lossy(&text).into_owned()
 }
