@@ -164,6 +164,8 @@ pub struct CredentialsConfig {
     pub metadata_endpoint: Option<String>,
     /// STS override.
     pub sts_endpoint: Option<String>,
+    /// The SecretKey was written inline (`secret_key`), not read from a file.
+    pub secret_key_inline: bool,
 }
 
 /// `[budget]`.
@@ -405,6 +407,7 @@ impl Config {
         let credentials = match raw.credentials {
             None => CredentialsConfig::default(),
             Some(c) => {
+                let secret_key_inline = c.secret_key.is_some();
                 let secret_key = match (c.secret_key, &c.secret_key_file) {
                     (Some(_), Some(_)) => {
                         return Err(ctx.err(
@@ -446,6 +449,7 @@ impl Config {
                     },
                     metadata_endpoint: c.metadata_endpoint,
                     sts_endpoint: c.sts_endpoint,
+                    secret_key_inline,
                 }
             }
         };
@@ -683,9 +687,10 @@ impl Config {
                 self.budget.api_requests_per_second
             ));
         }
-        if self.credentials.given.secret_key.is_some() && self.credentials.given.secret_id.is_some()
-        {
-            // Only a warning: secret_key_file is the better place.
+        if self.credentials.secret_key_inline {
+            out.push(
+                "credentials.secret_key is written in the config file; prefer secret_key_file (or LoadCredential= under systemd) so the key lives in a file only tcvnc reads".into(),
+            );
         }
         if self.upstream.connect_timeout > Duration::from_secs(15) {
             out.push("upstream.connect_timeout is over 15 s, longer than a URL stays valid".into());
@@ -812,6 +817,19 @@ listen = "127.0.0.1:5901"
             assert!(e.starts_with("t.toml: "), "{e}");
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn lints_flag_inline_keys_and_budgets_above_the_cloud() {
+        let c = parse("[credentials]\nsecret_id = \"AKIDx\"\nsecret_key = \"k\"\n[budget]\nreconnects_per_minute = 40\n")
+            .expect("legal");
+        let lints = c.lints().join("\n");
+        assert!(lints.contains("prefer secret_key_file"), "{lints}");
+        assert!(
+            lints.contains("exceeds Tencent Cloud's 30 per minute"),
+            "{lints}"
+        );
+        assert!(Config::defaults().lints().is_empty());
     }
 
     #[test]

@@ -190,9 +190,6 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
 /// # Errors
 /// [`CmdError`] with the right exit code.
 pub async fn build_app(cfg: Config, env: &Env) -> Result<Arc<App>, CmdError> {
-    for lint in cfg.lints() {
-        tracing::warn!("{lint}");
-    }
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let cloud = crate::cmd::cloud_client(&cfg, None, env, Some(metrics.clone())).await?;
     let app = App::new(cfg, cloud, metrics)
@@ -232,6 +229,9 @@ pub async fn serve_command(config: Option<&Path>) -> Result<(), CmdError> {
             crate::config::DEFAULT_PATHS.join(", ")
         ))
     })?;
+    for lint in cfg.lints() {
+        tracing::warn!("{lint}");
+    }
     let app = build_app(cfg, &Env::from_process()).await?;
     bind_and_run(app, |_| {}).await
 }

@@ -132,14 +132,13 @@ pub fn serve(app: &App, path: &str) -> Response<Body> {
     let Some(file) = resolve(&root, path) else {
         return http_util::text(StatusCode::BAD_REQUEST, "bad path\n");
     };
-    let meta = match std::fs::metadata(&file) {
-        Ok(m) if m.is_file() && m.len() <= 32 << 20 => m,
-        _ => return not_found(),
-    };
+    // Regular files of at most 32 MiB; anything else (directories, devices) is not found.
+    if !std::fs::metadata(&file).is_ok_and(|m| m.is_file() && m.len() <= 32 << 20) {
+        return not_found();
+    }
     let Ok(data) = std::fs::read(&file) else {
         return not_found();
     };
-    let _ = meta;
     let mut r = Response::new(http_body_util::Full::new(Bytes::from(data)));
     let h = r.headers_mut();
     h.insert(
