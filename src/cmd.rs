@@ -113,14 +113,17 @@ pub async fn run(cmd: Command) -> Result<(), CmdError> {
         Command::Health { url } => health(&url).await,
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "tcvnc", &mut std::io::stdout());
-            Ok(())
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tcvnc", &mut out);
+            write_stdout(&out)
         }
         Command::Man => {
             let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
             clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map_err(|e| CmdError::Other(format!("cannot write the man page: {e}")))
+                .render(&mut out)
+                .map_err(|e| CmdError::Other(format!("cannot render the man page: {e}")))?;
+            write_stdout(&out)
         }
         Command::Connect {
             instance,
@@ -222,6 +225,17 @@ async fn url(
     tracing::info!(instance, request_id = %minted.request_id, url = %minted.url.redacted(), "console URL minted; it is valid for 15 s and works once");
     println!("{}", minted.url.console_url().expose());
     Ok(())
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<(), CmdError> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CmdError::Other(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// GET `url` (plain http) and succeed on 200; used as a container health check.
