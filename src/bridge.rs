@@ -176,6 +176,9 @@ impl<W: AsyncRead + AsyncWrite + Unpin> ClientWriter<'_, W> {
 struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    /// The console → viewer pump is blocked writing to a slow viewer; it reads no pongs
+    /// meanwhile, so unanswered pings prove nothing about the console.
+    writing_to_client: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -220,6 +223,9 @@ where
         // Both branches are cancel-safe: a timer tick and a socket/websocket read.
         tokio::select! {
             _ = ping.tick(), if !limits.keepalive.is_zero() => {
+                if activity.writing_to_client.load(Ordering::Relaxed) {
+                    continue;
+                }
                 if upstream.unanswered_pings() >= limits.max_unanswered_pings {
                     return End::PingTimeout;
                 }
@@ -289,6 +295,7 @@ where
         };
         activity.touch();
         counters.upstream_in(first.len());
+        activity.writing_to_client.store(true, Ordering::Relaxed);
         let mut end = None;
         let written;
         if first.len() >= CHUNK / 4 {
@@ -325,6 +332,7 @@ where
         if let Err(e) = client.flush().await {
             return End::ClientLost(e);
         }
+        activity.writing_to_client.store(false, Ordering::Relaxed);
         counters.to_client.fetch_add(written, Ordering::Relaxed);
         if let Some(end) = end {
             return end;
@@ -350,6 +358,7 @@ where
     let activity = Activity {
         start,
         last_ms: AtomicU64::new(0),
+        writing_to_client: std::sync::atomic::AtomicBool::new(false),
     };
     let (mut cr, mut cw) = client.halves();
     let (ur, uw) = upstream.halves();

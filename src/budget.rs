@@ -67,6 +67,12 @@ impl ApiLimiter {
         }
     }
 
+    /// Forgets keys that are back within their allowance (rotated temporary SecretIds).
+    pub fn shrink(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
     /// Waits until a call for `(action, host, secret_id)` may go out, and takes it.
     pub async fn acquire(&self, action: &str, host: &str, secret_id: &str) {
         let key = format!("{action}\n{host}\n{secret_id}");

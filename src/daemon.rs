@@ -151,7 +151,10 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         loop {
             tokio::select! {
                 _ = housekeeping.shutdown.cancelled() => return,
-                _ = tick.tick() => housekeeping.peer_limiter.shrink(),
+                _ = tick.tick() => {
+                    housekeeping.peer_limiter.shrink();
+                    housekeeping.cloud.housekeeping();
+                }
             }
         }
     });

@@ -61,6 +61,18 @@ pub enum Failure {
     /// tcvnc is shutting down.
     #[error("tcvnc is shutting down")]
     Shutdown,
+    /// Another viewer took the console over (`on_busy = "takeover"`).
+    #[error("the console of {instance} was taken over by another viewer")]
+    TakenOver {
+        /// The instance.
+        instance: String,
+    },
+    /// A handshake step did not finish in time.
+    #[error("the console handshake did not finish within {seconds} s: try again")]
+    HandshakeTimeout {
+        /// The limit.
+        seconds: u64,
+    },
 }
 
 impl Failure {
@@ -72,6 +84,8 @@ impl Failure {
             | Failure::Busy { .. }
             | Failure::Budget(_) => CLOSE_TRY_AGAIN,
             Failure::Shutdown => CLOSE_GOING_AWAY,
+            Failure::TakenOver { .. } => CLOSE_NORMAL,
+            Failure::HandshakeTimeout { .. } => CLOSE_ERROR,
             Failure::Cloud(_) | Failure::Dial(_) | Failure::Upstream(_) => CLOSE_ERROR,
         }
     }
@@ -87,6 +101,8 @@ impl Failure {
             Failure::Dial(_) => "dial",
             Failure::Upstream(_) => "upstream_handshake",
             Failure::Shutdown => "shutdown",
+            Failure::TakenOver { .. } => "taken_over",
+            Failure::HandshakeTimeout { .. } => "upstream_handshake",
         }
     }
 
@@ -119,6 +135,7 @@ impl Failure {
             | Failure::PeerRate { .. }
             | Failure::Busy { .. }
             | Failure::Budget(_)
+            | Failure::TakenOver { .. }
             | Failure::Shutdown => {
                 tracing::info!(outcome = self.label(), error = %self, "session refused")
             }

@@ -59,11 +59,42 @@ pub fn url(raw: &str) -> String {
             .map(|pair| match pair.split_once('=') {
                 Some((k, v)) if SAFE_QUERY_KEYS.contains(&k) => format!("{k}={v}"),
                 Some((k, _)) => format!("{k}=***"),
-                None => pair.to_owned(),
+                // A bare query part may be a token on its own.
+                None if pair.is_empty() => String::new(),
+                None => "***".to_owned(),
             })
             .collect();
         out.push_str(&parts.join("&"));
     }
+    out
+}
+
+/// Free text (e.g. an error page a gateway sent back) with the values of `s=`,
+/// `password=` and `token=` masked, in case it echoes the request.
+pub fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = ["s=", "password=", "token="]
+        .iter()
+        .filter_map(|k| rest.find(k).map(|p| (p, k.len())))
+        .min()
+    {
+        let (p, klen) = pos;
+        // Only at a word start: `s=` inside `ids=` is not a token.
+        let at_start = p == 0 || !rest.as_bytes()[p - 1].is_ascii_alphanumeric();
+        out.push_str(&rest[..p + klen]);
+        rest = &rest[p + klen..];
+        if at_start {
+            let end = rest
+                .find(|c: char| c == '&' || c.is_whitespace() || "\"'<>".contains(c))
+                .unwrap_or(rest.len());
+            if end > 0 {
+                out.push_str("***");
+            }
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -98,6 +129,16 @@ mod tests {
         );
         assert_eq!(url("https://u:p@h/x?a=b#frag"), "https://h/x?a=***");
         assert_eq!(url("http://127.0.0.1:80/"), "http://127.0.0.1:80/");
+    }
+
+    #[test]
+    fn text_masks_echoed_tokens() {
+        assert_eq!(
+            text("bad request GET /vnc?s=AbC+/9==&password=x HTTP/1.1 ids=3"),
+            "bad request GET /vnc?s=***&password=*** HTTP/1.1 ids=3"
+        );
+        assert_eq!(text("no secrets here"), "no secrets here");
+        assert_eq!(url("wss://h/vnc?TOKENALONE"), "wss://h/vnc?***");
     }
 
     #[test]

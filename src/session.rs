@@ -249,6 +249,13 @@ impl Gate for BudgetGate<'_> {
     }
 }
 
+impl Drop for BudgetGate<'_> {
+    /// A mint cancelled mid-call (takeover, shutdown) still re-stamps its URLs.
+    fn drop(&mut self) {
+        self.settled();
+    }
+}
+
 enum ClientState {
     Raw,
     Greeted(Greeted),
@@ -294,6 +301,25 @@ pub async fn serve<W>(
     );
     async move {
         let started = Instant::now();
+        // Before a permit is taken: an address over its rate must not hold one.
+        if let Err(retry_after) = app.peer_limiter.check(peer.ip()) {
+            let failure = Failure::PeerRate {
+                peer: peer.ip(),
+                per_minute: app.peer_limiter.per_minute(),
+                retry_after,
+            };
+            app.metrics.close(failure.label());
+            let state = if target.transparent {
+                ClientState::Raw
+            } else {
+                match bounded(&app, Duration::from_secs(5), handshake::greet(&mut client)).await {
+                    Ok(Ok(g)) => ClientState::Greeted(g),
+                    _ => ClientState::Raw,
+                }
+            };
+            refuse(&mut client, &state, &failure).await;
+            return;
+        }
         let Ok(_permit) = app.sessions.clone().try_acquire_owned() else {
             let failure = Failure::Capacity {
                 max: app.config.session.max_sessions,
@@ -315,24 +341,6 @@ pub async fn serve<W>(
             refuse(&mut client, &state, &failure).await;
             return;
         };
-        if let Err(retry_after) = app.peer_limiter.check(peer.ip()) {
-            let failure = Failure::PeerRate {
-                peer: peer.ip(),
-                per_minute: app.peer_limiter.per_minute(),
-                retry_after,
-            };
-            app.metrics.close(failure.label());
-            let state = if target.transparent {
-                ClientState::Raw
-            } else {
-                match bounded(&app, Duration::from_secs(5), handshake::greet(&mut client)).await {
-                    Ok(Ok(g)) => ClientState::Greeted(g),
-                    _ => ClientState::Raw,
-                }
-            };
-            refuse(&mut client, &state, &failure).await;
-            return;
-        }
         let live = Arc::new(LiveSession {
             id,
             instance: target.instance.clone(),
@@ -381,9 +389,39 @@ async fn bounded<T>(
     limit: Duration,
     fut: impl std::future::Future<Output = T>,
 ) -> Result<T, Stopped> {
+    bounded_by(app.shutdown.token(), limit, fut).await
+}
+
+/// [`bounded`] for the phases after the console is claimed: `token` fires on shutdown
+/// and on takeover.
+async fn bounded_by<T>(
+    token: &CancellationToken,
+    limit: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Stopped> {
     tokio::select! {
-        _ = app.shutdown.cancelled() => Err(Stopped),
+        _ = token.cancelled() => Err(Stopped),
         r = tokio::time::timeout(limit, fut) => r.map_err(|_| Stopped),
+    }
+}
+
+/// Why a phase was stopped: shutdown, a takeover, or its time limit.
+fn stopped_failure(
+    app: &App,
+    cancel: &CancellationToken,
+    instance: &str,
+    limit: Duration,
+) -> Failure {
+    if app.shutdown.is_cancelled() {
+        Failure::Shutdown
+    } else if cancel.is_cancelled() {
+        Failure::TakenOver {
+            instance: instance.to_owned(),
+        }
+    } else {
+        Failure::HandshakeTimeout {
+            seconds: limit.as_secs(),
+        }
     }
 }
 
@@ -491,7 +529,7 @@ where
         taken: Mutex::new(Vec::new()),
     };
     let minted = tokio::select! {
-        _ = cancel.cancelled() => Err(Failure::Shutdown),
+        _ = cancel.cancelled() => Err(stopped_failure(app, &cancel, &target.instance, Duration::ZERO)),
         m = app.cloud.describe_instance_vnc_url(&target.instance, &target.region, &gate) => m.map_err(|e| match e {
             cloud::Error::Refused(_) => Failure::Budget(crate::budget::Exhausted {
                 instance: target.instance.clone(),
@@ -527,7 +565,7 @@ where
     app.metrics.url_age(url_age.as_secs_f64());
     let dial_start = Instant::now();
     let dialed = tokio::select! {
-        _ = cancel.cancelled() => Err(Failure::Shutdown),
+        _ = cancel.cancelled() => Err(stopped_failure(app, &cancel, &target.instance, Duration::ZERO)),
         d = app.dialer.dial(&minted.url) => d.map_err(Failure::Dial),
     };
     if dialed.is_ok() {
@@ -546,27 +584,16 @@ where
     };
     tracing::debug!(subprotocol = ?up.subprotocol, url_age_ms = url_age.as_millis() as u64, "upstream open");
 
-    // 4. Upstream RFB handshake, then the client's security.
+    // 4. Upstream RFB handshake, then the client's security; both bounded by the
+    // handshake timeout and ended by takeover or shutdown.
     let ready: Result<Ready, Failure> = match state {
         ClientState::Raw => Ok(Ready::transparent()),
         other => {
-            let hs = async {
-                let offer = handshake::upstream_start(&mut up.io).await;
-                (offer, other)
-            };
-            let (offer, other) = match bounded(app, hs_timeout, hs).await {
-                Ok(x) => x,
-                Err(_) => {
-                    summary.end = "upstream handshake timed out".into();
-                    summary.outcome = "upstream_handshake";
-                    up.io
-                        .close(outcome::CLOSE_NORMAL, "handshake timeout")
-                        .await;
-                    return summary;
-                }
-            };
-            match offer {
-                Err(e) => {
+            let offer = match bounded_by(&cancel, hs_timeout, handshake::upstream_start(&mut up.io))
+                .await
+            {
+                Ok(Ok(offer)) => offer,
+                Ok(Err(e)) => {
                     let f = Failure::Upstream(e);
                     summary.end = f.label().into();
                     summary.outcome = f.label();
@@ -574,46 +601,56 @@ where
                     up.io.close(outcome::CLOSE_NORMAL, "").await;
                     return summary;
                 }
-                Ok(offer) => {
-                    tracing::info!(rfb_version = ?offer.version, security_types = ?offer.types, "console security offered");
-                    let r = match other {
-                        ClientState::Authed(a) => {
-                            match handshake::upstream_authenticate(
-                                &mut up.io,
-                                &offer,
-                                target.upstream_password.as_ref(),
-                            )
-                            .await
-                            {
-                                Ok(_) => a.finish(client).await.map_err(Failure::Upstream),
-                                Err(e) => {
-                                    // Tell the client here; logging and closing happen once, below.
-                                    let f = Failure::Upstream(e);
-                                    if let Err(e) = a.refuse(client, &f.to_string()).await {
-                                        tracing::debug!(error = %e, "could not tell the client why");
-                                    }
-                                    Err(f)
+                Err(Stopped) => {
+                    let f = stopped_failure(app, &cancel, &target.instance, hs_timeout);
+                    summary.end = f.to_string();
+                    summary.outcome = f.label();
+                    refuse(client, &other, &f).await;
+                    up.io.close(outcome::CLOSE_NORMAL, "handshake ended").await;
+                    return summary;
+                }
+            };
+            tracing::info!(rfb_version = ?offer.version, security_types = ?offer.types, "console security offered");
+            let upstream_password = target.upstream_password.as_ref();
+            let negotiation = async {
+                match other {
+                    ClientState::Authed(a) => {
+                        match handshake::upstream_authenticate(
+                            &mut up.io,
+                            &offer,
+                            upstream_password,
+                        )
+                        .await
+                        {
+                            Ok(_) => a.finish(client).await.map_err(Failure::Upstream),
+                            Err(e) => {
+                                // Tell the client here; logging and closing happen once, below.
+                                let f = Failure::Upstream(e);
+                                if let Err(e) = a.refuse(client, &f.to_string()).await {
+                                    tracing::debug!(error = %e, "could not tell the client why");
                                 }
+                                Err(f)
                             }
                         }
-                        ClientState::Greeted(g) => g
-                            .negotiate(
-                                client,
-                                &mut up.io,
-                                &offer,
-                                target.upstream_password.as_ref(),
-                            )
-                            .await
-                            .map_err(Failure::Upstream),
-                        ClientState::Raw => Ok(Ready::transparent()),
-                    };
-                    if let Err(f) = &r {
-                        f.log();
-                        client.close(f.close_code(), &f.to_string()).await;
                     }
-                    r
+                    ClientState::Greeted(g) => g
+                        .negotiate(client, &mut up.io, &offer, upstream_password)
+                        .await
+                        .map_err(Failure::Upstream),
+                    ClientState::Raw => Ok(Ready::transparent()),
                 }
+            };
+            // The client's state moves into the negotiation; if it is cut short, the
+            // viewer can only be told through the websocket close reason.
+            let r = match bounded_by(&cancel, hs_timeout, negotiation).await {
+                Ok(r) => r,
+                Err(Stopped) => Err(stopped_failure(app, &cancel, &target.instance, hs_timeout)),
+            };
+            if let Err(f) = &r {
+                f.log();
+                client.close(f.close_code(), &f.to_string()).await;
             }
+            r
         }
     };
     let ready = match ready {

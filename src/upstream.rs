@@ -279,7 +279,7 @@ impl Dialer {
             }
         };
         if status != 101 {
-            let body: String = String::from_utf8_lossy(&buf[head_len..])
+            let body: String = crate::redact::text(&String::from_utf8_lossy(&buf[head_len..]))
                 .chars()
                 .filter(|c| !c.is_control())
                 .take(200)

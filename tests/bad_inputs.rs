@@ -184,6 +184,29 @@ async fn slow_handshakes_are_cut() {
             "no answer to an unfinished request"
         );
         assert_eq!(sim.state.stats().api_requests, 0);
+        // A viewer that goes silent at the security choice, after a URL was spent: cut at
+        // the timeout, and the console is free again for the next viewer.
+        let mut s = tokio::net::TcpStream::connect(d.tcp("ins-demo0001"))
+            .await
+            .expect("c");
+        let mut v = [0u8; 12];
+        s.read_exact(&mut v).await.expect("greeting");
+        s.write_all(b"RFB 003.008\n").await.expect("version");
+        let mut types = [0u8; 2];
+        s.read_exact(&mut types).await.expect("offered types");
+        let mut rest = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+        assert!(r.is_ok(), "closed at the handshake timeout");
+        d.app
+            .watch_sessions()
+            .wait_for(|n| *n == 0)
+            .await
+            .expect("released");
+        let mut c = tcp_client(d.tcp("ins-demo0001")).await;
+        rfb_handshake(&mut c, V38, None)
+            .await
+            .expect("the console is free again");
+        drop(c);
         assert!(d.stop().await);
     })
     .await;

@@ -174,6 +174,11 @@ impl CloudClient {
         self
     }
 
+    /// Periodic housekeeping: forget rate-limit keys of rotated credentials.
+    pub fn housekeeping(&self) {
+        self.limiter.shrink();
+    }
+
     /// The product this client calls.
     pub fn product(&self) -> Product {
         self.product

@@ -73,6 +73,23 @@ impl Throttle {
         Duration::from_secs(1u64 << (entry.0 - 1).min(5)).min(MAX_DELAY)
     }
 
+    /// While `ip`'s last failure is still being paid for (the failing attempt waits
+    /// `2^(k-1)` s), other attempts from `ip` are refused: parallel connections do not
+    /// buy more guesses. Returns how long is left.
+    pub fn blocked_for(&self, ip: IpAddr) -> Option<Duration> {
+        let peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (n, last) = *peers.get(&ip)?;
+        if n == 0 {
+            return None;
+        }
+        let until = last + Duration::from_secs(1u64 << (n - 1).min(5)).min(MAX_DELAY);
+        let now = Instant::now();
+        (now < until).then(|| until - now)
+    }
+
     /// Clears `ip` after a success.
     pub fn success(&self, ip: IpAddr) {
         self.peers
@@ -148,5 +165,21 @@ mod tests {
         assert_eq!(t.failure(ip), Duration::from_secs(1));
         t.success(ip);
         assert_eq!(t.failures(ip), 0);
+    }
+
+    /// A peer paying for a failure cannot guess in parallel meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn blocked_while_a_failure_is_paid() {
+        let t = Throttle::new();
+        let ip: IpAddr = [127, 0, 0, 9].into();
+        assert_eq!(t.blocked_for(ip), None);
+        t.failure(ip);
+        t.failure(ip);
+        assert_eq!(t.blocked_for(ip), Some(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(t.blocked_for(ip), Some(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(t.blocked_for(ip), None);
+        assert_eq!(t.blocked_for([127, 0, 0, 10].into()), None, "per peer");
     }
 }

@@ -192,26 +192,16 @@ impl Greeted {
         throttle: &Throttle,
         peer: IpAddr,
     ) -> Result<Authenticated, Error> {
-        match self.version {
-            Version::V3_3 => client.write_all(&u32::from(VNC_AUTH).to_be_bytes()).await?,
-            Version::V3_7 | Version::V3_8 => {
-                client.write_all(&[1, VNC_AUTH]).await?;
-                let mut choice = [0u8];
-                client.read_exact(&mut choice).await?;
-                if choice[0] != VNC_AUTH {
-                    let reply = Authenticated {
-                        version: self.version,
-                    };
-                    reply
-                        .refuse(client, "only VNC Authentication is offered")
-                        .await?;
-                    return Err(Error::Protocol(format!(
-                        "client chose security type {}",
-                        choice[0]
-                    )));
-                }
-            }
+        if let Some(wait) = throttle.blocked_for(peer) {
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            self.refuse(
+                client,
+                &format!("too many wrong passwords from {peer}: wait {secs} s"),
+            )
+            .await?;
+            return Err(Error::ClientAuthFailed);
         }
+        offer_one(client, self.version, VNC_AUTH).await?;
         let challenge: [u8; 16] = rand::random();
         client.write_all(&challenge).await?;
         let mut answer = [0u8; 16];
