@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::rfb::handshake::Ready;
 use crate::wsio::{Recv, WsIo, WsReader, WsWriter};
 
 /// Size of the TCP read buffer and of a coalesced batch.
@@ -342,13 +343,15 @@ where
 
 /// Pumps bytes both ways until one side ends, a limit is hit or `cancel` fires. The two
 /// directions run concurrently in this one task, so a side blocked on sending never
-/// stops the other direction.
+/// stops the other direction. `Ready` is the proof that both handshakes are complete
+/// (only the RFB handshake module makes one, or a target marked `transparent`).
 pub async fn run<W, U>(
     client: &mut ClientIo<W>,
     upstream: &mut WsIo<U>,
     limits: Limits,
     cancel: &CancellationToken,
     counters: &Counters,
+    _ready: &Ready,
 ) -> End
 where
     W: AsyncRead + AsyncWrite + Unpin,

@@ -701,7 +701,7 @@ where
         idle_timeout: app.config.session.idle_timeout,
         max_duration: app.config.session.max_duration,
     };
-    let end = bridge::run(client, &mut up.io, limits, &cancel, &live.counters).await;
+    let end = bridge::run(client, &mut up.io, limits, &cancel, &live.counters, &ready).await;
     console.closing();
     close(
         client,
