@@ -90,17 +90,8 @@ pub async fn serve<H, F>(
 {
     let handler = Arc::new(handler);
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    // Out of descriptors or similar: back off briefly instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::net::accept(&listener, &shutdown, "http").await else {
+            return;
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();

@@ -216,6 +216,8 @@ struct BudgetGate<'a> {
     metrics: &'a crate::metrics::Metrics,
     /// URLs taken for attempts still in flight, re-stamped when they end.
     taken: Mutex<Vec<crate::budget::Ticket>>,
+    /// The budget's refusal, kept whole for the viewer (the client only carries text).
+    refused: Mutex<Option<crate::budget::Exhausted>>,
 }
 
 impl Gate for BudgetGate<'_> {
@@ -228,7 +230,14 @@ impl Gate for BudgetGate<'_> {
         } else {
             self.budget.try_take(self.instance)
         };
-        let ticket = r.map_err(|e| cloud::Error::Refused(e.to_string()))?;
+        let ticket = r.map_err(|e| {
+            let text = e.to_string();
+            *self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+            cloud::Error::Refused(text)
+        })?;
         self.taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -378,6 +387,14 @@ pub async fn serve<W>(
     .await;
 }
 
+impl Summary {
+    /// The session was refused before the bridge.
+    fn refused(&mut self, f: &Failure) {
+        self.outcome = f.label();
+        self.end = f.to_string();
+    }
+}
+
 /// A handshake phase ended by its time limit or by shutdown.
 #[derive(Debug)]
 struct Stopped;
@@ -514,8 +531,7 @@ where
     {
         Ok(g) => g,
         Err(f) => {
-            summary.end = f.label().into();
-            summary.outcome = f.label();
+            summary.refused(&f);
             refuse(client, &state, &f).await;
             return summary;
         }
@@ -527,15 +543,15 @@ where
         instance: &target.instance,
         metrics: &app.metrics,
         taken: Mutex::new(Vec::new()),
+        refused: Mutex::new(None),
     };
     let minted = tokio::select! {
         _ = cancel.cancelled() => Err(stopped_failure(app, &cancel, &target.instance, Duration::ZERO)),
         m = app.cloud.describe_instance_vnc_url(&target.instance, &target.region, &gate) => m.map_err(|e| match e {
-            cloud::Error::Refused(_) => Failure::Budget(crate::budget::Exhausted {
-                instance: target.instance.clone(),
-                per_minute: app.budget.per_minute(),
-                retry_after: app.budget.next_available_in(&target.instance),
-            }),
+            cloud::Error::Refused(text) => match gate.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                Some(exhausted) => Failure::Budget(exhausted),
+                None => Failure::Cloud(cloud::Error::Refused(text)),
+            },
             e => Failure::Cloud(e),
         }),
     };
@@ -543,8 +559,7 @@ where
     let minted = match minted {
         Ok(m) => m,
         Err(f) => {
-            summary.end = f.label().into();
-            summary.outcome = f.label();
+            summary.refused(&f);
             refuse(client, &state, &f).await;
             return summary;
         }
@@ -576,8 +591,7 @@ where
     let mut up = match dialed {
         Ok(u) => u,
         Err(f) => {
-            summary.end = f.label().into();
-            summary.outcome = f.label();
+            summary.refused(&f);
             refuse(client, &state, &f).await;
             return summary;
         }
@@ -595,16 +609,14 @@ where
                 Ok(Ok(offer)) => offer,
                 Ok(Err(e)) => {
                     let f = Failure::Upstream(e);
-                    summary.end = f.label().into();
-                    summary.outcome = f.label();
+                    summary.refused(&f);
                     refuse(client, &other, &f).await;
                     up.io.close(outcome::CLOSE_NORMAL, "").await;
                     return summary;
                 }
                 Err(Stopped) => {
                     let f = stopped_failure(app, &cancel, &target.instance, hs_timeout);
-                    summary.end = f.to_string();
-                    summary.outcome = f.label();
+                    summary.refused(&f);
                     refuse(client, &other, &f).await;
                     up.io.close(outcome::CLOSE_NORMAL, "handshake ended").await;
                     return summary;
@@ -656,8 +668,7 @@ where
     let ready = match ready {
         Ok(r) => r,
         Err(f) => {
-            summary.end = f.label().into();
-            summary.outcome = f.label();
+            summary.refused(&f);
             up.io.close(outcome::CLOSE_NORMAL, "").await;
             return summary;
         }

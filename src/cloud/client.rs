@@ -205,8 +205,9 @@ impl CloudClient {
         region: &str,
         gate: &impl Gate,
     ) -> Result<Minted, Error> {
-        let body = serde_json::to_vec(&serde_json::json!({ "InstanceId": instance }))
-            .map_err(|e| Error::Refused(format!("cannot encode request: {e}")))?;
+        let body = serde_json::json!({ "InstanceId": instance })
+            .to_string()
+            .into_bytes();
         let (resp, request_id, attempts) = self
             .call("DescribeInstanceVncUrl", region, Some(instance), body, gate)
             .await?;
@@ -245,8 +246,9 @@ impl CloudClient {
             #[serde(rename = "InstanceName", default)]
             name: String,
         }
-        let body = serde_json::to_vec(&serde_json::json!({ "InstanceIds": ids, "Limit": 100 }))
-            .map_err(|e| Error::Refused(format!("cannot encode request: {e}")))?;
+        let body = serde_json::json!({ "InstanceIds": ids, "Limit": 100 })
+            .to_string()
+            .into_bytes();
         let (resp, _, _) = self
             .call("DescribeInstances", region, None, body, &NoGate)
             .await?;

@@ -1,7 +1,6 @@
 //! The raw TCP listener of one target: accept, tune the socket, spawn a session.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -16,16 +15,9 @@ pub async fn serve(app: Arc<App>, instance: String, listener: TcpListener) {
         return;
     };
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = app.shutdown.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, %instance, "accept failed; if this is EMFILE, raise the file descriptor limit");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::net::accept(&listener, &app.shutdown, &instance).await
+        else {
+            return;
         };
         crate::net::configure_socket(&stream);
         let app2 = app.clone();

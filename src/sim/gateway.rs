@@ -77,16 +77,9 @@ pub async fn serve(
 ) {
     let backend = Arc::new(backend);
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "gateway accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = crate::net::accept(&listener, &shutdown, "simulator gateway").await
+        else {
+            return;
         };
         let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
