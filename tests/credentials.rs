@@ -12,6 +12,28 @@ use tcvnc::cloud::{NoGate, Product};
 use tcvnc::redact::Secret;
 use tcvnc::sim::{Faults, IdentityConfig, DEMO_SECRET_ID, DEMO_SECRET_KEY};
 
+/// The metadata service reports role `name`; its credentials live `secs`.
+fn cvm_role(name: &str, secs: u64) -> IdentityConfig {
+    IdentityConfig {
+        oidc: None,
+        cvm_role: Some(name.into()),
+        temp_lifetime: Duration::from_secs(secs),
+    }
+}
+
+/// STS accepts the test provider and role with web identity token `jwt`.
+fn oidc_identity(jwt: &str) -> IdentityConfig {
+    IdentityConfig {
+        oidc: Some((
+            "oidc-provider".into(),
+            "qcs::cam::uin/1:roleName/tcvnc".into(),
+            jwt.into(),
+        )),
+        cvm_role: None,
+        temp_lifetime: Duration::from_secs(3600),
+    }
+}
+
 fn no_config() -> ConfigCredentials {
     ConfigCredentials::default()
 }
@@ -173,15 +195,7 @@ fn tke_env(home: &std::path::Path, token_file: &std::path::Path, var: &str) -> E
 async fn tke_oidc() {
     within(async {
         let sim = sim().await;
-        sim.state.set_identity(IdentityConfig {
-            oidc: Some((
-                "oidc-provider".into(),
-                "qcs::cam::uin/1:roleName/tcvnc".into(),
-                "jwt-1".into(),
-            )),
-            cvm_role: None,
-            temp_lifetime: Duration::from_secs(3600),
-        });
+        sim.state.set_identity(oidc_identity("jwt-1"));
         let dir = tempfile::tempdir().expect("tmp");
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "jwt-1\n").expect("write");
@@ -211,15 +225,7 @@ async fn tke_oidc() {
             .await
             .expect("temporary key works");
         // The projected token rotates: the next refresh must read the new file.
-        sim.state.set_identity(IdentityConfig {
-            oidc: Some((
-                "oidc-provider".into(),
-                "qcs::cam::uin/1:roleName/tcvnc".into(),
-                "jwt-2".into(),
-            )),
-            cvm_role: None,
-            temp_lifetime: Duration::from_secs(3600),
-        });
+        sim.state.set_identity(oidc_identity("jwt-2"));
         std::fs::write(&token_file, "jwt-2\n").expect("write");
         let old = p.get().await.expect("c");
         let new = p
@@ -247,11 +253,7 @@ async fn cvm_role_refresh_before_expiry() {
     within(async {
         let sim = sim().await;
         let dir = tempfile::tempdir().expect("tmp");
-        sim.state.set_identity(IdentityConfig {
-            oidc: None,
-            cvm_role: Some("tcvnc-role".into()),
-            temp_lifetime: Duration::from_secs(3600),
-        });
+        sim.state.set_identity(cvm_role("tcvnc-role", 3600));
         let p = Provider::resolve(
             &no_config(),
             &env_home(dir.path(), &[]),
@@ -265,11 +267,7 @@ async fn cvm_role_refresh_before_expiry() {
         assert_eq!(p.fetch_count(), 1, "an hour left: no refresh");
 
         // Credentials with less than 300 s left are refreshed on the next use.
-        sim.state.set_identity(IdentityConfig {
-            oidc: None,
-            cvm_role: Some("tcvnc-role".into()),
-            temp_lifetime: Duration::from_secs(200),
-        });
+        sim.state.set_identity(cvm_role("tcvnc-role", 200));
         let p = Provider::resolve(
             &no_config(),
             &env_home(dir.path(), &[]),
@@ -294,11 +292,7 @@ async fn single_fetch_for_many_callers() {
     within(async {
         let sim = sim().await;
         let dir = tempfile::tempdir().expect("tmp");
-        sim.state.set_identity(IdentityConfig {
-            oidc: None,
-            cvm_role: Some("r".into()),
-            temp_lifetime: Duration::from_secs(200),
-        });
+        sim.state.set_identity(cvm_role("r", 200));
         let p = Arc::new(
             Provider::resolve(
                 &no_config(),
@@ -310,11 +304,7 @@ async fn single_fetch_for_many_callers() {
         );
         assert_eq!(p.fetch_count(), 1);
         // The cached credentials are now due; the next fetch is slow and lasts an hour.
-        sim.state.set_identity(IdentityConfig {
-            oidc: None,
-            cvm_role: Some("r".into()),
-            temp_lifetime: Duration::from_secs(3600),
-        });
+        sim.state.set_identity(cvm_role("r", 3600));
         sim.state.set_faults(Faults {
             latency: Some(Duration::from_millis(100)),
             ..Faults::default()
@@ -343,11 +333,7 @@ async fn token_failure_triggers_one_refresh() {
     within(async {
         let sim = sim().await;
         let dir = tempfile::tempdir().expect("tmp");
-        sim.state.set_identity(IdentityConfig {
-            oidc: None,
-            cvm_role: Some("r".into()),
-            temp_lifetime: Duration::from_secs(3600),
-        });
+        sim.state.set_identity(cvm_role("r", 3600));
         let p = Arc::new(
             Provider::resolve(
                 &no_config(),
