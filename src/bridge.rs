@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -144,14 +144,19 @@ impl<W: AsyncRead + AsyncWrite + Unpin> ClientReader<'_, W> {
     /// Cancel-safe.
     async fn recv(&mut self, buf: &mut BytesMut) -> Recv {
         match self {
-            ClientReader::Tcp(s) => {
-                buf.reserve(CHUNK);
-                match s.read_buf(buf).await {
-                    Ok(0) => Recv::Closed(None),
-                    Ok(_) => Recv::Data(buf.split().freeze()),
-                    Err(e) => Recv::Failed(e.to_string()),
+            ClientReader::Tcp(s) => loop {
+                // Wait for data before taking memory: an idle viewer holds no buffer.
+                if let Err(e) = s.as_ref().readable().await {
+                    return Recv::Failed(e.to_string());
                 }
-            }
+                buf.reserve(CHUNK);
+                match s.as_ref().try_read_buf(buf) {
+                    Ok(0) => return Recv::Closed(None),
+                    Ok(_) => return Recv::Data(buf.split().freeze()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Recv::Failed(e.to_string()),
+                }
+            },
             ClientReader::Ws(ws) => ws.recv().await,
         }
     }
@@ -219,7 +224,7 @@ where
     };
     let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf = BytesMut::with_capacity(CHUNK);
+    let mut buf = BytesMut::new();
     loop {
         // Both branches are cancel-safe: a timer tick and a socket/websocket read.
         tokio::select! {

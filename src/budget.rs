@@ -38,7 +38,7 @@ type Keyed = RateLimiter<
 
 /// At most `rate` API requests per second for each (action, API host, SecretId).
 ///
-/// GCRA with a burst of one: calls are spaced `1/rate` (plus 5 ms) apart, so no
+/// GCRA with a burst of one: calls are spaced `1/rate` (plus 5 %: 5 ms at 10/s) apart, so no
 /// one-second window, however placed, holds more than `rate` calls, even with up to 50 ms
 /// of network jitter at rate 10.
 pub struct ApiLimiter {
@@ -55,9 +55,11 @@ impl std::fmt::Debug for ApiLimiter {
 impl ApiLimiter {
     /// A limiter allowing `per_second` calls a second per key.
     pub fn new(per_second: NonZeroU32) -> Self {
-        // 5 ms of slack per call: the cloud counts by arrival, and a request delayed on the
-        // way must not let the eleventh of a burst land inside the same second.
-        let period = Duration::from_secs(1) / per_second.get() + Duration::from_millis(5);
+        // 5 % of slack per call (5 ms at the cloud's 10/s): the cloud counts by arrival, and
+        // a request delayed on the way must not let the eleventh of a burst land inside the
+        // same second. Proportional, so a raised quota is not capped by a fixed gap.
+        let base = Duration::from_secs(1) / per_second.get();
+        let period = base + base / 20;
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(per_second))
             .allow_burst(NonZeroU32::MIN);

@@ -23,7 +23,7 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 /// Websocket limits used on both sides: bounded frames, messages and write buffer.
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(64 * 1024)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(512 * 1024)
         .max_frame_size(Some(MAX_FRAME))

@@ -136,8 +136,12 @@ pub struct Faults {
     pub require_origin: Option<String>,
     /// Gateway: refuse every token (as if expired).
     pub refuse_tokens: bool,
-    /// Benchmarks only: accept a token more than once.
+    /// Benchmarks only: accept a token more than once and past its 15 s (a peer such
+    /// as websocat cannot mint a URL per connection).
     pub reuse_tokens: bool,
+    /// Benchmarks only: API requests per second per action and key instead of the
+    /// cloud's 10 (opening 10,000 sessions at 10/s would take 17 minutes).
+    pub api_rate_limit: Option<usize>,
     /// Gateway: after this many bytes to the client, stop reading and writing (pings
     /// included) while keeping the connection open.
     pub stall_after_bytes: Option<u64>,
@@ -405,7 +409,8 @@ impl SimState {
     fn api_admit(&self, action: &str, secret_id: &str) -> bool {
         let mut windows = lock(&self.api_windows);
         let q = windows.entry(format!("{action}/{secret_id}")).or_default();
-        let (ok, n) = window_admit(q, Instant::now(), Duration::from_secs(1), self.api_limit);
+        let limit = lock(&self.faults).api_rate_limit.unwrap_or(self.api_limit);
+        let (ok, n) = window_admit(q, Instant::now(), Duration::from_secs(1), limit);
         let mut stats = lock(&self.stats);
         stats.max_api_per_second = stats.max_api_per_second.max(n as u64);
         ok
@@ -452,11 +457,13 @@ impl SimState {
         }
         let mut tokens = lock(&self.tokens);
         // Forget tokens long expired so the map stays bounded.
-        tokens.retain(|_, t| t.minted.elapsed() < Duration::from_secs(120));
+        if !faults.reuse_tokens {
+            tokens.retain(|_, t| t.minted.elapsed() < Duration::from_secs(120));
+        }
         let Some(entry) = tokens.get_mut(token) else {
             return Err("unknown token");
         };
-        if entry.minted.elapsed() > Duration::from_secs(15) {
+        if entry.minted.elapsed() > Duration::from_secs(15) && !faults.reuse_tokens {
             return Err("token expired (older than 15 s)");
         }
         if entry.uses > 0 && !faults.reuse_tokens {

@@ -1,0 +1,519 @@
+//! The benchmark suite: tcvnc side by side with websocat (the tool a user would otherwise
+//! pick) and with the physical limit (a plain rustls TLS pipe, a raw TCP pipe), all on
+//! loopback in one run. Writes `results.json`, `REPORT.md` and `chart.svg`.
+//!
+//! Run it with `scripts/bench` (installs websocat, raises the open-file limit), or
+//! `cargo bench --bench proxy -- [--quick] [--out DIR] [--runs N]`.
+
+mod client;
+mod procs;
+mod report;
+mod roles;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::net::TcpListener;
+
+use procs::{instance_id, Sim, Target, Tcvnc};
+use report::Results;
+
+/// Sizes and counts of one suite.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    /// `full` or `quick`.
+    pub mode: &'static str,
+    /// Runs of each data case (and of the small idle case, up to 3).
+    pub runs: usize,
+    /// Bytes moved per bulk transfer.
+    pub bulk_bytes: u64,
+    /// Measured round trips per size and run.
+    pub rtt_iters: usize,
+    /// Unmeasured round trips first.
+    pub rtt_warm: usize,
+    /// Session set-ups timed.
+    pub setup_iters: usize,
+    /// Idle sessions, small case.
+    pub idle_small: usize,
+    /// Idle sessions, large case (capped by the open-file limit).
+    pub idle_large: usize,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            mode: "full",
+            runs: 5,
+            bulk_bytes: 1 << 30,
+            rtt_iters: 20_000,
+            rtt_warm: 500,
+            setup_iters: 200,
+            idle_small: 1_000,
+            idle_large: 10_000,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            mode: "quick",
+            runs: 2,
+            bulk_bytes: 64 << 20,
+            rtt_iters: 2_000,
+            rtt_warm: 100,
+            setup_iters: 20,
+            idle_small: 100,
+            idle_large: 300,
+        }
+    }
+}
+
+/// The first instances serve the data cases, the next ones the setup case; the rest
+/// are for idle sessions.
+const DATA_TARGETS: usize = 16;
+const SETUP_TARGETS: usize = 64;
+const FIRST_IDLE: usize = DATA_TARGETS + SETUP_TARGETS + 2;
+
+/// One path through which the client reaches the backend.
+struct DataPath {
+    name: &'static str,
+    addrs: Vec<SocketAddr>,
+    proxy_pid: u32,
+    gateway_pid: u32,
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("role") {
+        return roles::run(&args[1..]);
+    }
+    let mut plan = Plan::full();
+    let mut out: Option<PathBuf> = None;
+    let mut only: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--quick" => plan = Plan { runs: plan.runs.min(Plan::quick().runs), ..Plan::quick() },
+            "--out" => {
+                i += 1;
+                out = Some(PathBuf::from(args.get(i).ok_or_else(|| anyhow!("--out DIR"))?));
+            }
+            "--only" => {
+                i += 1;
+                let list = args.get(i).ok_or_else(|| anyhow!("--only data,setup,idle"))?;
+                only = list.split(',').map(str::to_owned).collect();
+            }
+            "--runs" => {
+                i += 1;
+                plan.runs = args.get(i).ok_or_else(|| anyhow!("--runs N"))?.parse()?;
+            }
+            other => bail!(
+                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle"
+            ),
+        }
+        i += 1;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = out.unwrap_or_else(|| {
+        if plan.mode == "quick" {
+            root.join("target/bench-quick")
+        } else {
+            root.join("bench")
+        }
+    });
+    std::fs::create_dir_all(&out)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let started = Instant::now();
+    let results = rt.block_on(suite(&plan, root, &only))?;
+    let elapsed = started.elapsed();
+    report::write(&out, &plan, &results, elapsed)?;
+    eprintln!(
+        "bench: done in {:.0} s; wrote {}, {} and {}",
+        elapsed.as_secs_f64(),
+        out.join("results.json").display(),
+        out.join("REPORT.md").display(),
+        out.join("chart.svg").display()
+    );
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+async fn suite(plan: &Plan, root: &Path, only: &[String]) -> Result<Results> {
+    let want = |c: &str| only.is_empty() || only.iter().any(|o| o == c);
+    let work = root.join("target/bench-work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let mut res = Results::default();
+    let nofile = procs::nofile_limit();
+    // Each tcvnc session holds two descriptors (viewer, console); keep some for the rest.
+    let fd_cap = usize::try_from(nofile.saturating_sub(64) / 2).unwrap_or(usize::MAX);
+    let idle_large = plan.idle_large.min(fd_cap);
+    res.note("open_files_limit", nofile as f64);
+    let instances = work.join("instances.toml");
+    procs::write_instances(&instances, FIRST_IDLE + idle_large.max(plan.idle_small) + 1)?;
+
+    let backend = TcpListener::bind("127.0.0.1:0").await?;
+    let backend_addr = backend.local_addr()?;
+    tokio::spawn(roles::backend(backend));
+
+    if want("data") {
+        data_cases(plan, &work, &instances, backend_addr, &mut res).await?;
+    }
+    if want("setup") {
+        setup_case(plan, &work, &instances, &mut res).await?;
+    }
+    if want("idle") {
+        idle_cases(plan, &work, &instances, idle_large, &mut res).await?;
+    }
+    res.meta.insert("websocat".into(), websocat_version());
+    Ok(res)
+}
+
+fn websocat_version() -> String {
+    std::process::Command::new(procs::websocat_bin())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("unavailable: {e}"))
+}
+
+/// Bulk throughput, CPU per GiB and echo round trips over the four paths.
+async fn data_cases(
+    plan: &Plan,
+    work: &Path,
+    instances: &Path,
+    backend: SocketAddr,
+    res: &mut Results,
+) -> Result<()> {
+    step("starting the simulator, tcvnc, websocat and the pipes");
+    let sim = Sim::start(work, "data", instances, Some(backend)).await?;
+    let targets: Vec<Target> = procs::free_addrs(DATA_TARGETS)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| Target {
+            instance: instance_id(i),
+            listen: Some(a),
+            transparent: true,
+        })
+        .collect();
+    let tcvnc = Tcvnc::start(work, "data", &sim, &targets).await?;
+    let url = procs::mint_url(&sim, &instance_id(DATA_TARGETS + SETUP_TARGETS)).await?;
+    let (websocat, ws_addr) = procs::start_websocat(work, "data", &url, &sim.ca_file).await?;
+    let term_ca = work.join("tls-term-ca.pem");
+    let (tls_term, tls_term_addr) = procs::start_role(
+        work,
+        "tls-term",
+        &[backend.to_string(), term_ca.display().to_string()],
+    )?;
+    let (tls_proxy, tls_addr) = procs::start_role(
+        work,
+        "tls-proxy",
+        &[tls_term_addr.to_string(), term_ca.display().to_string()],
+    )?;
+    let (tcp_term, tcp_term_addr) = procs::start_role(work, "tcp-term", &[backend.to_string()])?;
+    let (tcp_proxy, tcp_addr) = procs::start_role(work, "tcp-proxy", &[tcp_term_addr.to_string()])?;
+    let paths = [
+        DataPath {
+            name: "tcvnc",
+            addrs: targets.iter().filter_map(|t| t.listen).collect(),
+            proxy_pid: tcvnc.proc.pid(),
+            gateway_pid: sim.proc.pid(),
+        },
+        DataPath {
+            name: "websocat",
+            addrs: vec![ws_addr],
+            proxy_pid: websocat.pid(),
+            gateway_pid: sim.proc.pid(),
+        },
+        DataPath {
+            name: "tls-pipe",
+            addrs: vec![tls_addr],
+            proxy_pid: tls_proxy.pid(),
+            gateway_pid: tls_term.pid(),
+        },
+        DataPath {
+            name: "tcp-pipe",
+            addrs: vec![tcp_addr],
+            proxy_pid: tcp_proxy.pid(),
+            gateway_pid: tcp_term.pid(),
+        },
+    ];
+    let data = roles::pattern();
+    let gib = plan.bulk_bytes as f64 / f64::from(1u32 << 30);
+    let mut turn = 0usize;
+    for run in 0..plan.runs {
+        for (case, upload) in [("upload", true), ("download", false)] {
+            step(&format!("run {}/{}: bulk {case}", run + 1, plan.runs));
+            for p in &paths {
+                let addr = p.addrs[turn % p.addrs.len()];
+                turn += 1;
+                let (proxy, gw) = (p.proxy_pid, p.gateway_pid);
+                let (took, before, after) =
+                    client::bulk(addr, upload, plan.bulk_bytes, &data, || {
+                        Ok(vec![procs::cpu_seconds(proxy)?, procs::cpu_seconds(gw)?])
+                    })
+                    .await
+                    .with_context(|| format!("{case} through {}", p.name))?;
+                let secs = took.as_secs_f64();
+                res.push(case, p.name, "MB/s", plan.bulk_bytes as f64 / secs / 1e6);
+                res.push(
+                    case,
+                    p.name,
+                    "proxy CPU s/GiB",
+                    (after[0] - before[0]) / gib,
+                );
+                res.push(
+                    case,
+                    p.name,
+                    "gateway CPU s/GiB",
+                    (after[1] - before[1]) / gib,
+                );
+            }
+        }
+        for size in [8usize, 1024] {
+            let case = format!("rtt {size} B");
+            step(&format!("run {}/{}: {case}", run + 1, plan.runs));
+            for p in &paths {
+                let addr = p.addrs[turn % p.addrs.len()];
+                turn += 1;
+                let mut ns = client::rtt(addr, size, plan.rtt_warm, plan.rtt_iters)
+                    .await
+                    .with_context(|| format!("{case} through {}", p.name))?;
+                ns.sort_unstable();
+                for (name, q) in [("p50 µs", 0.5), ("p99 µs", 0.99), ("p99.9 µs", 0.999)] {
+                    res.push(&case, p.name, name, report::quantile(&ns, q) as f64 / 1e3);
+                }
+            }
+        }
+    }
+    let rss = tcvnc.proc.rss_kib()?;
+    res.note("tcvnc RSS after data cases (KiB)", rss as f64);
+    drop((tcp_proxy, tcp_term, tls_proxy, tls_term, websocat));
+    drop(tcvnc);
+    drop(sim);
+    Ok(())
+}
+
+/// Session setup: viewer connect to ServerInit, with the API call and the direct TLS +
+/// websocket + RFB costs measured alongside.
+async fn setup_case(plan: &Plan, work: &Path, instances: &Path, res: &mut Results) -> Result<()> {
+    step("setup: starting the simulator (test-pattern consoles), tcvnc and websocat");
+    let sim = Sim::start(work, "setup", instances, None).await?;
+    let targets: Vec<Target> = procs::free_addrs(SETUP_TARGETS)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| Target {
+            instance: instance_id(DATA_TARGETS + i),
+            listen: Some(a),
+            transparent: false,
+        })
+        .collect();
+    let tcvnc = Tcvnc::start(work, "setup", &sim, &targets).await?;
+    let url = procs::mint_url(&sim, &instance_id(DATA_TARGETS + SETUP_TARGETS + 1)).await?;
+    let (_websocat, ws_addr) = procs::start_websocat(work, "setup", &url, &sim.ca_file).await?;
+    let api_instance = instance_id(DATA_TARGETS + SETUP_TARGETS);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for i in 0..plan.setup_iters {
+        if i % 50 == 0 {
+            step(&format!("setup {i}/{}", plan.setup_iters));
+        }
+        let t = &targets[i % targets.len()];
+        let addr = t
+            .listen
+            .ok_or_else(|| anyhow!("setup target without listener"))?;
+        let (s, times) = client::rfb_tcp(addr)
+            .await
+            .context("viewer through tcvnc")?;
+        drop(s);
+        res.push("setup", "tcvnc", "first byte ms", ms(times.first_byte));
+        res.push("setup", "tcvnc", "ServerInit ms", ms(times.server_init));
+
+        let (s, times) = client::rfb_tcp(ws_addr)
+            .await
+            .context("viewer through websocat")?;
+        drop(s);
+        res.push("setup", "websocat", "first byte ms", ms(times.first_byte));
+        res.push("setup", "websocat", "ServerInit ms", ms(times.server_init));
+
+        let d = client::direct(&url, &sim.ca_file)
+            .await
+            .context("direct to the gateway")?;
+        res.push("setup", "direct", "TLS+websocket ms", ms(d.tls_ws));
+        res.push("setup", "direct", "ServerInit ms", ms(d.rfb.server_init));
+
+        let t0 = Instant::now();
+        procs::mint_url(&sim, &api_instance)
+            .await
+            .context("API call")?;
+        res.push("setup", "API call", "ms", ms(t0.elapsed()));
+        // Every URL counts against the instance's 30 a minute: spread them.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(tcvnc);
+    drop(sim);
+    Ok(())
+}
+
+/// Idle sessions: RSS delta over N open consoles, for tcvnc's TCP and websocket viewers
+/// and for websocat.
+async fn idle_cases(
+    plan: &Plan,
+    work: &Path,
+    instances: &Path,
+    idle_large: usize,
+    res: &mut Results,
+) -> Result<()> {
+    let sim = Sim::start(work, "idle", instances, None).await?;
+    let mut cases: Vec<(&str, usize)> = vec![
+        ("tcvnc TCP viewer", plan.idle_small),
+        ("tcvnc websocket viewer", plan.idle_small),
+        ("websocat", plan.idle_small),
+        ("tcvnc websocket viewer", idle_large),
+    ];
+    if idle_large < plan.idle_large {
+        res.note(
+            &format!(
+                "idle sessions capped at {idle_large} by the open-file limit (wanted {})",
+                plan.idle_large
+            ),
+            idle_large as f64,
+        );
+    }
+    cases.dedup();
+    for run in 0..plan.runs.min(3) {
+        for &(path, n) in &cases {
+            if n == idle_large && run > 0 {
+                continue; // the large case once: it takes the longest
+            }
+            step(&format!(
+                "run {}: {n} idle sessions through {path}",
+                run + 1
+            ));
+            let r = idle(work, &sim, path, n)
+                .await
+                .with_context(|| format!("{n} idle sessions through {path}"))?;
+            let case = format!("idle {n}");
+            res.push(&case, path, "RSS KiB/session", r.kib_per_session);
+            res.push(&case, path, "errors", r.errors as f64);
+            res.push(&case, path, "open s", r.open_secs);
+            res.push(&case, path, "sessions", r.open as f64);
+        }
+    }
+    drop(sim);
+    Ok(())
+}
+
+struct IdleResult {
+    kib_per_session: f64,
+    errors: usize,
+    open: usize,
+    open_secs: f64,
+}
+
+/// An open viewer connection, held only to keep its session alive.
+#[allow(dead_code)]
+enum Viewer {
+    Tcp(tokio::net::TcpStream),
+    Ws(tcvnc::wsio::WsIo<tokio::net::TcpStream>),
+}
+
+async fn idle(work: &Path, sim: &Sim, path: &str, n: usize) -> Result<IdleResult> {
+    let ids: Vec<String> = (0..=n).map(|i| instance_id(FIRST_IDLE + i)).collect();
+    let tcp = path == "tcvnc TCP viewer";
+    let mut _tcvnc = None;
+    let mut _websocat = None;
+    let (proc_pid, dial): (u32, Arc<dyn Fn(usize) -> Dial + Send + Sync>) = if path == "websocat" {
+        let url = procs::mint_url(sim, &ids[0]).await?;
+        let (w, addr) = procs::start_websocat(work, "idle", &url, &sim.ca_file).await?;
+        let pid = w.pid();
+        _websocat = Some(w);
+        (pid, Arc::new(move |_| Dial::Tcp(addr)))
+    } else {
+        let addrs = procs::free_addrs(if tcp { ids.len() } else { 0 })?;
+        let targets: Vec<Target> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Target {
+                instance: id.clone(),
+                listen: addrs.get(i).copied(),
+                transparent: false,
+            })
+            .collect();
+        let t = Tcvnc::start(work, "idle", sim, &targets).await?;
+        let pid = t.proc.pid();
+        let http = t.http;
+        let addrs: Vec<Option<SocketAddr>> = targets.iter().map(|t| t.listen).collect();
+        let ids = ids.clone();
+        _tcvnc = Some(t);
+        (
+            pid,
+            Arc::new(move |i| match addrs[i] {
+                Some(a) => Dial::Tcp(a),
+                None => Dial::Ws(http, ids[i].clone()),
+            }),
+        )
+    };
+    // Warm up (lazy set-up, first allocations), then the baseline.
+    drop(open_viewer(dial(0)).await?);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = procs::rss_kib(proc_pid)?;
+    let t0 = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 1..=n {
+        let dial = dial.clone();
+        let gate = gate.clone();
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            open_viewer(dial(i)).await
+        });
+    }
+    let mut viewers = Vec::with_capacity(n);
+    let mut errors = 0usize;
+    let mut first_error = None;
+    while let Some(r) = tasks.join_next().await {
+        match r.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(v) => viewers.push(v),
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(format!("{e:#}"));
+            }
+        }
+    }
+    let open_secs = t0.elapsed().as_secs_f64();
+    if let Some(e) = first_error {
+        eprintln!("bench: {errors} of {n} sessions failed; first: {e}");
+    }
+    // Let every session settle into its idle state.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = procs::rss_kib(proc_pid)?;
+    let open = viewers.len();
+    drop(viewers);
+    Ok(IdleResult {
+        kib_per_session: rss.saturating_sub(base) as f64 / open.max(1) as f64,
+        errors,
+        open,
+        open_secs,
+    })
+}
+
+enum Dial {
+    Tcp(SocketAddr),
+    Ws(SocketAddr, String),
+}
+
+async fn open_viewer(d: Dial) -> Result<Viewer> {
+    Ok(match d {
+        Dial::Tcp(a) => Viewer::Tcp(client::rfb_tcp(a).await?.0),
+        Dial::Ws(h, id) => Viewer::Ws(client::rfb_ws(h, &id).await?.0),
+    })
+}

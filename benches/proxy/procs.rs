@@ -1,0 +1,417 @@
+//! The processes a benchmark run starts (simulator, tcvnc, websocat, the pipes), and what
+//! the kernel tells about them: CPU time and resident memory from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// The tcvnc binary cargo built for this bench.
+pub const TCVNC: &str = env!("CARGO_BIN_EXE_tcvnc");
+
+/// A child process, killed when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `cmd` with stderr appended to `log`; stdout is piped when `want_line`, and its
+    /// first line is returned.
+    pub fn start(
+        name: &str,
+        mut cmd: Command,
+        log: &Path,
+        want_line: bool,
+    ) -> Result<(Proc, Option<String>)> {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stderr(err);
+        cmd.stdout(if want_line {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().with_context(|| format!("start {name}"))?;
+        let line = if want_line {
+            let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+            let mut reader = BufReader::new(out);
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line.is_empty() {
+                let _ = child.kill();
+                bail!("{name} exited before it was ready; see {}", log.display());
+            }
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            Some(line.trim().to_owned())
+        } else {
+            None
+        };
+        Ok((
+            Proc {
+                name: name.to_owned(),
+                child,
+            },
+            line,
+        ))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        rss_kib(self.pid())
+    }
+
+    /// Fails when the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited ({status})", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Clock ticks per second for `/proc/*/stat` (USER_HZ; 100 on every Linux ABI we run on).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU seconds of `pid` so far (all threads).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start at index 2 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .ok_or_else(|| anyhow!("odd /proc/{pid}/stat"))?
+        .1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime is field 14, stime 15 (1-based in proc(5)); `rest` starts at field 3.
+    let utime: f64 = f.get(11).ok_or_else(|| anyhow!("no utime"))?.parse()?;
+    let stime: f64 = f.get(12).ok_or_else(|| anyhow!("no stime"))?.parse()?;
+    Ok((utime + stime) / USER_HZ)
+}
+
+/// Resident set size of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?
+        .parse()
+        .map_err(Into::into)
+}
+
+/// The soft limit on open files of this process (children inherit it).
+pub fn nofile_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `n` distinct loopback addresses free at the time of asking (all held while choosing,
+/// so none is handed out twice).
+pub fn free_addrs(n: usize) -> Result<Vec<SocketAddr>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter()
+        .map(|l| l.local_addr().map_err(Into::into))
+        .collect()
+}
+
+/// Waits until `addr` accepts a TCP connection.
+pub async fn wait_listening(addr: SocketAddr, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} never listened on {addr}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until tcvnc's `/readyz` answers 200.
+pub async fn wait_ready(http: SocketAddr, proc: &mut Proc, log: &Path) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(http).await {
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer).await;
+            if answer.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        if let Err(e) = proc.check_alive() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            bail!("{e}: {}", tail.join("\n"));
+        }
+        if Instant::now() > deadline {
+            bail!("tcvnc on {http} never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running simulator (`tcvnc sim`).
+pub struct Sim {
+    pub proc: Proc,
+    pub api: String,
+    pub ca_file: PathBuf,
+}
+
+impl Sim {
+    /// Starts `tcvnc sim` with `instances` and, for the data cases, the bench backend.
+    pub async fn start(
+        work: &Path,
+        tag: &str,
+        instances: &Path,
+        backend: Option<SocketAddr>,
+    ) -> Result<Sim> {
+        let ca = work.join(format!("sim-{tag}-ca.pem"));
+        let mut cmd = Command::new(TCVNC);
+        cmd.env("RUST_LOG", "warn")
+            .arg("sim")
+            .arg("--instances")
+            .arg(instances)
+            .arg("--ca-file")
+            .arg(&ca);
+        if let Some(b) = backend {
+            cmd.arg("--backend").arg(b.to_string());
+        }
+        let (proc, line) = Proc::start(
+            &format!("sim-{tag}"),
+            cmd,
+            &work.join(format!("sim-{tag}.log")),
+            true,
+        )?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line.unwrap_or_default()).context("sim's JSON line")?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("sim line has no {k}"))
+        };
+        let sim = Sim {
+            proc,
+            api: field("api")?,
+            ca_file: ca,
+        };
+        // Benchmark knobs: a token may be reused (websocat dials one fixed URL), and the
+        // API takes more than 10 requests a second (10,000 sessions would take 17 min).
+        sim.post(
+            "/_sim/faults",
+            r#"{"reuse_tokens": true, "api_rate_limit": 5000}"#,
+        )
+        .await?;
+        Ok(sim)
+    }
+
+    /// POSTs JSON to the simulator's control API.
+    pub async fn post(&self, path: &str, body: &str) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.api.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(host).await?;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            bail!("simulator refused {path}: {answer}");
+        }
+        Ok(answer)
+    }
+}
+
+/// Instance ids for the simulator and tcvnc (`ins-` and 8 hex digits).
+pub fn instance_id(n: usize) -> String {
+    format!("ins-{n:08x}")
+}
+
+/// Writes an instances file with `n` running instances.
+pub fn write_instances(path: &Path, n: usize) -> Result<()> {
+    let mut t = String::with_capacity(n * 40);
+    for i in 0..n {
+        t.push_str(&format!("[[instance]]\nid = \"{}\"\n", instance_id(i)));
+    }
+    std::fs::write(path, t)?;
+    Ok(())
+}
+
+/// A target in a tcvnc config.
+pub struct Target {
+    pub instance: String,
+    pub listen: Option<SocketAddr>,
+    pub transparent: bool,
+}
+
+/// A running tcvnc daemon.
+pub struct Tcvnc {
+    pub proc: Proc,
+    pub http: SocketAddr,
+}
+
+impl Tcvnc {
+    /// Writes a config for `targets` against `sim` and starts `tcvnc serve`.
+    pub async fn start(work: &Path, tag: &str, sim: &Sim, targets: &[Target]) -> Result<Tcvnc> {
+        let http = loop {
+            let a = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            if !targets.iter().any(|t| t.listen == Some(a)) {
+                break a;
+            }
+        };
+        let key_file = work.join("secret_key");
+        std::fs::write(&key_file, tcvnc::sim::DEMO_SECRET_KEY)?;
+        let mut cfg = format!(
+            r#"[cloud]
+region = "ap-guangzhou"
+endpoint = "{api}"
+[credentials]
+secret_id = "{id}"
+secret_key_file = "{key}"
+[budget]
+api_requests_per_second = 2000
+[upstream]
+ca_file = "{ca}"
+[http]
+listen = "{http}"
+[session]
+max_sessions = 100000
+connections_per_peer_per_minute = 1000000
+"#,
+            api = sim.api,
+            id = tcvnc::sim::DEMO_SECRET_ID,
+            key = key_file.display(),
+            ca = sim.ca_file.display(),
+        );
+        for t in targets {
+            cfg.push_str(&format!(
+                "[[target]]\ninstance = \"{}\"\ntransparent = {}\n",
+                t.instance, t.transparent
+            ));
+            if let Some(l) = t.listen {
+                cfg.push_str(&format!("listen = \"{l}\"\n"));
+            }
+        }
+        let path = work.join(format!("tcvnc-{tag}.toml"));
+        std::fs::write(&path, cfg)?;
+        let mut cmd = Command::new(TCVNC);
+        cmd.env("RUST_LOG", "info")
+            .arg("--log-format")
+            .arg("json")
+            .arg("serve")
+            .arg("-c")
+            .arg(&path);
+        let log = work.join(format!("tcvnc-{tag}.log"));
+        let (mut proc, _) = Proc::start(&format!("tcvnc-{tag}"), cmd, &log, false)?;
+        wait_ready(http, &mut proc, &log).await?;
+        Ok(Tcvnc { proc, http })
+    }
+}
+
+/// Where websocat is (installed by `scripts/bench`).
+pub fn websocat_bin() -> PathBuf {
+    std::env::var_os("WEBSOCAT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-tools/bin/websocat"),
+        PathBuf::from,
+    )
+}
+
+/// Starts websocat in tcvnc's place: TCP listener → one wss connection per client.
+pub async fn start_websocat(
+    work: &Path,
+    tag: &str,
+    url: &str,
+    ca: &Path,
+) -> Result<(Proc, SocketAddr)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut cmd = Command::new(websocat_bin());
+    cmd.env("SSL_CERT_FILE", ca)
+        .arg("-b")
+        .arg(format!("tcp-l:{addr}"))
+        .arg(url);
+    let (proc, _) = Proc::start(
+        &format!("websocat-{tag}"),
+        cmd,
+        &work.join(format!("websocat-{tag}.log")),
+        false,
+    )?;
+    wait_listening(addr, "websocat").await?;
+    Ok((proc, addr))
+}
+
+/// Starts one of this binary's pipe roles; it prints its listen port first.
+pub fn start_role(work: &Path, role: &str, args: &[String]) -> Result<(Proc, SocketAddr)> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("role").arg(role).args(args);
+    let (proc, line) = Proc::start(role, cmd, &work.join(format!("{role}.log")), true)?;
+    let addr: SocketAddr = line
+        .unwrap_or_default()
+        .parse()
+        .context("role's address line")?;
+    Ok((proc, addr))
+}
+
+/// Mints a console URL from `sim` for `instance` with tcvnc's own API client.
+pub async fn mint_url(sim: &Sim, instance: &str) -> Result<String> {
+    let text = format!(
+        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{}\"\n[credentials]\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n",
+        sim.api,
+        tcvnc::sim::DEMO_SECRET_ID,
+        tcvnc::sim::DEMO_SECRET_KEY
+    );
+    let cfg = tcvnc::config::Config::parse(&text, "bench.toml", Path::new("."))
+        .map_err(|e| anyhow!("{e}"))?;
+    let client =
+        tcvnc::cmd::cloud_client(&cfg, None, &tcvnc::cloud::credentials::Env::default(), None)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    let minted = client
+        .describe_instance_vnc_url(instance, "ap-guangzhou", &tcvnc::cloud::client::NoGate)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(minted.url.expose().to_owned())
+}

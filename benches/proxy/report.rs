@@ -1,0 +1,550 @@
+//! Results: every sample kept, medians and min–max, ratios pair by pair (run i of one
+//! path against run i of the other), the targets checked, and the three outputs.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::Plan;
+
+type Metrics = Vec<(String, Vec<f64>)>;
+type Paths = Vec<(String, Metrics)>;
+
+fn entry<'a, T: Default>(v: &'a mut Vec<(String, T)>, k: &str) -> &'a mut T {
+    let i = match v.iter().position(|(n, _)| n == k) {
+        Some(i) => i,
+        None => {
+            v.push((k.to_owned(), T::default()));
+            v.len() - 1
+        }
+    };
+    &mut v[i].1
+}
+
+fn get<'a, T>(v: &'a [(String, T)], k: &str) -> Option<&'a T> {
+    v.iter().find(|(n, _)| n == k).map(|(_, t)| t)
+}
+
+/// Samples by case, path and metric, in the order they were first seen.
+#[derive(Default)]
+pub struct Results {
+    cases: Vec<(String, Paths)>,
+    notes: Vec<(String, f64)>,
+    pub meta: std::collections::BTreeMap<String, String>,
+}
+
+impl Results {
+    pub fn push(&mut self, case: &str, path: &str, metric: &str, v: f64) {
+        entry(entry(entry(&mut self.cases, case), path), metric).push(v);
+    }
+
+    pub fn note(&mut self, what: &str, v: f64) {
+        self.notes.push((what.to_owned(), v));
+    }
+
+    pub fn samples(&self, case: &str, path: &str, metric: &str) -> Option<&[f64]> {
+        get(get(get(&self.cases, case)?, path)?, metric).map(Vec::as_slice)
+    }
+}
+
+/// The nearest-rank quantile of sorted samples.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Median, min and max.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+pub fn spread(v: &[f64]) -> Spread {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return Spread {
+            median: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+        };
+    }
+    let m = s.len() / 2;
+    let median = if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    };
+    Spread {
+        median,
+        min: s[0],
+        max: s[s.len() - 1],
+    }
+}
+
+fn pairwise(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()
+}
+
+fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        "–".into()
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn fmt_spread(s: Spread) -> String {
+    format!(
+        "{} [{}–{}]",
+        fmt_num(s.median),
+        fmt_num(s.min),
+        fmt_num(s.max)
+    )
+}
+
+/// One target of the issue, checked on medians.
+pub struct Check {
+    pub name: String,
+    pub measured: Spread,
+    pub unit: &'static str,
+    pub limit: f64,
+    pub at_most: bool,
+}
+
+impl Check {
+    pub fn met(&self) -> bool {
+        if self.at_most {
+            self.measured.median <= self.limit
+        } else {
+            self.measured.median >= self.limit
+        }
+    }
+
+    fn verdict(&self) -> String {
+        if self.met() {
+            "met".into()
+        } else if !self.measured.median.is_finite() {
+            "not measured".into()
+        } else {
+            let by = (self.measured.median - self.limit).abs();
+            format!(
+                "**missed** by {} {} ({:.0} %)",
+                fmt_num(by),
+                self.unit,
+                by / self.limit.abs().max(f64::MIN_POSITIVE) * 100.0
+            )
+        }
+    }
+}
+
+/// Every target of the issue, computed from the samples.
+pub fn checks(r: &Results) -> Vec<Check> {
+    let mut out = Vec::new();
+    let s = |c: &str, p: &str, m: &str| r.samples(c, p, m).unwrap_or(&[]).to_vec();
+    for case in ["upload", "download"] {
+        let cpu = s(case, "tcvnc", "proxy CPU s/GiB");
+        out.push(Check {
+            name: format!("{case}: CPU per byte, tcvnc / websocat"),
+            measured: spread(&pairwise(
+                &cpu,
+                &s(case, "websocat", "proxy CPU s/GiB"),
+                |a, b| a / b,
+            )),
+            unit: "×",
+            limit: 2.0 / 3.0,
+            at_most: true,
+        });
+        let mbps = s(case, "tcvnc", "MB/s");
+        out.push(Check {
+            name: format!("{case}: throughput, tcvnc / websocat"),
+            measured: spread(&pairwise(&mbps, &s(case, "websocat", "MB/s"), |a, b| a / b)),
+            unit: "×",
+            limit: 1.5,
+            at_most: false,
+        });
+        out.push(Check {
+            name: format!("{case}: throughput, tcvnc / TLS pipe"),
+            measured: spread(&pairwise(&mbps, &s(case, "tls-pipe", "MB/s"), |a, b| a / b)),
+            unit: "×",
+            limit: 0.8,
+            at_most: false,
+        });
+    }
+    for case in ["rtt 8 B", "rtt 1024 B"] {
+        out.push(Check {
+            name: format!("{case}: p99 added over the TLS pipe"),
+            measured: spread(&pairwise(
+                &s(case, "tcvnc", "p99 µs"),
+                &s(case, "tls-pipe", "p99 µs"),
+                |a, b| a - b,
+            )),
+            unit: "µs",
+            limit: 100.0,
+            at_most: true,
+        });
+    }
+    let tc = s("setup", "tcvnc", "ServerInit ms");
+    let api = s("setup", "API call", "ms");
+    let direct = s("setup", "direct", "ServerInit ms");
+    let overhead: Vec<f64> = tc
+        .iter()
+        .zip(&api)
+        .zip(&direct)
+        .map(|((t, a), d)| t - a - d)
+        .collect();
+    out.push(Check {
+        name: "setup overhead beyond API call and direct TLS+websocket+RFB".into(),
+        measured: spread(&overhead),
+        unit: "ms",
+        limit: 3.0,
+        at_most: true,
+    });
+    for (case, paths) in &r.cases {
+        if !case.starts_with("idle") {
+            continue;
+        }
+        for (path, _) in paths.iter().filter(|(p, _)| p.starts_with("tcvnc")) {
+            out.push(Check {
+                name: format!("{case}: RSS per idle session, {path}"),
+                measured: spread(&s(case, path, "RSS KiB/session")),
+                unit: "KiB",
+                limit: 64.0,
+                at_most: true,
+            });
+            out.push(Check {
+                name: format!("{case}: failed sessions, {path}"),
+                measured: spread(&s(case, path, "errors")),
+                unit: "sessions",
+                limit: 0.0,
+                at_most: true,
+            });
+        }
+    }
+    out
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    json!({
+        "cpu": model,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "memory_gib": (mem_kib as f64 / 1048576.0 * 10.0).round() / 10.0,
+        "kernel": kernel.trim(),
+    })
+}
+
+fn versions(r: &Results) -> Value {
+    let rustc = std::process::Command::new("rustc")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+        .unwrap_or_default();
+    let mut v = serde_json::Map::new();
+    v.insert("tcvnc".into(), json!(env!("CARGO_PKG_VERSION")));
+    v.insert("rustc".into(), json!(rustc));
+    v.insert(
+        "websocat".into(),
+        json!(r.meta.get("websocat").cloned().unwrap_or_default()),
+    );
+    for krate in ["tokio", "tungstenite", "rustls", "ring"] {
+        let needle = format!("name = \"{krate}\"\nversion = \"");
+        if let Some(rest) = lock.split(&needle).nth(1) {
+            if let Some(ver) = rest.split('"').next() {
+                v.insert(krate.into(), json!(ver));
+            }
+        }
+    }
+    Value::Object(v)
+}
+
+/// Writes `results.json`, `chart.svg` and `REPORT.md` into `out`.
+pub fn write(out: &Path, plan: &Plan, r: &Results, elapsed: Duration) -> Result<()> {
+    let checks = checks(r);
+    let mut cases = serde_json::Map::new();
+    for (case, paths) in &r.cases {
+        let mut pj = serde_json::Map::new();
+        for (path, metrics) in paths {
+            let mut mj = serde_json::Map::new();
+            for (metric, v) in metrics {
+                let s = spread(v);
+                mj.insert(
+                    metric.clone(),
+                    json!({"samples": v.len(), "median": s.median, "min": s.min, "max": s.max,
+                           "runs": if v.len() <= 16 { json!(v) } else { Value::Null }}),
+                );
+            }
+            pj.insert(path.clone(), Value::Object(mj));
+        }
+        cases.insert(case.clone(), Value::Object(pj));
+    }
+    let targets: Vec<Value> = checks
+        .iter()
+        .map(|c| {
+            json!({"target": c.name, "median": c.measured.median, "min": c.measured.min,
+                   "max": c.measured.max, "unit": c.unit, "limit": c.limit,
+                   "at_most": c.at_most, "met": c.met()})
+        })
+        .collect();
+    let doc = json!({
+        "schema": "tcvnc-bench/1",
+        "mode": plan.mode,
+        "plan": plan,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        "machine": machine(),
+        "versions": versions(r),
+        "cases": cases,
+        "targets": targets,
+        "notes": r.notes.iter().map(|(k, v)| json!({"what": k, "value": v})).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&doc)? + "\n",
+    )?;
+    chart(&out.join("chart.svg"), r)?;
+    std::fs::write(
+        out.join("REPORT.md"),
+        markdown(plan, r, &doc, &checks, elapsed),
+    )?;
+    Ok(())
+}
+
+fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Duration) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "# tcvnc benchmark report\n");
+    let _ = writeln!(
+        m,
+        "Mode **{}**: {} runs, bulk {} MiB each way, {} round trips per size and run, {} session set-ups, idle sessions at {} and {}. The suite took {:.0} s. Written by `{}`.\n",
+        plan.mode,
+        plan.runs,
+        plan.bulk_bytes >> 20,
+        plan.rtt_iters,
+        plan.setup_iters,
+        plan.idle_small,
+        plan.idle_large,
+        elapsed.as_secs_f64(),
+        if plan.mode == "quick" { "scripts/bench --quick" } else { "scripts/bench" },
+    );
+    let _ = writeln!(m, "## Machine and versions\n");
+    let _ = writeln!(m, "| | |\n|---|---|");
+    for section in ["machine", "versions"] {
+        if let Some(o) = doc[section].as_object() {
+            for (k, v) in o {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                let _ = writeln!(m, "| {k} | {v} |");
+            }
+        }
+    }
+    for (k, v) in &r.notes {
+        let _ = writeln!(m, "| {k} | {} |", fmt_num(*v));
+    }
+    let _ = writeln!(m, "\n## Method\n\n{}\n", METHOD.trim());
+    let _ = writeln!(m, "## Targets\n\nEach value is the median over runs of a ratio or difference taken pair by pair (run i of tcvnc against run i of the other path), with min–max in brackets.\n");
+    let _ = writeln!(
+        m,
+        "| target | measured | limit | verdict |\n|---|---|---|---|"
+    );
+    for c in checks {
+        let _ = writeln!(
+            m,
+            "| {} | {} {} | {} {} {} | {} |",
+            c.name,
+            fmt_spread(c.measured),
+            c.unit,
+            if c.at_most { "≤" } else { "≥" },
+            fmt_num(c.limit),
+            c.unit,
+            c.verdict()
+        );
+    }
+    let _ = writeln!(m, "\n![chart](chart.svg)\n");
+    let _ = writeln!(
+        m,
+        "## All numbers\n\nmedian [min–max] over runs (set-up: over sessions).\n"
+    );
+    for (case, paths) in &r.cases {
+        let metrics: Vec<&String> = paths[0].1.iter().map(|(k, _)| k).collect();
+        let _ = writeln!(m, "### {case}\n");
+        let _ = writeln!(
+            m,
+            "| path | {} |\n|---|{}",
+            metrics
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---|".repeat(metrics.len())
+        );
+        for (path, ms) in paths {
+            let cells: Vec<String> = ms.iter().map(|(_, v)| fmt_spread(spread(v))).collect();
+            let _ = writeln!(m, "| {path} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(m);
+    }
+    let notes = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/proxy/NOTES.md"),
+    )
+    .unwrap_or_default();
+    let _ = writeln!(m, "{}", notes.trim());
+    m
+}
+
+const METHOD: &str = r"
+Everything runs on loopback on this one machine, in one run, each component in its own
+process so that `/proc/PID/stat` gives each its own CPU time:
+
+* **tcvnc**: client → `tcvnc serve` (targets `transparent = true` for the data cases) →
+  `tcvnc sim` gateway (wss, TLS 1.3) → backend. Every connection mints a URL from the
+  simulated API, as in production.
+* **websocat**: client → `websocat -b tcp-l:… wss://…` → the same simulator gateway →
+  backend. The simulator lets websocat's one URL be reused (`reuse_tokens`, a knob for
+  benchmarks only).
+* **tls-pipe**: client → a rustls TLS client pipe → a rustls TLS server pipe → backend
+  (no websocket framing), both with tokio's `copy_bidirectional` and 64 KiB buffers.
+* **tcp-pipe**: the same with plain TCP.
+
+The backend lives in the harness process: it uploads, downloads (1 MiB of 32-bit
+framebuffer-like pixels, repeated) or echoes. Bulk cases time from the backend's ready
+byte to the last byte (upload: the backend's acknowledgement); CPU is the proxy
+process's user + system time over the same span, divided by GiB moved (the gateway's
+is shown too). Round trips send 8 B or 1 KiB and wait for the echo, one at a time after
+a warm-up. Paths and cases are interleaved run by run, so a noisy moment hits all paths.
+
+Set-up is a viewer's connect to ServerInit (RFB 3.8, security None) against the
+simulator's test-pattern console, through tcvnc (RFB-aware: it mints a URL, dials and
+negotiates the console) and through websocat; alongside each, one API call
+(`DescribeInstanceVncUrl`, signed, to the simulator) and one direct TLS + websocket +
+RFB handshake with the gateway are timed; the overhead is tcvnc − API − direct, per
+set-up. Idle memory is the daemon's RSS growth (`VmRSS`) over N open sessions that
+finished the RFB handshake, after one warm-up session, divided by N. The simulator's
+API limit is raised for the idle cases (`api_rate_limit`, benchmarks only; tcvnc's
+`budget.api_requests_per_second` likewise).
+";
+
+fn chart(path: &Path, r: &Results) -> Result<()> {
+    use plotters::prelude::*;
+    let paths = ["tcvnc", "websocat", "tls-pipe", "tcp-pipe"];
+    type Panel<'a> = (&'a str, [(&'a str, &'a str); 2], &'a str);
+    let panels: [Panel; 3] = [
+        (
+            "Bulk throughput, MB/s",
+            [("upload", "upload"), ("download", "download")],
+            "MB/s",
+        ),
+        (
+            "Proxy CPU, s per GiB",
+            [("upload", "upload"), ("download", "download")],
+            "proxy CPU s/GiB",
+        ),
+        (
+            "Round trip p99, µs",
+            [("rtt 8 B", "8 B"), ("rtt 1024 B", "1 KiB")],
+            "p99 µs",
+        ),
+    ];
+    let root = SVGBackend::new(path, (1500, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let areas = root.split_evenly((1, 3));
+    let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
+    for (area, (title, series, metric)) in areas.iter().zip(panels) {
+        let mut ymax: f64 = 0.0;
+        for (case, _) in series {
+            for p in paths {
+                if let Some(v) = r.samples(case, p, metric) {
+                    ymax = ymax.max(spread(v).max);
+                }
+            }
+        }
+        let ymax = if ymax.is_finite() && ymax > 0.0 {
+            ymax * 1.15
+        } else {
+            1.0
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..(paths.len() as f64 - 0.5), 0f64..ymax)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(paths.len())
+            .x_label_formatter(&|x| {
+                let k = x.round();
+                if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < paths.len() {
+                    paths[k as usize].to_owned()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (si, (case, label)) in series.iter().enumerate() {
+            let color = colors[si];
+            let mut bars = Vec::new();
+            let mut whiskers = Vec::new();
+            for (pi, p) in paths.iter().enumerate() {
+                let Some(v) = r.samples(case, p, metric) else {
+                    continue;
+                };
+                let s = spread(v);
+                let x0 = pi as f64 - 0.4 + si as f64 * 0.4;
+                bars.push(Rectangle::new(
+                    [(x0 + 0.02, 0.0), (x0 + 0.38, s.median)],
+                    color.filled(),
+                ));
+                whiskers.push(PathElement::new(
+                    vec![(x0 + 0.2, s.min), (x0 + 0.2, s.max)],
+                    BLACK,
+                ));
+            }
+            chart
+                .draw_series(bars)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label(*label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                });
+            chart
+                .draw_series(whiskers)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}

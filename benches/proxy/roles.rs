@@ -1,0 +1,201 @@
+//! The physical limits tcvnc is compared with, each run as its own process so that its
+//! CPU time is its own: a plain TCP pipe and a plain rustls TLS pipe, each a proxy and a
+//! terminator (the gateway's place). Also the backend the paths end at.
+//!
+//! Backend protocol: the client sends a 9-byte header (`U`pload, `D`ownload or `E`cho and
+//! a big-endian byte count) and waits for `R`. Upload: the backend reads the count and
+//! answers `A`. Download: the backend writes the count. Echo: every byte comes back.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Buffer per direction of the pipes (tokio's default is 8 KiB; 64 KiB moves bulk data
+/// with fewer system calls, so the limit is a fair one).
+const PIPE_BUF: usize = 64 * 1024;
+
+/// Runs a role named on the command line; prints the listen address first.
+pub fn run(args: &[String]) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let role = args.first().map(String::as_str).unwrap_or_default();
+        let arg = |i: usize| {
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| anyhow!("role {role}: missing argument {i}"))
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?);
+        match role {
+            "tcp-proxy" | "tcp-term" => {
+                let to: SocketAddr = arg(1)?.parse()?;
+                serve(listener, move |client| async move {
+                    let mut up = TcpStream::connect(to).await?;
+                    up.set_nodelay(true)?;
+                    let mut client = client;
+                    tokio::io::copy_bidirectional_with_sizes(
+                        &mut client,
+                        &mut up,
+                        PIPE_BUF,
+                        PIPE_BUF,
+                    )
+                    .await?;
+                    Ok(())
+                })
+                .await
+            }
+            "tls-term" => {
+                let to: SocketAddr = arg(1)?.parse()?;
+                let ca = PathBuf::from(arg(2)?);
+                let acceptor = tcvnc::sim::gateway::tls_acceptor([127, 0, 0, 1].into(), &ca)
+                    .map_err(|e| anyhow!("{e}"))?;
+                serve(listener, move |client| {
+                    let acceptor = acceptor.clone();
+                    async move {
+                        let mut tls = acceptor.accept(client).await?;
+                        let mut up = TcpStream::connect(to).await?;
+                        up.set_nodelay(true)?;
+                        tokio::io::copy_bidirectional_with_sizes(
+                            &mut tls, &mut up, PIPE_BUF, PIPE_BUF,
+                        )
+                        .await?;
+                        Ok(())
+                    }
+                })
+                .await
+            }
+            "tls-proxy" => {
+                let to: SocketAddr = arg(1)?.parse()?;
+                let ca = PathBuf::from(arg(2)?);
+                let config = tcvnc::tls::client_config(Some(&ca)).map_err(|e| anyhow!("{e}"))?;
+                let connector = tokio_rustls::TlsConnector::from(config);
+                serve(listener, move |client| {
+                    let connector = connector.clone();
+                    async move {
+                        let up = TcpStream::connect(to).await?;
+                        up.set_nodelay(true)?;
+                        let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
+                        let mut tls = connector.connect(name, up).await?;
+                        let mut client = client;
+                        tokio::io::copy_bidirectional_with_sizes(
+                            &mut client,
+                            &mut tls,
+                            PIPE_BUF,
+                            PIPE_BUF,
+                        )
+                        .await?;
+                        Ok(())
+                    }
+                })
+                .await
+            }
+            other => bail!("unknown role {other:?}"),
+        }
+    })
+}
+
+async fn serve<F, Fut>(listener: TcpListener, handle: F) -> Result<()>
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let handle = Arc::new(handle);
+    loop {
+        let (s, _) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(s).await {
+                eprintln!("connection ended: {e:#}");
+            }
+        });
+    }
+}
+
+/// Framebuffer-like bytes: 32-bit pixels with gradients, edges and some noise, 1 MiB.
+pub fn pattern() -> Arc<Vec<u8>> {
+    let (w, h) = (512usize, 512usize);
+    let mut v = Vec::with_capacity(w * h * 4);
+    let mut noise: u32 = 0x9E37_79B9;
+    for y in 0..h {
+        for x in 0..w {
+            noise ^= noise << 13;
+            noise ^= noise >> 17;
+            noise ^= noise << 5;
+            let edge = if (x / 64 + y / 64) % 2 == 0 { 40 } else { 0 };
+            v.push(((x * 255 / w) as u8).wrapping_add(edge));
+            v.push(((y * 255 / h) as u8).wrapping_add((noise & 7) as u8));
+            v.push((((x + y) * 255 / (w + h)) as u8) ^ edge);
+            v.push(0);
+        }
+    }
+    Arc::new(v)
+}
+
+/// The backend: accepts connections on `listener` until the process ends.
+pub async fn backend(listener: TcpListener) {
+    let data = pattern();
+    loop {
+        let Ok((s, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = s.set_nodelay(true);
+        let data = data.clone();
+        tokio::spawn(async move {
+            if let Err(e) = backend_conn(s, &data).await {
+                eprintln!("backend connection: {e:#}");
+            }
+        });
+    }
+}
+
+async fn backend_conn(mut s: TcpStream, data: &[u8]) -> Result<()> {
+    let mut hdr = [0u8; 9];
+    if s.read_exact(&mut hdr).await.is_err() {
+        return Ok(()); // a readiness probe
+    }
+    let n = u64::from_be_bytes(hdr[1..].try_into()?);
+    s.write_all(b"R").await?;
+    match hdr[0] {
+        b'U' => {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut left = n;
+            while left > 0 {
+                let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let k = s.read(&mut buf[..want]).await?;
+                if k == 0 {
+                    bail!("upload ended {left} bytes early");
+                }
+                left -= k as u64;
+            }
+            s.write_all(b"A").await?;
+        }
+        b'D' => {
+            let mut left = n;
+            while left > 0 {
+                let k = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+                s.write_all(&data[..k]).await?;
+                left -= k as u64;
+            }
+        }
+        b'E' => {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let k = s.read(&mut buf).await?;
+                if k == 0 {
+                    break;
+                }
+                s.write_all(&buf[..k]).await?;
+            }
+        }
+        m => bail!("unknown mode {m}"),
+    }
+    // Wait for the client to hang up, so no byte is cut short by our close.
+    let mut sink = [0u8; 1024];
+    while s.read(&mut sink).await.context("drain")? > 0 {}
+    Ok(())
+}
