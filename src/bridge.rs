@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::rfb::handshake::Ready;
-use crate::wsio::{Recv, WsIo, WsReader, WsWriter};
+use crate::wsio::{Recv, WsIo, WsReader, WsWriter, HEADROOM};
 
 /// Size of the TCP read buffer and of a coalesced batch.
 pub const CHUNK: usize = 64 * 1024;
@@ -140,24 +140,63 @@ impl<W: AsyncRead + AsyncWrite + Unpin> ClientIo<W> {
     }
 }
 
+/// Bytes from the client. Raw TCP reads land after [`HEADROOM`] free bytes, so the frame
+/// header is written in front and the payload masked in place: no copy towards the console.
+enum Chunk {
+    Framed(BytesMut),
+    Shared(Bytes),
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Framed(b) => b.len() - HEADROOM,
+            Chunk::Shared(b) => b.len(),
+        }
+    }
+
+    async fn feed_to<U: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        upstream: &mut WsWriter<U>,
+    ) -> std::io::Result<()> {
+        match self {
+            Chunk::Framed(b) => upstream.feed_framed(b).await,
+            Chunk::Shared(b) => upstream.feed(b).await,
+        }
+    }
+}
+
+/// What one client read gave.
+enum In {
+    Data(Chunk),
+    Closed,
+    Failed(String),
+}
+
 impl<W: AsyncRead + AsyncWrite + Unpin> ClientReader<'_, W> {
     /// Cancel-safe.
-    async fn recv(&mut self, buf: &mut BytesMut) -> Recv {
+    async fn recv(&mut self, buf: &mut BytesMut) -> In {
         match self {
             ClientReader::Tcp(s) => loop {
                 // Wait for data before taking memory: an idle viewer holds no buffer.
                 if let Err(e) = s.as_ref().readable().await {
-                    return Recv::Failed(e.to_string());
+                    return In::Failed(e.to_string());
                 }
-                buf.reserve(CHUNK);
+                buf.clear();
+                buf.reserve(HEADROOM + CHUNK);
+                buf.put_bytes(0, HEADROOM);
                 match s.as_ref().try_read_buf(buf) {
-                    Ok(0) => return Recv::Closed(None),
-                    Ok(_) => return Recv::Data(buf.split().freeze()),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Recv::Failed(e.to_string()),
+                    Ok(0) => return In::Closed,
+                    Ok(_) => return In::Data(Chunk::Framed(buf.split())),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => buf.clear(),
+                    Err(e) => return In::Failed(e.to_string()),
                 }
             },
-            ClientReader::Ws(ws) => ws.recv().await,
+            ClientReader::Ws(ws) => match ws.recv().await {
+                Recv::Data(b) => In::Data(Chunk::Shared(b)),
+                Recv::Closed(_) => In::Closed,
+                Recv::Failed(e) => In::Failed(e),
+            },
         }
     }
 }
@@ -174,6 +213,14 @@ impl<W: AsyncRead + AsyncWrite + Unpin> ClientWriter<'_, W> {
         match self {
             ClientWriter::Tcp(_) => Ok(()),
             ClientWriter::Ws(ws) => ws.flush().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Resolves when a pong is owed to a websocket client. Cancel-safe.
+    async fn control_wanted(&mut self) {
+        match self {
+            ClientWriter::Tcp(_) => std::future::pending().await,
+            ClientWriter::Ws(ws) => ws.control_wanted().await,
         }
     }
 }
@@ -226,7 +273,7 @@ where
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = BytesMut::new();
     loop {
-        // Both branches are cancel-safe: a timer tick and a socket/websocket read.
+        // Every branch is cancel-safe: a timer tick, a notification, a socket/websocket read.
         tokio::select! {
             _ = ping.tick(), if !limits.keepalive.is_zero() => {
                 if activity.writing_to_client.load(Ordering::Relaxed) {
@@ -239,28 +286,33 @@ where
                     return End::UpstreamLost(e.to_string());
                 }
             }
+            () = upstream.control_wanted() => {
+                if let Err(e) = upstream.flush().await {
+                    return End::UpstreamLost(e.to_string());
+                }
+            }
             r = client.recv(&mut buf) => match r {
-                Recv::Data(data) => {
+                In::Data(data) => {
                     activity.touch();
                     let mut sent = data.len() as u64;
-                    if let Err(e) = upstream.feed(data).await {
+                    if let Err(e) = data.feed_to(upstream).await {
                         return End::UpstreamLost(e.to_string());
                     }
                     // Coalesce: whatever else the client already sent goes in the same flush.
                     let mut end = None;
                     while sent < CHUNK as u64 {
                         match client.recv(&mut buf).now_or_never() {
-                            Some(Recv::Data(more)) => {
+                            Some(In::Data(more)) => {
                                 sent += more.len() as u64;
-                                if let Err(e) = upstream.feed(more).await {
+                                if let Err(e) = more.feed_to(upstream).await {
                                     return End::UpstreamLost(e.to_string());
                                 }
                             }
-                            Some(Recv::Closed(_)) => {
+                            Some(In::Closed) => {
                                 end = Some(End::ClientClosed);
                                 break;
                             }
-                            Some(Recv::Failed(e)) => {
+                            Some(In::Failed(e)) => {
                                 end = Some(End::ClientLost(e));
                                 break;
                             }
@@ -275,8 +327,8 @@ where
                         return end;
                     }
                 }
-                Recv::Closed(_) => return End::ClientClosed,
-                Recv::Failed(e) => return End::ClientLost(e),
+                In::Closed => return End::ClientClosed,
+                In::Failed(e) => return End::ClientLost(e),
             },
         }
     }
@@ -294,7 +346,18 @@ where
     U: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
-        let first = match upstream.recv().await {
+        // Pongs owed to a websocket client go out while waiting for the console.
+        let next = loop {
+            tokio::select! {
+                r = upstream.recv() => break r,
+                () = client.control_wanted() => {
+                    if let Err(e) = client.flush().await {
+                        return End::ClientLost(e);
+                    }
+                }
+            }
+        };
+        let first = match next {
             Recv::Data(d) => d,
             Recv::Closed(c) => return End::UpstreamClosed(c),
             Recv::Failed(e) => return End::UpstreamLost(e),

@@ -13,11 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::cloud::VncUrl;
-use crate::wsio::{self, Mode, WsIo};
+use crate::wsio::{Mode, Role, WsIo};
 
 /// The `User-Agent` tcvnc sends.
 pub const USER_AGENT: &str = concat!("tcvnc/", env!("CARGO_PKG_VERSION"));
@@ -104,6 +102,22 @@ impl AsyncWrite for MaybeTls {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTls::Plain(s) => s.is_write_vectored(),
+            MaybeTls::Tls(s) => s.is_write_vectored(),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -321,16 +335,9 @@ impl Dialer {
         if protocol.is_none() && !self.subprotocols.is_empty() {
             tracing::debug!("the gateway answered no subprotocol; using binary frames");
         }
-        let leftover = buf.split_off(head_len);
-        let ws = WebSocketStream::from_partially_read(
-            stream,
-            leftover,
-            Role::Client,
-            Some(wsio::config()),
-        )
-        .await;
+        let leftover = bytes::Bytes::from(buf.split_off(head_len));
         Ok(Upstream {
-            io: WsIo::new(ws, mode),
+            io: WsIo::new(stream, Role::Client, mode, leftover),
             subprotocol: protocol,
         })
     }

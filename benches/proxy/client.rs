@@ -13,7 +13,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use tcvnc::wsio::{Mode, WsIo};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 const STEP: Duration = Duration::from_secs(60);
 
@@ -131,13 +133,49 @@ impl Chan for TcpStream {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Chan for WsIo<S> {
+/// A viewer's websocket (tungstenite, as a browser would be: not tcvnc's own framing).
+pub struct WsChan<S> {
+    ws: WebSocketStream<S>,
+    pending: Bytes,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsChan<S> {
+    fn new(ws: WebSocketStream<S>) -> Self {
+        WsChan {
+            ws,
+            pending: Bytes::new(),
+        }
+    }
+
+    async fn close(&mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Chan for WsChan<S> {
     async fn send(&mut self, b: &[u8]) -> Result<()> {
-        WsIo::send(self, Bytes::copy_from_slice(b)).await?;
+        self.ws
+            .send(Message::Binary(Bytes::copy_from_slice(b)))
+            .await?;
         Ok(())
     }
     async fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
-        Ok(self.read_exact(buf).await?)
+        let mut filled = 0;
+        while filled < buf.len() {
+            if self.pending.is_empty() {
+                match self.ws.next().await {
+                    Some(Ok(Message::Binary(b))) => self.pending = b,
+                    Some(Ok(Message::Close(c))) => bail!("websocket closed: {c:?}"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => bail!("websocket ended"),
+                }
+            }
+            let n = self.pending.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&self.pending.split_to(n));
+            filled += n;
+        }
+        Ok(())
     }
 }
 
@@ -204,7 +242,7 @@ pub async fn rfb_tcp(addr: SocketAddr) -> Result<(TcpStream, RfbTimes)> {
 }
 
 /// A browser-like viewer on tcvnc's websocket path `/vnc/<instance>`.
-pub async fn rfb_ws(http: SocketAddr, instance: &str) -> Result<(WsIo<TcpStream>, RfbTimes)> {
+pub async fn rfb_ws(http: SocketAddr, instance: &str) -> Result<(WsChan<TcpStream>, RfbTimes)> {
     let t0 = Instant::now();
     let s = TcpStream::connect(http).await?;
     s.set_nodelay(true)?;
@@ -214,7 +252,7 @@ pub async fn rfb_ws(http: SocketAddr, instance: &str) -> Result<(WsIo<TcpStream>
     let (ws, _) = tokio_tungstenite::client_async_with_config(req, s, Some(tcvnc::wsio::config()))
         .await
         .context("websocket handshake with tcvnc")?;
-    let mut io = WsIo::new(ws, Mode::Binary);
+    let mut io = WsChan::new(ws);
     let t = rfb_viewer(&mut io, t0).await?;
     Ok((io, t))
 }
@@ -242,8 +280,8 @@ pub async fn direct(url: &str, ca: &Path) -> Result<Direct> {
             .await
             .context("websocket handshake with the gateway")?;
     let tls_ws = t0.elapsed();
-    let mut io = WsIo::new(ws, Mode::Binary);
+    let mut io = WsChan::new(ws);
     let rfb = rfb_viewer(&mut io, t0).await?;
-    io.close(1000, "").await;
+    io.close().await;
     Ok(Direct { tls_ws, rfb })
 }

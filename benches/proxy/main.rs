@@ -106,7 +106,9 @@ fn main() -> Result<()> {
             }
             "--only" => {
                 i += 1;
-                let list = args.get(i).ok_or_else(|| anyhow!("--only data,setup,idle"))?;
+                let list = args
+                    .get(i)
+                    .ok_or_else(|| anyhow!("--only data|bulk|rtt,setup,idle"))?;
                 only = list.split(',').map(str::to_owned).collect();
             }
             "--runs" => {
@@ -165,8 +167,9 @@ async fn suite(plan: &Plan, root: &Path, only: &[String]) -> Result<Results> {
     let backend_addr = backend.local_addr()?;
     tokio::spawn(roles::backend(backend));
 
-    if want("data") {
-        data_cases(plan, &work, &instances, backend_addr, &mut res).await?;
+    let (bulk, rtt) = (want("data") || want("bulk"), want("data") || want("rtt"));
+    if bulk || rtt {
+        data_cases(plan, &work, &instances, backend_addr, (bulk, rtt), &mut res).await?;
     }
     if want("setup") {
         setup_case(plan, &work, &instances, &mut res).await?;
@@ -192,6 +195,7 @@ async fn data_cases(
     work: &Path,
     instances: &Path,
     backend: SocketAddr,
+    (bulk, rtt): (bool, bool),
     res: &mut Results,
 ) -> Result<()> {
     step("starting the simulator, tcvnc, websocat and the pipes");
@@ -251,7 +255,10 @@ async fn data_cases(
     let gib = plan.bulk_bytes as f64 / f64::from(1u32 << 30);
     let mut turn = 0usize;
     for run in 0..plan.runs {
-        for (case, upload) in [("upload", true), ("download", false)] {
+        for (case, upload) in [("upload", true), ("download", false)]
+            .into_iter()
+            .filter(|_| bulk)
+        {
             step(&format!("run {}/{}: bulk {case}", run + 1, plan.runs));
             for p in &paths {
                 let addr = p.addrs[turn % p.addrs.len()];
@@ -279,7 +286,7 @@ async fn data_cases(
                 );
             }
         }
-        for size in [8usize, 1024] {
+        for size in [8usize, 1024].into_iter().filter(|_| rtt) {
             let case = format!("rtt {size} B");
             step(&format!("run {}/{}: {case}", run + 1, plan.runs));
             for p in &paths {
@@ -423,7 +430,7 @@ struct IdleResult {
 #[allow(dead_code)]
 enum Viewer {
     Tcp(tokio::net::TcpStream),
-    Ws(tcvnc::wsio::WsIo<tokio::net::TcpStream>),
+    Ws(Box<client::WsChan<tokio::net::TcpStream>>),
 }
 
 async fn idle(work: &Path, sim: &Sim, path: &str, n: usize) -> Result<IdleResult> {
@@ -514,6 +521,6 @@ enum Dial {
 async fn open_viewer(d: Dial) -> Result<Viewer> {
     Ok(match d {
         Dial::Tcp(a) => Viewer::Tcp(client::rfb_tcp(a).await?.0),
-        Dial::Ws(h, id) => Viewer::Ws(client::rfb_ws(h, &id).await?.0),
+        Dial::Ws(h, id) => Viewer::Ws(Box::new(client::rfb_ws(h, &id).await?.0)),
     })
 }

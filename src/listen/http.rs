@@ -11,14 +11,12 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::bridge::ClientIo;
 use crate::daemon::App;
 use crate::http_util::{self, Body};
 use crate::session::{self, Via};
-use crate::wsio::{self, Mode, WsIo};
+use crate::wsio::{Mode, Role, WsIo};
 
 /// Serves HTTP until shutdown.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
@@ -233,20 +231,13 @@ fn upgrade(
                 }
                 Err(_) => return,
             };
-        let ws = WebSocketStream::from_raw_socket(
+        let ws = WsIo::new(
             TokioIo::new(upgraded),
             Role::Server,
-            Some(wsio::config()),
-        )
-        .await;
-        session::serve(
-            task_app,
-            ClientIo::Ws(WsIo::new(ws, mode)),
-            peer,
-            Via::Ws,
-            target,
-        )
-        .await;
+            mode,
+            bytes::Bytes::new(),
+        );
+        session::serve(task_app, ClientIo::Ws(ws), peer, Via::Ws, target).await;
     });
     http_util::switching_protocols(&accept, answer)
 }

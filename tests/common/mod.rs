@@ -241,10 +241,16 @@ impl TestDaemon {
 
 // ---- clients ----
 
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use tcvnc::bridge::ClientIo;
 use tcvnc::rfb::handshake::RfbIo;
-use tcvnc::wsio::{Mode, WsIo};
+use tcvnc::wsio::Recv;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 pub type TcpClient = ClientIo<TcpStream>;
 
@@ -252,7 +258,91 @@ pub async fn tcp_client(addr: SocketAddr) -> TcpClient {
     ClientIo::Tcp(TcpStream::connect(addr).await.expect("connect"))
 }
 
-pub type WsClient = WsIo<TcpStream>;
+/// A viewer's websocket on tungstenite: an implementation independent of tcvnc's own
+/// framing, so the two check each other.
+#[derive(Debug)]
+pub struct WsClient {
+    ws: WebSocketStream<TcpStream>,
+    pending: Bytes,
+}
+
+impl WsClient {
+    /// The next bytes (pings are answered by tungstenite on the next read or write).
+    pub async fn recv(&mut self) -> Recv {
+        if !self.pending.is_empty() {
+            return Recv::Data(std::mem::take(&mut self.pending));
+        }
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Binary(b))) if !b.is_empty() => return Recv::Data(b),
+                Some(Ok(Message::Close(f))) => {
+                    return Recv::Closed(f.map(|f| (u16::from(f.code), f.reason.to_string())))
+                }
+                Some(Ok(Message::Text(_))) => return Recv::Failed("text message".into()),
+                Some(Ok(_)) => {}
+                Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) | None => {
+                    return Recv::Closed(None)
+                }
+                Some(Err(e)) => return Recv::Failed(e.to_string()),
+            }
+        }
+    }
+
+    /// Sends one binary message.
+    pub async fn send(&mut self, data: Bytes) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.send(Message::Binary(data)).await
+    }
+
+    /// Reads exactly `buf.len()` bytes across messages.
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.recv().await {
+                Recv::Data(mut d) => {
+                    let n = d.len().min(buf.len() - filled);
+                    buf[filled..filled + n].copy_from_slice(&d[..n]);
+                    filled += n;
+                    if n < d.len() {
+                        self.pending = d.split_off(n);
+                    }
+                }
+                Recv::Closed(c) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("websocket closed {c:?}"),
+                    ))
+                }
+                Recv::Failed(e) => return Err(std::io::Error::other(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        let _ = self.ws.send(Message::Close(Some(frame))).await;
+    }
+
+    /// The underlying tungstenite stream, for tests that send raw frames.
+    pub fn raw(&mut self) -> &mut WebSocketStream<TcpStream> {
+        &mut self.ws
+    }
+}
+
+impl RfbIo for WsClient {
+    async fn read_exact<'a>(&'a mut self, buf: &'a mut [u8]) -> std::io::Result<()> {
+        WsClient::read_exact(self, buf).await
+    }
+    async fn write_all<'a>(&'a mut self, data: &'a [u8]) -> std::io::Result<()> {
+        self.send(Bytes::copy_from_slice(data))
+            .await
+            .map_err(std::io::Error::other)
+    }
+}
 
 /// Opens `ws://addr/path` with optional Origin and subprotocols.
 pub async fn ws_connect(
@@ -278,7 +368,13 @@ pub async fn ws_connect(
         .get("sec-websocket-protocol")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    Ok((WsIo::new(ws, Mode::Binary), proto))
+    Ok((
+        WsClient {
+            ws,
+            pending: Bytes::new(),
+        },
+        proto,
+    ))
 }
 
 /// A raw RFB client: `version` is what it claims; returns the desktop name, or the
