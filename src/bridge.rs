@@ -187,7 +187,17 @@ impl<W: AsyncRead + AsyncWrite + Unpin> ClientReader<'_, W> {
                 buf.put_bytes(0, HEADROOM);
                 match s.as_ref().try_read_buf(buf) {
                     Ok(0) => return In::Closed,
-                    Ok(_) => return In::Data(Chunk::Framed(buf.split())),
+                    Ok(_) => {
+                        // What else already arrived joins the same frame: a viewer
+                        // trickling bytes costs no extra buffer and no extra frame.
+                        while buf.len() < HEADROOM + CHUNK {
+                            match s.as_ref().try_read_buf(buf) {
+                                Ok(n) if n > 0 => {}
+                                _ => break, // EOF and errors show on the next read
+                            }
+                        }
+                        return In::Data(Chunk::Framed(buf.split()));
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => buf.clear(),
                     Err(e) => return In::Failed(e.to_string()),
                 }
@@ -351,9 +361,11 @@ where
             tokio::select! {
                 r = upstream.recv() => break r,
                 () = client.control_wanted() => {
+                    activity.writing_to_client.store(true, Ordering::Relaxed);
                     if let Err(e) = client.flush().await {
                         return End::ClientLost(e);
                     }
+                    activity.writing_to_client.store(false, Ordering::Relaxed);
                 }
             }
         };

@@ -768,13 +768,17 @@ async fn close<W, U>(
 {
     use outcome::*;
     match end {
-        End::ClientClosed | End::ClientLost(_) => {
-            up.close(CLOSE_NORMAL, "viewer disconnected").await
+        End::ClientClosed => {
+            up.close(CLOSE_NORMAL, "viewer disconnected").await;
+            // Answer a browser's close frame (RFC 6455 §5.5.1), so it sees a clean close.
+            client.close(CLOSE_NORMAL, "").await;
         }
+        End::ClientLost(_) => up.close(CLOSE_NORMAL, "viewer disconnected").await,
         End::UpstreamClosed(Some((1000, _))) | End::UpstreamClosed(None) => {
             client
                 .close(CLOSE_NORMAL, "console closed the connection")
                 .await;
+            up.close(CLOSE_NORMAL, "").await;
         }
         End::UpstreamClosed(Some((code, reason))) => {
             client
@@ -783,6 +787,7 @@ async fn close<W, U>(
                     &format!("console closed the connection ({code} {reason})"),
                 )
                 .await;
+            up.close(CLOSE_NORMAL, "").await;
         }
         End::UpstreamLost(_) => {
             client

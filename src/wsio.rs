@@ -174,6 +174,8 @@ pub struct WsWriter<S> {
     mode: Mode,
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// A close frame was queued: nothing may follow it.
+    closing: bool,
     ctl: Arc<Control>,
 }
 
@@ -357,6 +359,10 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         if !self.pending.is_empty() {
             return Recv::Data(std::mem::take(&mut self.pending));
         }
+        if self.closed {
+            // Nothing after a close frame counts (RFC 6455 §5.5.1).
+            return Recv::Closed(None);
+        }
         loop {
             match self.parse() {
                 Ok(Parsed::Data(b)) => return Recv::Data(b),
@@ -454,6 +460,9 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
     }
 
     fn push_owed_pong(&mut self) {
+        if self.closing {
+            return;
+        }
         if let Some(p) = self.ctl.take_pong() {
             self.push(OP_PONG, p);
         }
@@ -574,6 +583,11 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
         let mut payload = BytesMut::with_capacity(2 + cut);
         payload.put_u16(code);
         payload.put_slice(&reason.as_bytes()[..cut]);
+        self.push_owed_pong();
+        if self.closing {
+            return Ok(()); // one close frame only
+        }
+        self.closing = true;
         self.push(OP_CLOSE, payload.freeze());
         self.flush().await?;
         self.wr.shutdown().await
@@ -606,6 +620,7 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
                 mode,
                 queue: VecDeque::new(),
                 queued: 0,
+                closing: false,
                 ctl,
             },
         }

@@ -121,6 +121,17 @@ async fn ws_payload_both_ways() {
         assert_eq!(hasher.finalize(), want);
         assert_eq!(sim.state.mints("ins-demo0001"), 1);
         ws.close(1000, "done").await;
+        // tcvnc answers the close frame (RFC 6455 §5.5.1): the browser sees a clean close.
+        loop {
+            match ws.recv().await {
+                Recv::Data(_) => {}
+                Recv::Closed(c) => {
+                    assert_eq!(c.map(|(code, _)| code), Some(1000));
+                    break;
+                }
+                Recv::Failed(e) => panic!("no close frame in answer: {e}"),
+            }
+        }
         assert!(d.stop().await);
     })
     .await;

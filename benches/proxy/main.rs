@@ -327,7 +327,6 @@ async fn setup_case(plan: &Plan, work: &Path, instances: &Path, res: &mut Result
     let tcvnc = Tcvnc::start(work, "setup", &sim, &targets).await?;
     let url = procs::mint_url(&sim, &instance_id(DATA_TARGETS + SETUP_TARGETS + 1)).await?;
     let (_websocat, ws_addr) = procs::start_websocat(work, "setup", &url, &sim.ca_file).await?;
-    let api_instance = instance_id(DATA_TARGETS + SETUP_TARGETS);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for i in 0..plan.setup_iters {
         if i % 50 == 0 {
@@ -357,6 +356,8 @@ async fn setup_case(plan: &Plan, work: &Path, instances: &Path, res: &mut Result
         res.push("setup", "direct", "TLS+websocket ms", ms(d.tls_ws));
         res.push("setup", "direct", "ServerInit ms", ms(d.rfb.server_init));
 
+        // Its own instances (30 URLs a minute each), apart from tcvnc's targets.
+        let api_instance = instance_id(FIRST_IDLE + i % SETUP_TARGETS);
         let t0 = Instant::now();
         procs::mint_url(&sim, &api_instance)
             .await
