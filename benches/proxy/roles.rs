@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// with fewer system calls, so the limit is a fair one).
 const PIPE_BUF: usize = 64 * 1024;
 
-/// Runs a role named on the command line; prints the listen address first.
+/// Runs a role named on the command line; prints the listen address once ready.
 pub fn run(args: &[String]) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -29,7 +29,6 @@ pub fn run(args: &[String]) -> Result<()> {
                 .ok_or_else(|| anyhow!("role {role}: missing argument {i}"))
         };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        println!("{}", listener.local_addr()?);
         match role {
             "tcp-proxy" | "tcp-term" => {
                 let to: SocketAddr = arg(1)?.parse()?;
@@ -103,6 +102,8 @@ where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send + 'static,
 {
+    // The address line says "ready": set-up (the CA file a peer reads) is done by now.
+    println!("{}", listener.local_addr()?);
     let handle = Arc::new(handle);
     loop {
         let (s, _) = listener.accept().await?;
