@@ -3,10 +3,11 @@
 //! Binary messages (or base64 text, when that subprotocol was chosen) carry the byte
 //! stream. Payloads are streamed as they arrive, not gathered into whole messages: a
 //! binary frame's bytes leave the read buffer as slices of it (no copy), and nothing is
-//! allocated per frame. The read buffer is small while a session is idle and grows to
-//! 64 KiB only while data flows, so an idle session costs a few KiB. Writes queue whole
-//! frames and go out in one vectored write per flush (the client role masks in one pass
-//! over a single buffer holding header and payload).
+//! allocated per frame. A new session reads 4 KiB at a time and 64 KiB only once data
+//! flows, so a session that has only done its handshake costs a few KiB (a buffer that
+//! grew during a burst is kept for the next one). Writes queue whole frames and go out
+//! in one vectored write per flush; the bridge's frames carry their header in headroom
+//! in front of the payload, which a client masks in place.
 //!
 //! Pings from the peer are answered: the reader notes the pong owed and the writer sends
 //! it with its next write, or when the bridge wakes it through
@@ -47,6 +48,15 @@ pub fn config() -> WebSocketConfig {
         .max_write_buffer_size(2 * WRITE_LIMIT)
         .max_frame_size(Some(MAX_FRAME))
         .max_message_size(Some(MAX_MESSAGE))
+}
+
+/// Copies what fits of `data` into `buf[*filled..]`, advancing `filled`; returns the
+/// bytes that did not fit (to keep for the next read).
+pub fn fill_from(buf: &mut [u8], filled: &mut usize, mut data: Bytes) -> Bytes {
+    let n = data.len().min(buf.len() - *filled);
+    buf[*filled..*filled + n].copy_from_slice(&data[..n]);
+    *filled += n;
+    data.split_off(n)
 }
 
 /// Which end of the websocket we are: a client masks what it sends and must not receive
@@ -665,14 +675,7 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
         let mut filled = 0;
         while filled < buf.len() {
             match self.recv().await {
-                Recv::Data(mut d) => {
-                    let n = d.len().min(buf.len() - filled);
-                    buf[filled..filled + n].copy_from_slice(&d[..n]);
-                    filled += n;
-                    if n < d.len() {
-                        self.r.pending = d.split_off(n);
-                    }
-                }
+                Recv::Data(d) => self.r.pending = fill_from(buf, &mut filled, d),
                 Recv::Closed(c) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,

@@ -298,14 +298,7 @@ impl WsClient {
         let mut filled = 0;
         while filled < buf.len() {
             match self.recv().await {
-                Recv::Data(mut d) => {
-                    let n = d.len().min(buf.len() - filled);
-                    buf[filled..filled + n].copy_from_slice(&d[..n]);
-                    filled += n;
-                    if n < d.len() {
-                        self.pending = d.split_off(n);
-                    }
-                }
+                Recv::Data(d) => self.pending = tcvnc::wsio::fill_from(buf, &mut filled, d),
                 Recv::Closed(c) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
