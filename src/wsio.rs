@@ -407,8 +407,8 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
     /// one piece (one TLS record, not two) without a copy.
     fn push_framed(&mut self, opcode: u8, mut buf: BytesMut) {
         let len = buf.len() - HEADROOM;
-        let (head, n) = self.header(opcode, len);
-        if let Some(mask) = self.mask_key(&head, n) {
+        let (head, n, mask) = self.header(opcode, len);
+        if let Some(mask) = mask {
             apply_mask(&mut buf[HEADROOM..], mask, 0);
         }
         buf[HEADROOM - n..HEADROOM].copy_from_slice(&head[..n]);
@@ -417,8 +417,8 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
         self.queue.push_back(buf.freeze());
     }
 
-    /// The frame header for `len` bytes (with a fresh mask key for a client) and its length.
-    fn header(&self, opcode: u8, len: usize) -> ([u8; 14], usize) {
+    /// The frame header for `len` bytes, its length, and a client's fresh mask key.
+    fn header(&self, opcode: u8, len: usize) -> ([u8; 14], usize, Option<[u8; 4]>) {
         let mut head = [0u8; 14];
         head[0] = 0x80 | opcode;
         let mut n = 2;
@@ -433,40 +433,42 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
             head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
             n = 10;
         }
+        let mut mask = None;
         if self.role == Role::Client {
             head[1] |= 0x80;
-            let mask: [u8; 4] = rand::random();
-            head[n..n + 4].copy_from_slice(&mask);
+            let key: [u8; 4] = rand::random();
+            head[n..n + 4].copy_from_slice(&key);
             n += 4;
+            mask = Some(key);
         }
-        (head, n)
+        (head, n, mask)
     }
 
-    /// The mask key in a client's header.
-    fn mask_key(&self, head: &[u8; 14], n: usize) -> Option<[u8; 4]> {
-        (self.role == Role::Client).then(|| [head[n - 4], head[n - 3], head[n - 2], head[n - 1]])
-    }
-
-    /// Queues one frame.
+    /// Queues one frame. A server sends the payload as it is (header and payload as two
+    /// slices of one vectored write); a client, which must mask, copies it once into a
+    /// buffer with header room and masks it there.
     fn push(&mut self, opcode: u8, payload: Bytes) {
-        let len = payload.len();
-        let (head, n) = self.header(opcode, len);
-        match self.mask_key(&head, n) {
-            Some(mask) => {
-                let mut out = BytesMut::with_capacity(n + len);
-                out.put_slice(&head[..n]);
-                out.put_slice(&payload);
-                apply_mask(&mut out[n..], mask, 0);
-                self.queue.push_back(out.freeze());
-            }
-            None => {
-                self.queue.push_back(Bytes::copy_from_slice(&head[..n]));
-                if len > 0 {
-                    self.queue.push_back(payload);
-                }
-            }
+        if self.role == Role::Client {
+            let mut buf = BytesMut::with_capacity(HEADROOM + payload.len());
+            buf.put_bytes(0, HEADROOM);
+            buf.put_slice(&payload);
+            return self.push_framed(opcode, buf);
         }
-        self.queued += n + len;
+        let (head, n, _) = self.header(opcode, payload.len());
+        self.queued += n + payload.len();
+        self.queue.push_back(Bytes::copy_from_slice(&head[..n]));
+        if !payload.is_empty() {
+            self.queue.push_back(payload);
+        }
+    }
+
+    /// Sends the pong owed, and makes room for `len` more bytes in the queue.
+    async fn make_room(&mut self, len: usize) -> std::io::Result<()> {
+        self.push_owed_pong();
+        if self.queued + len > WRITE_LIMIT {
+            self.write_queue().await?;
+        }
+        Ok(())
     }
 
     fn push_owed_pong(&mut self) {
@@ -513,10 +515,7 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
     /// # Errors
     /// The transport error.
     pub async fn feed(&mut self, data: Bytes) -> std::io::Result<()> {
-        self.push_owed_pong();
-        if self.queued + data.len() > WRITE_LIMIT {
-            self.write_queue().await?;
-        }
+        self.make_room(data.len()).await?;
         match self.mode {
             Mode::Binary => self.push(OP_BINARY, data),
             Mode::Base64 => {
@@ -540,17 +539,12 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
             buf.len() >= HEADROOM,
             "feed_framed needs HEADROOM free bytes first"
         );
-        self.push_owed_pong();
-        if self.queued + buf.len() > WRITE_LIMIT {
-            self.write_queue().await?;
+        if self.mode == Mode::Base64 {
+            // Text frames carry a new (encoded) payload: the headroom is of no use.
+            return self.feed(buf.freeze().slice(HEADROOM..)).await;
         }
-        match self.mode {
-            Mode::Binary => self.push_framed(OP_BINARY, buf),
-            Mode::Base64 => {
-                let text = base64::engine::general_purpose::STANDARD.encode(&buf[HEADROOM..]);
-                self.push(OP_TEXT, Bytes::from(text));
-            }
-        }
+        self.make_room(buf.len()).await?;
+        self.push_framed(OP_BINARY, buf);
         Ok(())
     }
 

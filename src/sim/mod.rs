@@ -407,9 +407,9 @@ impl SimState {
     }
 
     fn api_admit(&self, action: &str, secret_id: &str) -> bool {
+        let limit = lock(&self.faults).api_rate_limit.unwrap_or(self.api_limit);
         let mut windows = lock(&self.api_windows);
         let q = windows.entry(format!("{action}/{secret_id}")).or_default();
-        let limit = lock(&self.faults).api_rate_limit.unwrap_or(self.api_limit);
         let (ok, n) = window_admit(q, Instant::now(), Duration::from_secs(1), limit);
         let mut stats = lock(&self.stats);
         stats.max_api_per_second = stats.max_api_per_second.max(n as u64);
