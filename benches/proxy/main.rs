@@ -210,7 +210,9 @@ async fn data_cases(
         })
         .collect();
     let tcvnc = Tcvnc::start(work, "data", &sim, &targets).await?;
-    let url = procs::mint_url(&sim, &instance_id(DATA_TARGETS + SETUP_TARGETS)).await?;
+    let url = sim
+        .mint_url(&instance_id(DATA_TARGETS + SETUP_TARGETS))
+        .await?;
     let (websocat, ws_addr) = procs::start_websocat(work, "data", &url, &sim.ca_file).await?;
     let term_ca = work.join("tls-term-ca.pem");
     let (tls_term, tls_term_addr) = procs::start_role(
@@ -325,7 +327,9 @@ async fn setup_case(plan: &Plan, work: &Path, instances: &Path, res: &mut Result
         })
         .collect();
     let tcvnc = Tcvnc::start(work, "setup", &sim, &targets).await?;
-    let url = procs::mint_url(&sim, &instance_id(DATA_TARGETS + SETUP_TARGETS + 1)).await?;
+    let url = sim
+        .mint_url(&instance_id(DATA_TARGETS + SETUP_TARGETS + 1))
+        .await?;
     let (_websocat, ws_addr) = procs::start_websocat(work, "setup", &url, &sim.ca_file).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for i in 0..plan.setup_iters {
@@ -359,9 +363,7 @@ async fn setup_case(plan: &Plan, work: &Path, instances: &Path, res: &mut Result
         // Its own instances (30 URLs a minute each), apart from tcvnc's targets.
         let api_instance = instance_id(FIRST_IDLE + i % SETUP_TARGETS);
         let t0 = Instant::now();
-        procs::mint_url(&sim, &api_instance)
-            .await
-            .context("API call")?;
+        sim.mint_url(&api_instance).await.context("API call")?;
         res.push("setup", "API call", "ms", ms(t0.elapsed()));
         // Every URL counts against the instance's 30 a minute: spread them.
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -440,7 +442,7 @@ async fn idle(work: &Path, sim: &Sim, path: &str, n: usize) -> Result<IdleResult
     let mut _tcvnc = None;
     let mut _websocat = None;
     let (proc_pid, dial): (u32, Arc<dyn Fn(usize) -> Dial + Send + Sync>) = if path == "websocat" {
-        let url = procs::mint_url(sim, &ids[0]).await?;
+        let url = sim.mint_url(&ids[0]).await?;
         let (w, addr) = procs::start_websocat(work, "idle", &url, &sim.ca_file).await?;
         let pid = w.pid();
         _websocat = Some(w);

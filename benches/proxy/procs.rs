@@ -195,6 +195,9 @@ pub async fn wait_ready(http: SocketAddr, proc: &mut Proc, log: &Path) -> Result
 pub struct Sim {
     pub proc: Proc,
     pub api: String,
+    /// tcvnc's own API client for this simulator, built once: calls reuse its
+    /// connection, as the daemon's do.
+    api_client: std::sync::Arc<tcvnc::cloud::client::CloudClient>,
     pub ca_file: PathBuf,
 }
 
@@ -231,9 +234,11 @@ impl Sim {
                 .map(str::to_owned)
                 .ok_or_else(|| anyhow!("sim line has no {k}"))
         };
+        let api = field("api")?;
         let sim = Sim {
             proc,
-            api: field("api")?,
+            api_client: api_client(&api).await?,
+            api,
             ca_file: ca,
         };
         // Benchmark knobs: a token may be reused (websocat dials one fixed URL), and the
@@ -244,6 +249,16 @@ impl Sim {
         )
         .await?;
         Ok(sim)
+    }
+
+    /// Mints a console URL for `instance` (one signed `DescribeInstanceVncUrl`).
+    pub async fn mint_url(&self, instance: &str) -> Result<String> {
+        let minted = self
+            .api_client
+            .describe_instance_vnc_url(instance, "ap-guangzhou", &tcvnc::cloud::client::NoGate)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(minted.url.expose().to_owned())
     }
 
     /// POSTs JSON to the simulator's control API.
@@ -395,23 +410,17 @@ pub fn start_role(work: &Path, role: &str, args: &[String]) -> Result<(Proc, Soc
     Ok((proc, addr))
 }
 
-/// Mints a console URL from `sim` for `instance` with tcvnc's own API client.
-pub async fn mint_url(sim: &Sim, instance: &str) -> Result<String> {
+/// tcvnc's API client against the simulator at `api`, with the demo key. Its limiter is
+/// raised like the daemon's, so a timed call never waits for a slot.
+async fn api_client(api: &str) -> Result<std::sync::Arc<tcvnc::cloud::client::CloudClient>> {
     let text = format!(
-        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{}\"\n[credentials]\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n",
-        sim.api,
+        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{api}\"\n[credentials]\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n[budget]\napi_requests_per_second = 2000\n",
         tcvnc::sim::DEMO_SECRET_ID,
         tcvnc::sim::DEMO_SECRET_KEY
     );
     let cfg = tcvnc::config::Config::parse(&text, "bench.toml", Path::new("."))
         .map_err(|e| anyhow!("{e}"))?;
-    let client =
-        tcvnc::cmd::cloud_client(&cfg, None, &tcvnc::cloud::credentials::Env::default(), None)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
-    let minted = client
-        .describe_instance_vnc_url(instance, "ap-guangzhou", &tcvnc::cloud::client::NoGate)
+    tcvnc::cmd::cloud_client(&cfg, None, &tcvnc::cloud::credentials::Env::default(), None)
         .await
-        .map_err(|e| anyhow!("{e}"))?;
-    Ok(minted.url.expose().to_owned())
+        .map_err(|e| anyhow!("{e}"))
 }

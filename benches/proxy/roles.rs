@@ -33,17 +33,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "tcp-proxy" | "tcp-term" => {
                 let to: SocketAddr = arg(1)?.parse()?;
                 serve(listener, move |client| async move {
-                    let mut up = TcpStream::connect(to).await?;
-                    up.set_nodelay(true)?;
-                    let mut client = client;
-                    tokio::io::copy_bidirectional_with_sizes(
-                        &mut client,
-                        &mut up,
-                        PIPE_BUF,
-                        PIPE_BUF,
-                    )
-                    .await?;
-                    Ok(())
+                    pipe(client, dial(to).await?).await
                 })
                 .await
             }
@@ -54,16 +44,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     .map_err(|e| anyhow!("{e}"))?;
                 serve(listener, move |client| {
                     let acceptor = acceptor.clone();
-                    async move {
-                        let mut tls = acceptor.accept(client).await?;
-                        let mut up = TcpStream::connect(to).await?;
-                        up.set_nodelay(true)?;
-                        tokio::io::copy_bidirectional_with_sizes(
-                            &mut tls, &mut up, PIPE_BUF, PIPE_BUF,
-                        )
-                        .await?;
-                        Ok(())
-                    }
+                    async move { pipe(acceptor.accept(client).await?, dial(to).await?).await }
                 })
                 .await
             }
@@ -75,19 +56,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 serve(listener, move |client| {
                     let connector = connector.clone();
                     async move {
-                        let up = TcpStream::connect(to).await?;
-                        up.set_nodelay(true)?;
                         let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
-                        let mut tls = connector.connect(name, up).await?;
-                        let mut client = client;
-                        tokio::io::copy_bidirectional_with_sizes(
-                            &mut client,
-                            &mut tls,
-                            PIPE_BUF,
-                            PIPE_BUF,
-                        )
-                        .await?;
-                        Ok(())
+                        pipe(client, connector.connect(name, dial(to).await?).await?).await
                     }
                 })
                 .await
@@ -95,6 +65,23 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown role {other:?}"),
         }
     })
+}
+
+/// A TCP connection to the next hop, without Nagle's delay.
+async fn dial(to: SocketAddr) -> Result<TcpStream> {
+    let s = TcpStream::connect(to).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Copies both ways until both sides are done.
+async fn pipe<A, B>(mut a: A, mut b: B) -> Result<()>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, PIPE_BUF, PIPE_BUF).await?;
+    Ok(())
 }
 
 async fn serve<F, Fut>(listener: TcpListener, handle: F) -> Result<()>
