@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::budget::ApiLimiter;
 use crate::cli::Command;
 use crate::cloud::credentials::{self, ChainOptions, Env, Provider};
-use crate::cloud::{self, ClientOptions, CloudClient, Endpoint, NoGate};
+use crate::cloud::{self, ClientOptions, CloudClient, Endpoint};
 use crate::config::{Config, ConfigError};
 use crate::sim::{SimHandle, SimKey, SimOptions};
 
@@ -219,10 +219,15 @@ async fn url(
     let env = Env::from_process();
     let region = region_for(&cfg, instance, region, &env)?;
     let client = cloud_client(&cfg, endpoint, &env, None).await?;
-    let minted = client
-        .describe_instance_vnc_url(instance, &region, &NoGate)
-        .await?;
-    tracing::info!(instance, request_id = %minted.request_id, url = %minted.url.redacted(), "console URL minted; it is valid for 15 s and works once");
+    // At most one URL per run, plus one retry of an unknown outcome.
+    let got = crate::session::mint::mint(&client, None, instance, &region)
+        .await
+        .map_err(|e| match e {
+            crate::session::mint::MintError::Cloud(c) => CmdError::from(c),
+            other => CmdError::Other(other.to_string()),
+        })?;
+    let minted = got.minted;
+    tracing::info!(instance, request_id = %minted.request_id, requests_sent = got.sent, url = %minted.url.redacted(), "console URL minted; it is valid for 15 s and works once");
     println!("{}", minted.url.console_url().expose());
     Ok(())
 }

@@ -76,6 +76,7 @@ struct RawCredentials {
 struct RawBudget {
     reconnects_per_minute: Option<u32>,
     api_requests_per_second: Option<u32>,
+    allow_above_documented_limits: Option<bool>,
     #[serde(default, with = "humantime_serde")]
     max_wait: Option<Duration>,
 }
@@ -98,6 +99,7 @@ struct RawUpstream {
 struct RawHttp {
     listen: Option<String>,
     allowed_origins: Option<Vec<String>>,
+    allowed_hosts: Option<Vec<String>>,
     web_root: Option<PathBuf>,
     token_file: Option<PathBuf>,
 }
@@ -112,6 +114,9 @@ struct RawSession {
     max_duration: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     handshake_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    greeting_timeout: Option<Duration>,
+    unauthenticated_per_peer: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     shutdown_grace: Option<Duration>,
     connections_per_peer_per_minute: Option<u32>,
@@ -179,6 +184,16 @@ pub struct BudgetConfig {
     pub max_wait: Duration,
 }
 
+/// The cloud's documented limits: 30 console URLs per instance per minute, 10 API
+/// requests per second. Above them only with `allow_above_documented_limits`.
+pub const DOCUMENTED_RECONNECTS_PER_MINUTE: u32 = 30;
+/// See [`DOCUMENTED_RECONNECTS_PER_MINUTE`].
+pub const DOCUMENTED_API_REQUESTS_PER_SECOND: u32 = 10;
+/// The fewest bits of entropy an HTTP bearer token may have.
+pub const MIN_TOKEN_BITS: f64 = 128.0;
+/// VNC Authentication uses the first 8 bytes of a password.
+pub const VNC_PASSWORD_MAX: usize = 8;
+
 /// `[upstream]`.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -203,6 +218,9 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Origins allowed besides same-origin.
     pub allowed_origins: Vec<String>,
+    /// `Host` names accepted besides this server's address, localhost, 127.0.0.1 and
+    /// [::1] (lowercased; `name` for any port, `name:port` for one).
+    pub allowed_hosts: Vec<String>,
     /// noVNC files to serve at `/`.
     pub web_root: Option<PathBuf>,
     /// Bearer token required on every request (needed off loopback).
@@ -218,8 +236,12 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// Close a session after this long (zero: never).
     pub max_duration: Duration,
-    /// Bound on each client handshake phase.
+    /// Bound on each client handshake phase (local authentication included).
     pub handshake_timeout: Duration,
+    /// Bound on the RFB version exchange, the first thing a client does.
+    pub greeting_timeout: Duration,
+    /// Connections one address may hold before they have greeted and authenticated.
+    pub unauthenticated_per_peer: usize,
     /// How long shutdown waits for sessions to end.
     pub shutdown_grace: Duration,
     /// New connections one client address may open per minute (both listeners).
@@ -250,6 +272,9 @@ pub struct Target {
 pub struct Config {
     /// Where it came from.
     pub source: String,
+    /// Files holding secrets (the config file itself when it has an inline key), with
+    /// the key that names them, for the permission check at startup.
+    pub secret_files: Vec<(String, PathBuf)>,
     /// `[cloud]`.
     pub cloud: CloudConfig,
     /// `[credentials]`.
@@ -269,6 +294,7 @@ pub struct Config {
 struct Ctx<'a> {
     file: &'a str,
     base: &'a Path,
+    secret_files: std::cell::RefCell<Vec<(String, PathBuf)>>,
 }
 
 impl Ctx<'_> {
@@ -296,6 +322,7 @@ impl Ctx<'_> {
         if value.is_empty() {
             return Err(self.err(key, format!("{} is empty", path.display())));
         }
+        self.secret_files.borrow_mut().push((key.to_owned(), path));
         Ok(Secret::new(value))
     }
 
@@ -347,7 +374,11 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the key.
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
-        let ctx = Ctx { file, base };
+        let ctx = Ctx {
+            file,
+            base,
+            secret_files: Default::default(),
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let key = e
                 .span()
@@ -363,6 +394,7 @@ impl Config {
         let ctx = Ctx {
             file: "<defaults>",
             base: Path::new("."),
+            secret_files: Default::default(),
         };
         // Defaults always validate.
         Self::validate(RawConfig::default(), &ctx).unwrap_or_else(|e| unreachable!("{e}"))
@@ -470,16 +502,43 @@ impl Config {
             )?,
             max_wait: raw.budget.max_wait.unwrap_or(Duration::from_secs(15)),
         };
+        if !raw.budget.allow_above_documented_limits.unwrap_or(false) {
+            for (key, value, limit, unit) in [
+                (
+                    "budget.reconnects_per_minute",
+                    budget.reconnects_per_minute.get(),
+                    DOCUMENTED_RECONNECTS_PER_MINUTE,
+                    "console URLs per instance per minute",
+                ),
+                (
+                    "budget.api_requests_per_second",
+                    budget.api_requests_per_second.get(),
+                    DOCUMENTED_API_REQUESTS_PER_SECOND,
+                    "API requests per second",
+                ),
+            ] {
+                if value > limit {
+                    return Err(ctx.err(
+                        key,
+                        format!("{value} is above Tencent Cloud's documented {limit} {unit}; the cloud would refuse the excess. Lower it, or, if your account's quota was raised, set budget.allow_above_documented_limits = true"),
+                    ));
+                }
+            }
+        }
 
         let subprotocols = raw
             .upstream
             .subprotocols
             .unwrap_or_else(|| vec!["binary".to_owned()]);
         for (i, p) in subprotocols.iter().enumerate() {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            if p.is_empty()
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+            {
                 return Err(ctx.err(
                     format!("upstream.subprotocols[{i}]"),
-                    "a subprotocol is a non-empty token without spaces or commas",
+                    "a subprotocol is a non-empty token (RFC 7230): no spaces, control characters (CR, LF) or separators",
                 ));
             }
         }
@@ -487,7 +546,15 @@ impl Config {
             None => Some("https://img.qcloud.com".to_owned()),
             Some(o) if o.is_empty() => None,
             Some(o) => {
-                if !(o.starts_with("https://") || o.starts_with("http://")) {
+                if o.chars().any(char::is_control) {
+                    return Err(ctx.err(
+                        "upstream.origin",
+                        "contains a control character (CR, LF, tab…), which would break the request header; expected an origin such as https://img.qcloud.com",
+                    ));
+                }
+                if !(o.starts_with("https://") || o.starts_with("http://"))
+                    || o.contains(char::is_whitespace)
+                {
                     return Err(ctx.err(
                         "upstream.origin",
                         "expected an origin such as https://img.qcloud.com, or \"\" to send none",
@@ -531,11 +598,47 @@ impl Config {
                         ));
                     }
                 }
+                let allowed_hosts = h.allowed_hosts.unwrap_or_default();
+                for (i, a) in allowed_hosts.iter().enumerate() {
+                    let bare = a
+                        .rsplit_once(':')
+                        .filter(|(h, p)| {
+                            !h.ends_with('[')
+                                && !h.is_empty()
+                                && p.parse::<u16>().is_ok()
+                                && !a.ends_with(']')
+                        })
+                        .map_or(a.as_str(), |(h, _)| h);
+                    let ok = !bare.is_empty()
+                        && bare
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+                        && !a.contains("://");
+                    if !ok {
+                        return Err(ctx.err(
+                            format!("http.allowed_hosts[{i}]"),
+                            format!("{a:?} is not a host name; expected name or name:port, e.g. \"console.example.com\" (no scheme or path)"),
+                        ));
+                    }
+                }
+                let allowed_hosts = allowed_hosts
+                    .into_iter()
+                    .map(|a| a.to_ascii_lowercase())
+                    .collect();
                 let token = h
                     .token_file
                     .as_deref()
                     .map(|f| ctx.read_secret("http.token_file", f))
                     .transpose()?;
+                if let Some(t) = &token {
+                    let bits = token_bits(t.expose());
+                    if bits < MIN_TOKEN_BITS {
+                        return Err(ctx.err(
+                            "http.token_file",
+                            format!("the token has about {bits:.0} bits of entropy; at least {MIN_TOKEN_BITS:.0} are required. Make one with `openssl rand -hex 32 > FILE` or `head -c 32 /dev/urandom | base64 > FILE`"),
+                        ));
+                    }
+                }
                 if !listen.ip().is_loopback() && token.is_none() {
                     return Err(ctx.err(
                         "http.listen",
@@ -545,6 +648,7 @@ impl Config {
                 Some(HttpConfig {
                     listen,
                     allowed_origins,
+                    allowed_hosts,
                     web_root: h.web_root.map(|p| ctx.path(&p)),
                     token,
                 })
@@ -565,6 +669,21 @@ impl Config {
                 raw.session.handshake_timeout,
                 30,
             )?,
+            // The greeting is a step of the handshake: never longer than its bound.
+            greeting_timeout: nonzero_dur(
+                ctx,
+                "session.greeting_timeout",
+                raw.session.greeting_timeout,
+                10,
+            )?
+            .min(raw.session.handshake_timeout.unwrap_or(Duration::MAX)),
+            unauthenticated_per_peer: match raw.session.unauthenticated_per_peer {
+                Some(0) => {
+                    return Err(ctx.err("session.unauthenticated_per_peer", "must be at least 1"))
+                }
+                Some(n) => n,
+                None => 32,
+            },
             shutdown_grace: raw
                 .session
                 .shutdown_grace
@@ -624,15 +743,25 @@ impl Config {
                     return Err(ctx.err(key("listen"), format!("{l} is used twice")));
                 }
             }
+            let vnc_password = |k: &str, f: &Path| -> Result<Secret, ConfigError> {
+                let pw = ctx.read_secret(&key(k), f)?;
+                if pw.expose().len() > VNC_PASSWORD_MAX {
+                    return Err(ctx.err(
+                        key(k),
+                        format!("the password is {} bytes long; VNC Authentication uses only the first {VNC_PASSWORD_MAX}, so the rest would be silently ignored. Use a password of at most {VNC_PASSWORD_MAX} characters", pw.expose().len()),
+                    ));
+                }
+                Ok(pw)
+            };
             let password = t
                 .password_file
                 .as_deref()
-                .map(|f| ctx.read_secret(&key("password_file"), f))
+                .map(|f| vnc_password("password_file", f))
                 .transpose()?;
             let upstream_password = t
                 .upstream_password_file
                 .as_deref()
-                .map(|f| ctx.read_secret(&key("upstream_password_file"), f))
+                .map(|f| vnc_password("upstream_password_file", f))
                 .transpose()?;
             let transparent = t.transparent.unwrap_or(false);
             if transparent && (password.is_some() || upstream_password.is_some()) {
@@ -660,8 +789,13 @@ impl Config {
             });
         }
 
+        let mut secret_files = ctx.secret_files.take();
+        if credentials.secret_key_inline && ctx.file.ends_with(".toml") {
+            secret_files.push(("credentials.secret_key".into(), PathBuf::from(ctx.file)));
+        }
         Ok(Config {
             source: ctx.file.to_owned(),
+            secret_files,
             cloud,
             credentials,
             budget,
@@ -672,21 +806,23 @@ impl Config {
         })
     }
 
-    /// Legal but odd settings worth a warning at start.
+    /// Legal but odd settings worth a warning at start: limits raised above the cloud's
+    /// documented ones, an inline key, secret files others can read.
     pub fn lints(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.budget.reconnects_per_minute.get() > 30 {
+        if self.budget.reconnects_per_minute.get() > DOCUMENTED_RECONNECTS_PER_MINUTE {
             out.push(format!(
-                "budget.reconnects_per_minute = {} exceeds Tencent Cloud's 30 per minute; URLs beyond 30 will be refused by the cloud",
+                "budget.reconnects_per_minute = {} is above Tencent Cloud's documented {DOCUMENTED_RECONNECTS_PER_MINUTE} per minute (allowed by allow_above_documented_limits): make sure the account's quota was raised",
                 self.budget.reconnects_per_minute
             ));
         }
-        if self.budget.api_requests_per_second.get() > 10 {
+        if self.budget.api_requests_per_second.get() > DOCUMENTED_API_REQUESTS_PER_SECOND {
             out.push(format!(
-                "budget.api_requests_per_second = {} exceeds the API's 10 per second; expect RequestLimitExceeded",
+                "budget.api_requests_per_second = {} is above the API's documented {DOCUMENTED_API_REQUESTS_PER_SECOND} per second (allowed by allow_above_documented_limits): expect RequestLimitExceeded unless the quota was raised",
                 self.budget.api_requests_per_second
             ));
         }
+        out.extend(readable_secret_files(&self.secret_files));
         if self.credentials.secret_key_inline {
             out.push(
                 "credentials.secret_key is written in the config file; prefer secret_key_file (or LoadCredential= under systemd) so the key lives in a file only tcvnc reads".into(),
@@ -702,6 +838,60 @@ impl Config {
     pub fn target(&self, instance: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.instance == instance)
     }
+}
+
+/// A warning for each secret file that its group or others can read.
+fn readable_secret_files(files: &[(String, PathBuf)]) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (key, path) in files {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o044 != 0 {
+            out.push(format!(
+                "{key}: {} holds a secret and is readable by {} (mode {:o}): chmod 600 {}",
+                path.display(),
+                if mode & 0o004 != 0 {
+                    "every user"
+                } else {
+                    "its group"
+                },
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    out
+}
+
+/// About how many bits of entropy `token` has: its length times the bits per character
+/// of the smallest alphabet it fits (hex, base64, printable ASCII); a token made of
+/// fewer than 8 distinct characters is judged by those alone.
+pub fn token_bits(token: &str) -> f64 {
+    let t = token.trim_end_matches('=');
+    let alphabet: f64 = if t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        16.0
+    } else if t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+/-_".contains(&b))
+    {
+        64.0
+    } else {
+        94.0
+    };
+    let distinct = t.chars().collect::<std::collections::HashSet<_>>().len() as f64;
+    let per_char = if distinct < 8.0 {
+        distinct.max(1.0).log2()
+    } else {
+        alphabet.log2()
+    };
+    t.chars().count() as f64 * per_char
 }
 
 /// `line N (section.key)` for the byte offset of a TOML error: the line, and the dotted
@@ -821,12 +1011,12 @@ listen = "127.0.0.1:5901"
 
     #[test]
     fn lints_flag_inline_keys_and_budgets_above_the_cloud() {
-        let c = parse("[credentials]\nsecret_id = \"AKIDx\"\nsecret_key = \"k\"\n[budget]\nreconnects_per_minute = 40\n")
+        let c = parse("[credentials]\nsecret_id = \"AKIDx\"\nsecret_key = \"k\"\n[budget]\nreconnects_per_minute = 40\nallow_above_documented_limits = true\n")
             .expect("legal");
         let lints = c.lints().join("\n");
         assert!(lints.contains("prefer secret_key_file"), "{lints}");
         assert!(
-            lints.contains("exceeds Tencent Cloud's 30 per minute"),
+            lints.contains("above Tencent Cloud's documented 30 per minute"),
             "{lints}"
         );
         assert!(Config::defaults().lints().is_empty());

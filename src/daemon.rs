@@ -1,159 +1,49 @@
-//! The daemon: [`App`] (shared, read-mostly state), [`run`] (serve bound listeners until a
-//! shutdown future resolves, then drain), and the `serve`, `demo` and `connect` commands.
+//! The daemon: [`run`] (serve bound listeners until a shutdown future resolves, then
+//! drain), and the `serve`, `demo` and `connect` commands.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
-use crate::budget::Budget;
+use crate::app::App;
 use crate::cloud::credentials::Env;
-use crate::cloud::CloudClient;
 use crate::cmd::CmdError;
 use crate::config::Config;
 use crate::listen::{self, Listeners};
-use crate::rfb::auth::Throttle;
-use crate::session::{Consoles, LiveSession};
-use crate::shutdown::Shutdown;
-use crate::upstream::Dialer;
-
-/// Everything sessions share.
-pub struct App {
-    /// The validated config.
-    pub config: Config,
-    /// The API client.
-    pub cloud: Arc<CloudClient>,
-    /// The per-instance reconnect budget.
-    pub budget: Budget,
-    /// Opens console URLs.
-    pub dialer: Dialer,
-    /// Who holds each console.
-    pub consoles: Consoles,
-    /// One permit per concurrent session (`session.max_sessions`).
-    pub sessions: Arc<Semaphore>,
-    /// Failed-password back-off per peer.
-    pub throttle: Throttle,
-    /// New connections per client address.
-    pub peer_limiter: crate::budget::PeerLimiter,
-    /// Cancellation and task tracking for every session.
-    pub shutdown: Shutdown,
-    /// Prometheus metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Listeners bound and credentials loaded.
-    pub ready: AtomicBool,
-    next_id: AtomicU64,
-    live: Mutex<HashMap<u64, Arc<LiveSession>>>,
-    live_count: tokio::sync::watch::Sender<usize>,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("config", &self.config.source)
-            .finish_non_exhaustive()
-    }
-}
-
-impl App {
-    /// Builds the shared state.
-    ///
-    /// # Errors
-    /// When the upstream TLS configuration (`upstream.ca_file`) is unusable.
-    pub fn new(
-        config: Config,
-        cloud: Arc<CloudClient>,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> Result<App, crate::tls::Error> {
-        let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())?;
-        let dialer = Dialer::new(
-            tls,
-            config.upstream.origin.clone(),
-            config.upstream.subprotocols.clone(),
-            config.upstream.connect_timeout,
-        );
-        Ok(App {
-            budget: Budget::new(config.budget.reconnects_per_minute, config.budget.max_wait),
-            sessions: Arc::new(Semaphore::new(config.session.max_sessions)),
-            peer_limiter: crate::budget::PeerLimiter::new(
-                config.session.connections_per_peer_per_minute,
-            ),
-            config,
-            cloud,
-            dialer,
-            consoles: Consoles::default(),
-            throttle: Throttle::new(),
-            shutdown: Shutdown::new(),
-            metrics,
-            ready: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
-            live: Mutex::new(HashMap::new()),
-            live_count: tokio::sync::watch::channel(0).0,
-        })
-    }
-
-    /// A fresh session id.
-    pub fn next_session_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn register(&self, s: Arc<LiveSession>) {
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        live.insert(s.id, s);
-        self.live_count.send_replace(live.len());
-    }
-
-    pub(crate) fn unregister(&self, id: u64) {
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        live.remove(&id);
-        self.live_count.send_replace(live.len());
-    }
-
-    /// The number of live sessions, as a watch (tests and metrics wait on it).
-    pub fn watch_sessions(&self) -> tokio::sync::watch::Receiver<usize> {
-        self.live_count.subscribe()
-    }
-
-    /// The sessions running now.
-    pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
-        self.live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-}
 
 /// Serves `listeners` until `shutdown` resolves (or `app.shutdown` is triggered), then
 /// stops accepting and drains sessions within `session.shutdown_grace`. Returns whether
 /// every session ended in time.
 pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) -> bool {
     for (instance, l) in listeners.tcp {
-        app.shutdown
-            .spawn(listen::tcp::serve(app.clone(), instance, l));
+        app.shutdown.spawn(listen::tcp::serve(
+            app.clone(),
+            instance,
+            l,
+            tokio_util::sync::CancellationToken::new(),
+        ));
     }
     if let Some(l) = listeners.http {
         app.shutdown.spawn(listen::http::serve(app.clone(), l));
     }
     let housekeeping = app.clone();
     app.shutdown.spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        const SUMMARY_S: u64 = 10;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(SUMMARY_S));
+        let mut n = 0u64;
         loop {
             tokio::select! {
                 _ = housekeeping.shutdown.cancelled() => return,
                 _ = tick.tick() => {
-                    housekeeping.peer_limiter.shrink();
-                    housekeeping.cloud.housekeeping();
+                    housekeeping.summaries.flush(SUMMARY_S);
+                    n += 1;
+                    if n % 6 == 0 {
+                        housekeeping.peer_limiter.shrink();
+                        housekeeping.guard.shrink();
+                        housekeeping.cloud.housekeeping();
+                    }
                 }
             }
         }
@@ -173,10 +63,13 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     let live = app.live_sessions().len();
     tracing::info!(
         sessions = live,
-        grace_s = app.config.session.shutdown_grace.as_secs(),
+        grace_s = app.config().session.shutdown_grace.as_secs(),
         "draining"
     );
-    let drained = app.shutdown.drain(app.config.session.shutdown_grace).await;
+    let drained = app
+        .shutdown
+        .drain(app.config().session.shutdown_grace)
+        .await;
     if drained {
         tracing::info!("all sessions ended; bye");
     } else {
@@ -204,9 +97,12 @@ async fn bind_and_run(
     app: Arc<App>,
     extra: impl FnOnce(&[(String, SocketAddr)]),
 ) -> Result<(), CmdError> {
-    let listeners = Listeners::inherit_or_bind(&app.config)
+    let listeners = Listeners::inherit_or_bind(&app.config())
         .await
-        .map_err(|e| CmdError::Other(e.to_string()))?;
+        .map_err(|e| match e {
+            listen::ListenError::Insecure(m) => CmdError::Usage(m),
+            e => CmdError::Other(e.to_string()),
+        })?;
     let addrs = listeners.addresses();
     if addrs.is_empty() {
         return Err(CmdError::Usage(
@@ -373,7 +269,7 @@ pub async fn connect_command(
     }];
     cfg.http = None;
     let app = build_app(cfg, &env).await?;
-    let listeners = Listeners::bind(&app.config)
+    let listeners = Listeners::bind(&app.config())
         .await
         .map_err(|e| CmdError::Other(e.to_string()))?;
     let addr = listeners

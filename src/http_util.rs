@@ -77,6 +77,15 @@ pub fn json(value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
+/// The two ends of an HTTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// Our address on this connection (the interface it reached).
+    pub local: std::net::SocketAddr,
+}
+
 /// Accepts HTTP/1 connections on `listener` until shutdown, serving each with `handler`.
 /// Connections are tracked by `shutdown`; upgrades are allowed.
 pub async fn serve<H, F>(
@@ -85,7 +94,7 @@ pub async fn serve<H, F>(
     handler: H,
     header_timeout: Duration,
 ) where
-    H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Conn) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let handler = Arc::new(handler);
@@ -94,12 +103,16 @@ pub async fn serve<H, F>(
             return;
         };
         let _ = stream.set_nodelay(true);
+        let conn_ends = Conn {
+            peer,
+            local: stream.local_addr().unwrap_or(peer),
+        };
         let handler = handler.clone();
         let sd = shutdown.clone();
         shutdown.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(req, peer).await) }
+                async move { Ok::<_, Infallible>(handler(req, conn_ends).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

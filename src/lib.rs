@@ -14,6 +14,7 @@
 //! - [`rfb`]: RFB messages.
 //! - [`redact`], [`tls`], [`http_util`], [`shutdown`]: shared plumbing.
 
+pub mod app;
 pub mod bridge;
 pub mod budget;
 pub mod cli;
@@ -21,8 +22,10 @@ pub mod cloud;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod guard;
 pub mod http_util;
 pub mod listen;
+pub mod logsum;
 pub mod metrics;
 pub mod net;
 pub mod outcome;

@@ -116,7 +116,7 @@ impl Metrics {
         );
         registry.register(
             "url_mints",
-            "Console URL mint attempts, by instance and result",
+            "Attempts to get a console URL, by instance and what became of them (minted, not_minted, never_sent, unknown, budget_exhausted, not_running, cancelled)",
             m.url_mints.clone(),
         );
         registry.register(
@@ -188,9 +188,11 @@ impl Metrics {
             .inc_by(to_client);
     }
 
-    /// A mint attempt for `instance` succeeded or failed.
-    pub fn url_mint(&self, instance: &str, ok: bool) {
-        let result = if ok { "ok" } else { "error" };
+    /// What became of one attempt to get a URL for `instance`: `minted`, `not_minted`
+    /// (the cloud answered with a code), `never_sent`, `unknown` (sent, no usable answer),
+    /// `budget_exhausted` and `not_running` (nothing sent), `cancelled` (the viewer left,
+    /// a takeover or shutdown).
+    pub fn url_mint(&self, instance: &str, result: &str) {
         self.url_mints
             .get_or_create(&InstanceResult {
                 instance: instance.into(),

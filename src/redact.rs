@@ -25,6 +25,24 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `given` equals the secret, in time that depends on neither value nor on
+    /// either length: both sides are hashed first and the digests compared.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        ct_eq(self.0.as_bytes(), given)
+    }
+}
+
+/// Constant-time equality of two byte strings of any length: compares their SHA-256
+/// digests with a fold that never exits early, so neither the position of the first
+/// difference nor the length of either side shows in the timing.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 impl fmt::Debug for Secret {
@@ -118,6 +136,17 @@ mod tests {
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(format!("{:?}", Some(&s)), "Some(<redacted>)");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn constant_time_equality() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"), "a prefix is not equal");
+        assert!(!ct_eq(b"", b"a"));
+        assert!(ct_eq(b"", b""));
+        assert!(Secret::new("tok").matches(b"tok"));
+        assert!(!Secret::new("tok").matches(b"to"));
     }
 
     #[test]

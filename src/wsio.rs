@@ -690,6 +690,19 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
         std::mem::take(&mut self.r.pending)
     }
 
+    /// Puts `data` (just returned by [`WsIo::recv`]) back, ahead of anything unread: the
+    /// next read returns it first.
+    pub fn unread(&mut self, data: Bytes) {
+        if self.r.pending.is_empty() {
+            self.r.pending = data;
+        } else {
+            let mut joined = BytesMut::with_capacity(data.len() + self.r.pending.len());
+            joined.extend_from_slice(&data);
+            joined.extend_from_slice(&self.r.pending);
+            self.r.pending = joined.freeze();
+        }
+    }
+
     /// Queues `data` without flushing.
     ///
     /// # Errors

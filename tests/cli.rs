@@ -234,7 +234,7 @@ async fn sim_command_prints_endpoints() {
         fast_options(),
     )
     .expect("client");
-    within(client.describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &tcvnc::cloud::NoGate))
+    within(mint(&client, "ins-demo0001", "ap-guangzhou"))
         .await
         .expect("minted by the separate simulator");
     child.kill().await.expect("kill");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use tcvnc::cloud::credentials::{ConfigCredentials, Env, Error, Provider};
-use tcvnc::cloud::{NoGate, Product};
+use tcvnc::cloud::Product;
 use tcvnc::redact::Secret;
 use tcvnc::sim::{Faults, IdentityConfig, DEMO_SECRET_ID, DEMO_SECRET_KEY};
 
@@ -108,10 +108,13 @@ async fn environment() {
                 .await
                 .expect("env"),
         );
-        client_with(&sim, Product::Cvm, p, 10)
-            .describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
-            .await
-            .expect("minted with env credentials");
+        mint(
+            &client_with(&sim, Product::Cvm, p, 10),
+            "ins-demo0001",
+            "ap-guangzhou",
+        )
+        .await
+        .expect("minted with env credentials");
     })
     .await;
 }
@@ -220,10 +223,13 @@ async fn tke_oidc() {
             .await
             .expect("tke"),
         );
-        client_with(&sim, Product::Cvm, p.clone(), 10)
-            .describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
-            .await
-            .expect("temporary key works");
+        mint(
+            &client_with(&sim, Product::Cvm, p.clone(), 10),
+            "ins-demo0001",
+            "ap-guangzhou",
+        )
+        .await
+        .expect("temporary key works");
         // The projected token rotates: the next refresh must read the new file.
         sim.state.set_identity(oidc_identity("jwt-2"));
         std::fs::write(&token_file, "jwt-2\n").expect("write");
@@ -344,15 +350,18 @@ async fn token_failure_triggers_one_refresh() {
             .expect("cvm role"),
         );
         let c = client_with(&sim, Product::Cvm, p.clone(), 10);
-        c.describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
+        mint(&c, "ins-demo0001", "ap-guangzhou")
             .await
             .expect("first");
         sim.state.expire_temporary_keys();
-        let m = c
-            .describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
+        mint(&c, "ins-demo0001", "ap-guangzhou")
             .await
             .expect("refreshed and retried");
-        assert_eq!(m.attempts, 2);
+        assert_eq!(
+            sim.state.stats().api_requests,
+            3,
+            "the first mint, then a rejected request and its retry"
+        );
         assert_eq!(p.fetch_count(), 2);
         assert_eq!(
             sim.state.stats().errors.get("AuthFailure.TokenFailure"),

@@ -9,9 +9,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn scrape(addr: std::net::SocketAddr) -> (String, prometheus_parse::Scrape) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("w");
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("w");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("r");
     let (head, body) = out.split_once("\r\n\r\n").expect("head");
@@ -87,7 +89,7 @@ async fn metrics_after_session_refusal_and_api_error() {
             value(
                 &s,
                 "tcvnc_url_mints_total",
-                &[("instance", "ins-demo0001"), ("result", "ok")]
+                &[("instance", "ins-demo0001"), ("result", "minted")]
             ),
             Some(2.0)
         );
@@ -95,7 +97,16 @@ async fn metrics_after_session_refusal_and_api_error() {
             value(
                 &s,
                 "tcvnc_url_mints_total",
-                &[("instance", "ins-stopped1"), ("result", "error")]
+                &[("instance", "ins-demo0001"), ("result", "not_minted")]
+            ),
+            Some(1.0),
+            "the ServiceUnavailable answer: reached the cloud, nothing minted"
+        );
+        assert_eq!(
+            value(
+                &s,
+                "tcvnc_url_mints_total",
+                &[("instance", "ins-stopped1"), ("result", "not_minted")]
             ),
             Some(1.0)
         );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use tcvnc::cloud::credentials::{ConfigCredentials, Env, Provider};
-use tcvnc::cloud::{NoGate, Product};
+use tcvnc::cloud::Product;
 use tcvnc::sim::{Faults, IdentityConfig, DEMO_SECRET_KEY};
 
 fn capture() {
@@ -27,8 +27,7 @@ async fn no_secret_in_trace_logs() {
         let sim = sim().await;
         let mut secrets: Vec<String> = vec![DEMO_SECRET_KEY.to_owned()];
         let c = client(&sim);
-        let m = c
-            .describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
+        let m = mint(&c, "ins-demo0001", "ap-guangzhou")
             .await
             .expect("minted");
         tracing::info!(url = %m.url.redacted(), console = ?m.url.console_url(), minted = ?m, "minted");
@@ -38,11 +37,13 @@ async fn no_secret_in_trace_logs() {
         secrets.push(percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC).to_string());
 
         // Errors and retries.
-        sim.state.set_faults(Faults { http_500: 1, garbage: 1, ..Faults::default() });
-        c.describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate).await.expect("after retries");
+        for faults in [Faults { http_500: 1, ..Faults::default() }, Faults { garbage: 1, ..Faults::default() }] {
+            sim.state.set_faults(faults);
+            mint(&c, "ins-demo0001", "ap-guangzhou").await.expect("after a retry");
+        }
         let wrong = client_with(&sim, Product::Cvm, fixed_provider(&sim, tcvnc::sim::DEMO_SECRET_ID, "WRONGKEYWRONGKEY"), 10);
         secrets.push("WRONGKEYWRONGKEY".into());
-        let _ = wrong.describe_instance_vnc_url("ins-stopped1", "ap-guangzhou", &NoGate).await;
+        let _ = mint(&wrong, "ins-stopped1", "ap-guangzhou").await;
 
         // Temporary credentials from the metadata service, rejected and refreshed.
         sim.state.set_identity(IdentityConfig {
@@ -56,7 +57,7 @@ async fn no_secret_in_trace_logs() {
         let first = p.get().await.expect("cred");
         let tc = client_with(&sim, Product::Cvm, p.clone(), 10);
         sim.state.expire_temporary_keys();
-        tc.describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate).await.expect("refreshed");
+        mint(&tc, "ins-demo0001", "ap-guangzhou").await.expect("refreshed");
         let second = p.get().await.expect("cred");
         tracing::debug!(?first, ?second, "credentials");
         for c in [&first, &second] {

@@ -253,12 +253,10 @@ impl Sim {
 
     /// Mints a console URL for `instance` (one signed `DescribeInstanceVncUrl`).
     pub async fn mint_url(&self, instance: &str) -> Result<String> {
-        let minted = self
-            .api_client
-            .describe_instance_vnc_url(instance, "ap-guangzhou", &tcvnc::cloud::client::NoGate)
+        let got = tcvnc::session::mint::mint(&self.api_client, None, instance, "ap-guangzhou")
             .await
             .map_err(|e| anyhow!("{e}"))?;
-        Ok(minted.url.expose().to_owned())
+        Ok(got.minted.url.expose().to_owned())
     }
 
     /// POSTs JSON to the simulator's control API.

@@ -1,9 +1,10 @@
-//! The HTTPS client for `DescribeInstanceVncUrl` and `DescribeInstances`: one signed
-//! POST per attempt, the exact hashed bytes sent, bounded retries by error class, every
-//! attempt through the API rate limit and (for minting) the caller's gate.
+//! The HTTPS client for `DescribeInstanceVncUrl`, `DescribeInstances` and
+//! `DescribeInstancesStatus`: one signed POST per attempt, the exact hashed bytes sent,
+//! every attempt through the API rate limit. Minting is one attempt with a typed outcome
+//! ([`MintOutcome`]); whether to try again is the session's decision, since only it knows
+//! the budget. Calls that mint nothing retry by error class here.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 use super::credentials::{Credential, Provider};
 use super::error::{ApiError, Class, Error};
 use super::{sign, EndpointPolicy, Product, VncUrl};
-use crate::budget::ApiLimiter;
+use crate::budget::{ApiKey, ApiLimiter, ApiTicket};
 use crate::redact;
 
 /// Content-Type sent and signed, byte for byte.
@@ -28,26 +29,6 @@ const MAX_MESSAGE: usize = 512;
 pub trait ApiObserver: Send + Sync {
     /// `code` is `None` on success, the API code, or `transport`, `http_<status>`, `parse`.
     fn api_result(&self, action: &'static str, code: Option<&str>, seconds: f64);
-}
-
-/// A check made before every attempt: the reconnect budget for minting.
-pub trait Gate: Sync {
-    /// Admits attempt number `attempt` (0 for the first), or refuses.
-    fn admit(&self, attempt: u32) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// The admitted attempt has ended (answered or failed).
-    fn settled(&self) {}
-}
-
-/// A gate that admits everything (for calls that mint nothing).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoGate;
-
-impl Gate for NoGate {
-    #[allow(clippy::manual_async_fn)]
-    fn admit(&self, _attempt: u32) -> impl Future<Output = Result<(), Error>> + Send {
-        async { Ok(()) }
-    }
 }
 
 /// Timeouts and retry bounds.
@@ -83,8 +64,31 @@ pub struct Minted {
     pub request_id: String,
     /// When the answer arrived (tokio time), to measure the URL's age at dial.
     pub received_at: tokio::time::Instant,
-    /// How many attempts it took.
-    pub attempts: u32,
+}
+
+/// What one attempt to mint a console URL came to. Which outcomes cost a URL of the
+/// instance's budget, and which may be tried again, is the caller's decision; the
+/// reference's classes: R/C/K/P for `NotMinted` by code, U for `Unknown`.
+#[derive(Debug)]
+pub enum MintOutcome {
+    /// A URL, to dial at once.
+    Minted(Minted),
+    /// The cloud answered with an error code: nothing was minted, but the request
+    /// reached the cloud. `used` are the credentials it was signed with (to refresh
+    /// them after a rejection).
+    NotMinted {
+        /// The API error ([`Error::Api`]).
+        error: Error,
+        /// The credentials the request was signed with.
+        used: Arc<Credential>,
+    },
+    /// Nothing left the host: no credentials, the API rate limit could not admit the
+    /// request in time, or DNS, TCP or TLS failed before the request was written.
+    NeverSent(Error),
+    /// The request may have reached the cloud and minted a URL, but no usable answer
+    /// came back: a timeout after sending, a lost or garbled body, an HTTP status other
+    /// than 200, an unusable `InstanceVncUrl`.
+    Unknown(Error),
 }
 
 /// One instance as `DescribeInstances` reports it.
@@ -125,6 +129,15 @@ fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// One request to make.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    action: &'static str,
+    region: &'a str,
+    instance: Option<&'a str>,
+    body: &'a [u8],
 }
 
 /// What one attempt failed with, plus the server's clock when it said.
@@ -174,6 +187,11 @@ impl CloudClient {
         self
     }
 
+    /// A new API rate (a reloaded config).
+    pub fn set_rate(&self, per_second: std::num::NonZeroU32) {
+        self.limiter.set_rate(per_second);
+    }
+
     /// Periodic housekeeping: forget rate-limit keys of rotated credentials.
     pub fn housekeeping(&self) {
         self.limiter.shrink();
@@ -194,38 +212,141 @@ impl CloudClient {
         self.endpoints.endpoint(self.product, region).host
     }
 
-    /// Mints a one-time console URL for `instance`. Every attempt (retries too, since a
-    /// lost answer may still have minted) passes `gate` first.
-    ///
-    /// # Errors
-    /// The classified [`Error`] once retries are exhausted or at once when permanent.
-    pub async fn describe_instance_vnc_url(
+    /// The rate-limit key of `action` in `region` for `creds`: refreshable credentials
+    /// are keyed by their source (a CVM role's SecretId changes at every refresh, its
+    /// account's limit does not), fixed ones by their SecretId.
+    fn api_key(&self, action: &'static str, region: &str, creds: &Credential) -> ApiKey {
+        ApiKey {
+            action,
+            host: self.host_for(region),
+            account: if creds.is_temporary() {
+                creds.source.clone()
+            } else {
+                creds.secret_id.clone()
+            },
+        }
+    }
+
+    /// One attempt to mint a console URL for `instance`. The API rate limit is waited
+    /// for until `deadline` at most; `sent` turns true just before the request is
+    /// written, so a caller that cancels this future can tell whether anything may have
+    /// reached the cloud (nothing did while `sent` is false).
+    pub async fn mint_once(
         &self,
         instance: &str,
         region: &str,
-        gate: &impl Gate,
-    ) -> Result<Minted, Error> {
+        deadline: Option<tokio::time::Instant>,
+        sent: &AtomicBool,
+    ) -> MintOutcome {
+        let creds = match self.creds.get().await {
+            Ok(c) => c,
+            Err(e) => return MintOutcome::NeverSent(Error::Credentials(e)),
+        };
+        let action = "DescribeInstanceVncUrl";
+        let ticket = match self
+            .limiter
+            .acquire(&self.api_key(action, region, &creds), deadline)
+            .await
+        {
+            Ok(t) => t,
+            Err(wait) => {
+                return MintOutcome::NeverSent(Error::ApiBusy {
+                    host: self.host_for(region),
+                    retry_after: wait,
+                })
+            }
+        };
         let body = serde_json::json!({ "InstanceId": instance })
             .to_string()
             .into_bytes();
-        let (resp, request_id, attempts) = self
-            .call("DescribeInstanceVncUrl", region, Some(instance), body, gate)
-            .await?;
-        let received_at = tokio::time::Instant::now();
-        let raw = resp
-            .get("InstanceVncUrl")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Parse {
-                host: self.host_for(region),
-                cause: "no InstanceVncUrl in Response".into(),
-            })?;
-        let url = VncUrl::parse(raw)?;
-        Ok(Minted {
-            url,
-            request_id,
-            received_at,
-            attempts,
-        })
+        let started = tokio::time::Instant::now();
+        let result = self
+            .attempt(
+                Call {
+                    action,
+                    region,
+                    instance: Some(instance),
+                    body: &body,
+                },
+                &creds,
+                ticket,
+                sent,
+            )
+            .await;
+        self.observe(action, &result, started);
+        match result {
+            Ok((resp, request_id)) => {
+                let received_at = tokio::time::Instant::now();
+                let raw = resp.get("InstanceVncUrl").and_then(Value::as_str);
+                match raw.map(VncUrl::parse) {
+                    Some(Ok(url)) => MintOutcome::Minted(Minted {
+                        url,
+                        request_id,
+                        received_at,
+                    }),
+                    Some(Err(e)) => MintOutcome::Unknown(Error::BadUrl(e)),
+                    None => MintOutcome::Unknown(Error::Parse {
+                        host: self.host_for(region),
+                        cause: "no InstanceVncUrl in Response".into(),
+                    }),
+                }
+            }
+            Err(f) => {
+                let error = self.note_clock(f);
+                match error {
+                    Error::Api(_) => MintOutcome::NotMinted { error, used: creds },
+                    Error::Connect { .. } => MintOutcome::NeverSent(error),
+                    e => MintOutcome::Unknown(e),
+                }
+            }
+        }
+    }
+
+    /// Asks the provider for fresh credentials after `used` were rejected.
+    ///
+    /// # Errors
+    /// When the provider cannot refresh (fixed credentials) or the refresh fails.
+    pub async fn refresh_rejected(&self, used: &Arc<Credential>) -> Result<(), Error> {
+        self.creds.refresh_after_rejection(used).await?;
+        Ok(())
+    }
+
+    /// Learns the clock offset from an `AuthFailure.SignatureExpire` answer, so the next
+    /// request is signed with the server's time, and puts it in the error for the user.
+    fn note_clock(&self, failed: Failed) -> Error {
+        let mut error = failed.error;
+        if let Error::Api(api) = &mut error {
+            if api.code == "AuthFailure.SignatureExpire" {
+                if let Some(server) = failed.server_time {
+                    let offset = server - now_unix();
+                    api.clock_offset = Some(offset);
+                    self.clock_offset.store(offset, Ordering::Relaxed);
+                    tracing::warn!(offset_seconds = offset, "the local clock is off by {offset} s; signing with the server's time; fix NTP");
+                }
+            }
+        }
+        error
+    }
+
+    fn observe(
+        &self,
+        action: &'static str,
+        result: &Result<(Value, String), Failed>,
+        started: tokio::time::Instant,
+    ) {
+        if let Some(o) = &self.observer {
+            let code = match result {
+                Ok(_) => None,
+                Err(f) => Some(match &f.error {
+                    Error::Api(api) => api.code.clone(),
+                    Error::Connect { .. } => "connect".to_owned(),
+                    Error::Transport { .. } => "transport".to_owned(),
+                    Error::Status { status, .. } => format!("http_{status}"),
+                    _ => "parse".to_owned(),
+                }),
+            };
+            o.api_result(action, code.as_deref(), started.elapsed().as_secs_f64());
+        }
     }
 
     /// Describes `ids` (state and name). Mints nothing.
@@ -249,9 +370,7 @@ impl CloudClient {
         let body = serde_json::json!({ "InstanceIds": ids, "Limit": 100 })
             .to_string()
             .into_bytes();
-        let (resp, _, _) = self
-            .call("DescribeInstances", region, None, body, &NoGate)
-            .await?;
+        let resp = self.call("DescribeInstances", region, body).await?;
         let items: Vec<Item> = resp
             .get("InstanceSet")
             .cloned()
@@ -272,50 +391,94 @@ impl CloudClient {
             .collect())
     }
 
-    fn backoff(&self, retry: u32) -> Duration {
-        let base = self.opts.backoff.saturating_mul(1 << retry.min(8));
-        let jitter = rand::rng().random_range(0.0..0.5);
-        base + base.mul_f64(jitter)
+    /// The state of each of `ids` in `region` (`RUNNING`, `STOPPED`, …), through
+    /// `DescribeInstancesStatus` on CVM (its own rate limit, no URL spent) and
+    /// `DescribeInstances` on Lighthouse, which has no status action.
+    ///
+    /// # Errors
+    /// The classified [`Error`].
+    pub async fn instance_states(
+        &self,
+        ids: &[String],
+        region: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        if self.product == Product::Lighthouse {
+            return Ok(self
+                .describe_instances(ids, region)
+                .await?
+                .into_iter()
+                .map(|i| (i.id, i.state))
+                .collect());
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            #[serde(rename = "InstanceId")]
+            id: String,
+            #[serde(rename = "InstanceState", default)]
+            state: String,
+        }
+        let body = serde_json::json!({ "InstanceIds": ids, "Limit": 100 })
+            .to_string()
+            .into_bytes();
+        let resp = self.call("DescribeInstancesStatus", region, body).await?;
+        let items: Vec<Item> = resp
+            .get("InstanceStatusSet")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::Parse {
+                host: self.host_for(region),
+                cause: format!("InstanceStatusSet: {e}"),
+            })?
+            .unwrap_or_default();
+        Ok(items.into_iter().map(|i| (i.id, i.state)).collect())
     }
 
+    /// A call that mints nothing: retried by error class (bounded, jittered), each try
+    /// through the API rate limit.
     async fn call(
         &self,
         action: &'static str,
         region: &str,
-        instance: Option<&str>,
         body: Vec<u8>,
-        gate: &impl Gate,
-    ) -> Result<(Value, String, u32), Error> {
+    ) -> Result<Value, Error> {
         let mut creds = self.creds.get().await?;
         let mut retries = 0u32;
         let mut internal_retried = false;
         let mut refreshed = false;
         let mut skew_fixed = false;
-        let mut attempt = 0u32;
         loop {
-            gate.admit(attempt).await?;
-            attempt += 1;
+            let ticket = self
+                .limiter
+                .acquire(&self.api_key(action, region, &creds), None)
+                .await
+                .map_err(|wait| Error::ApiBusy {
+                    host: self.host_for(region),
+                    retry_after: wait,
+                })?;
             let started = tokio::time::Instant::now();
-            let result = self.attempt(action, region, instance, &body, &creds).await;
-            gate.settled();
-            if let Some(o) = &self.observer {
-                let code = match &result {
-                    Ok(_) => None,
-                    Err(f) => Some(match &f.error {
-                        Error::Api(api) => api.code.clone(),
-                        Error::Transport { .. } => "transport".to_owned(),
-                        Error::Status { status, .. } => format!("http_{status}"),
-                        _ => "parse".to_owned(),
-                    }),
-                };
-                o.api_result(action, code.as_deref(), started.elapsed().as_secs_f64());
-            }
+            let result = self
+                .attempt(
+                    Call {
+                        action,
+                        region,
+                        instance: None,
+                        body: &body,
+                    },
+                    &creds,
+                    ticket,
+                    &AtomicBool::new(false),
+                )
+                .await;
+            self.observe(action, &result, started);
             let failed = match result {
-                Ok((resp, request_id)) => return Ok((resp, request_id, attempt)),
+                Ok((resp, _)) => return Ok(resp),
                 Err(f) => f,
             };
-            let class = failed.error.class();
-            tracing::debug!(action, attempt, error = %failed.error, ?class, "API attempt failed");
+            let has_server_time = failed.server_time.is_some();
+            let error = self.note_clock(failed);
+            let class = error.class();
+            tracing::debug!(action, error = %error, ?class, "API attempt failed");
             match class {
                 Class::Retry if retries < self.opts.max_retries => {
                     tokio::time::sleep(self.backoff(retries)).await;
@@ -330,43 +493,43 @@ impl CloudClient {
                     tracing::info!(source = %creds.source, "credentials rejected; refreshing them and retrying once");
                     creds = self.creds.refresh_after_rejection(&creds).await?;
                 }
-                Class::ClockSkew if !skew_fixed && failed.server_time.is_some() => {
-                    skew_fixed = true;
-                    let server = failed.server_time.unwrap_or_default();
-                    let offset = server - now_unix();
-                    self.clock_offset.store(offset, Ordering::Relaxed);
-                    tracing::warn!(offset_seconds = offset, "the local clock is off by {offset} s; signing with the server's time; fix NTP");
-                }
-                _ => {
-                    let mut error = failed.error;
-                    if let Error::Api(api) = &mut error {
-                        if api.code == "AuthFailure.SignatureExpire" {
-                            api.clock_offset = failed.server_time.map(|s| s - now_unix());
-                        }
-                    }
-                    return Err(error);
-                }
+                Class::ClockSkew if !skew_fixed && has_server_time => skew_fixed = true,
+                _ => return Err(error),
             }
         }
     }
 
+    /// The jittered pause before retry number `retry` (0-based).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let base = self.opts.backoff.saturating_mul(1 << retry.min(8));
+        let jitter = rand::rng().random_range(0.0..0.5);
+        base + base.mul_f64(jitter)
+    }
+
+    /// The retry bound for retryable errors.
+    pub fn max_retries(&self) -> u32 {
+        self.opts.max_retries
+    }
+
     async fn attempt(
         &self,
-        action: &'static str,
-        region: &str,
-        instance: Option<&str>,
-        body: &[u8],
+        call: Call<'_>,
         creds: &Arc<Credential>,
+        ticket: ApiTicket,
+        sent: &AtomicBool,
     ) -> Result<(Value, String), Failed> {
+        let Call {
+            action,
+            region,
+            instance,
+            body,
+        } = call;
         let endpoint = self.endpoints.endpoint(self.product, region);
         let host = endpoint.host.clone();
         let fail = |error| Failed {
             error,
             server_time: None,
         };
-        self.limiter
-            .acquire(action, &endpoint.host, &creds.secret_id)
-            .await;
         let timestamp = now_unix() + self.clock_offset.load(Ordering::Relaxed);
         let signed_headers = [
             ("content-type", CONTENT_TYPE),
@@ -407,12 +570,25 @@ impl CloudClient {
             req = req.header("X-TC-Token", token.expose());
         }
         tracing::debug!(action, api = %endpoint.base, region, secret_id = %redact::secret_id(&creds.secret_id), "calling the API");
-        let resp = req.send().await.map_err(|e| {
-            fail(Error::Transport {
-                host: host.clone(),
-                cause: super::credentials::without_url(&e),
-            })
-        })?;
+        sent.store(true, Ordering::Relaxed);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                // DNS, TCP or TLS failed: the request was never written.
+                ticket.refund();
+                sent.store(false, Ordering::Relaxed);
+                return Err(fail(Error::Connect {
+                    host,
+                    cause: super::credentials::without_url(&e),
+                }));
+            }
+            Err(e) => {
+                return Err(fail(Error::Transport {
+                    host,
+                    cause: super::credentials::without_url(&e),
+                }))
+            }
+        };
         let server_time = resp
             .headers()
             .get(http::header::DATE)
@@ -430,6 +606,7 @@ impl CloudClient {
                 cause,
             })
         })?;
+        ticket.settle();
         let parsed = parse_envelope(&bytes).map_err(|cause| {
             fail(Error::Parse {
                 host: host.clone(),

@@ -203,7 +203,7 @@ impl ApiError {
     }
 
     /// The state the message names, lowercased (`stopped`), or `not running`.
-    fn state(&self) -> String {
+    pub fn state(&self) -> String {
         if let Some(s) = self.code.strip_prefix("UnsupportedOperation.InstanceState") {
             return s.to_ascii_lowercase();
         }
@@ -299,8 +299,25 @@ impl fmt::Display for ApiError {
 /// Any failure of a cloud API call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request never got a usable answer (connect, TLS, timeout, reset).
+    /// DNS, TCP or TLS failed before the request was written: nothing reached the cloud.
     #[error("cannot reach Tencent Cloud API at {host}: {cause}")]
+    Connect {
+        /// The API host.
+        host: String,
+        /// What went wrong, secret-free.
+        cause: String,
+    },
+    /// The API rate limit could not admit the request in time (nothing was sent).
+    #[error("Tencent Cloud API rate limit at {host}: try again in {} s", retry_after.as_millis().div_ceil(1000).max(1))]
+    ApiBusy {
+        /// The API host.
+        host: String,
+        /// How long the limit needs.
+        retry_after: std::time::Duration,
+    },
+    /// The request was sent but no answer came back (timeout, reset, lost body): the
+    /// cloud may have acted on it.
+    #[error("no answer from Tencent Cloud API at {host} (a URL may have been spent): {cause}")]
     Transport {
         /// The API host.
         host: String,
@@ -308,7 +325,7 @@ pub enum Error {
         cause: String,
     },
     /// An HTTP status other than 200.
-    #[error("cannot reach Tencent Cloud API at {host}: HTTP status {status}")]
+    #[error("no usable answer from Tencent Cloud API at {host} (a URL may have been spent): HTTP status {status}")]
     Status {
         /// The API host.
         host: String,
@@ -316,7 +333,7 @@ pub enum Error {
         status: u16,
     },
     /// The body was not the `{"Response": …}` envelope.
-    #[error("cannot reach Tencent Cloud API at {host}: unparsable response ({cause})")]
+    #[error("no usable answer from Tencent Cloud API at {host} (a URL may have been spent): unparsable response ({cause})")]
     Parse {
         /// The API host.
         host: String,
@@ -332,18 +349,33 @@ pub enum Error {
     /// The answer lacked `InstanceVncUrl` or held an unusable one.
     #[error("Tencent Cloud returned an unusable InstanceVncUrl: {0}")]
     BadUrl(#[from] super::vnc_url::Error),
-    /// A caller-side gate (the reconnect budget) refused a further attempt.
-    #[error("{0}")]
-    Refused(String),
 }
 
 impl Error {
     /// The retry class: transport failures retry; API errors by code.
     pub fn class(&self) -> Class {
         match self {
-            Error::Transport { .. } | Error::Status { .. } | Error::Parse { .. } => Class::Retry,
+            Error::Connect { .. }
+            | Error::Transport { .. }
+            | Error::Status { .. }
+            | Error::Parse { .. } => Class::Retry,
             Error::Api(e) => e.classify().0,
-            Error::Credentials(_) | Error::BadUrl(_) | Error::Refused(_) => Class::Permanent,
+            Error::Credentials(_) | Error::BadUrl(_) | Error::ApiBusy { .. } => Class::Permanent,
+        }
+    }
+
+    /// A short fixed label of the kind of failure: the API's code, else the transport
+    /// stage (logs, summaries, metrics).
+    pub fn label(&self) -> &str {
+        match self {
+            Error::Api(e) => &e.code,
+            Error::Connect { .. } => "connect",
+            Error::ApiBusy { .. } => "api_busy",
+            Error::Transport { .. } => "no_answer",
+            Error::Status { .. } => "http_status",
+            Error::Parse { .. } => "unparsable",
+            Error::Credentials(_) => "credentials",
+            Error::BadUrl(_) => "bad_url",
         }
     }
 

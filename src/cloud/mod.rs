@@ -5,9 +5,10 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod sign;
+pub mod states;
 pub mod vnc_url;
 
-pub use client::{ClientOptions, CloudClient, Gate, InstanceInfo, Minted, NoGate};
+pub use client::{ClientOptions, CloudClient, InstanceInfo, MintOutcome, Minted};
 pub use error::{ApiError, Class, Error, Kind};
 pub use vnc_url::VncUrl;
 

@@ -205,12 +205,7 @@ pub fn parse_authorization(value: &str) -> Option<Authorization> {
 
 /// Constant-time check that `expected_hex` (ours) equals `given_hex` (theirs).
 pub fn signatures_match(expected_hex: &str, given_hex: &str) -> bool {
-    let a = expected_hex.as_bytes();
-    let b = given_hex.as_bytes();
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::redact::ct_eq(expected_hex.as_bytes(), given_hex.as_bytes())
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The HTTP listener: `GET /vnc/<instance>` upgraded to a websocket for noVNC (Origin
-//! checked, `binary` echoed when offered), `/healthz`, `/readyz`, and the web UI.
-//! Refusals before the upgrade are HTTP statuses; after it, close codes and RFB reasons.
+//! checked, `binary` echoed when offered), `/healthz`, `/readyz`, `/metrics` and the web
+//! UI. Every path but the two probes checks `Host` (DNS rebinding) and, when configured,
+//! the bearer token (per-address back-off on wrong ones; a browser that opens
+//! `/?token=…` gets an HttpOnly, SameSite=Strict session cookie instead). Refusals
+//! before the upgrade are HTTP statuses; after it, close codes and RFB reasons.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,9 +15,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::app::App;
 use crate::bridge::ClientIo;
-use crate::daemon::App;
-use crate::http_util::{self, Body};
+use crate::config::Config;
+use crate::http_util::{self, Body, Conn};
 use crate::session::{self, Via};
 use crate::wsio::{Mode, Role, WsIo};
 
@@ -22,14 +26,14 @@ use crate::wsio::{Mode, Role, WsIo};
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let sd = app.shutdown.clone();
     let timeout = app
-        .config
+        .config()
         .session
         .handshake_timeout
         .min(Duration::from_secs(10));
     http_util::serve(
         listener,
         sd,
-        move |req, peer| route(app.clone(), req, peer),
+        move |req, conn| route(app.clone(), req, conn),
         timeout,
     )
     .await;
@@ -39,43 +43,77 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Whether the request carries the configured bearer token (header, `?token=`, or cookie).
-fn authorized(app: &App, req: &Request<Incoming>) -> bool {
-    let Some(token) = app.config.http.as_ref().and_then(|h| h.token.as_ref()) else {
-        return true;
+/// The session cookie set for a browser that presented the token: a digest of the token,
+/// so the cookie itself is not the bearer token.
+const COOKIE: &str = "tcvnc_session";
+
+fn cookie_value(token: &crate::redact::Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tcvnc-session-cookie-v1\0");
+    h.update(token.expose().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// What the request presented against the configured bearer token.
+enum Presented {
+    /// No token is configured: everything is open (loopback only, by config rule).
+    Open,
+    /// Nothing was presented.
+    Nothing,
+    /// The token (or its cookie) was presented and is right; `via_query` when it came in
+    /// `?token=` (a browser that should get the cookie).
+    Right { via_query: bool },
+    /// Something was presented and it is wrong.
+    Wrong,
+}
+
+/// Checks the bearer token: `Authorization: Bearer`, `?token=`, or the session cookie,
+/// each compared in constant time (no length shortcut).
+fn presented(cfg: &Config, req: &Request<Incoming>) -> Presented {
+    let Some(token) = cfg.http.as_ref().and_then(|h| h.token.as_ref()) else {
+        return Presented::Open;
     };
-    let want = token.expose().as_bytes();
-    let eq = |given: &str| {
-        let g = given.as_bytes();
-        g.len() == want.len() && g.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
-    };
-    if header(req, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(eq)
-    {
-        return true;
-    }
-    let query_token = req
+    let bearer = header(req, "authorization").and_then(|v| v.strip_prefix("Bearer "));
+    let query = req
         .uri()
         .query()
         .unwrap_or_default()
         .split('&')
         .find_map(|kv| kv.strip_prefix("token="));
-    if query_token.is_some_and(eq) {
-        return true;
+    let want_cookie = cookie_value(token);
+    let cookies: Vec<&str> = req
+        .headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|c| c.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix("tcvnc_session="))
+        .collect();
+    if bearer.is_none() && query.is_none() && cookies.is_empty() {
+        return Presented::Nothing;
     }
-    header(req, "cookie")
-        .map(|c| {
-            c.split(';')
-                .filter_map(|kv| kv.trim().strip_prefix("tcvnc_token="))
-                .any(eq)
-        })
-        .unwrap_or(false)
+    let query_ok = query.is_some_and(|q| {
+        let decoded = percent_encoding::percent_decode_str(q).collect::<Vec<u8>>();
+        token.matches(&decoded)
+    });
+    let ok = bearer.is_some_and(|b| token.matches(b.as_bytes()))
+        || query_ok
+        || cookies
+            .iter()
+            .any(|c| crate::redact::ct_eq(c.as_bytes(), want_cookie.as_bytes()));
+    if ok {
+        Presented::Right {
+            via_query: query_ok,
+        }
+    } else {
+        Presented::Wrong
+    }
 }
 
 /// Same-origin (the Origin's host:port is our Host) or listed; a missing Origin (not a
 /// browser) is allowed.
-fn origin_allowed(app: &App, req: &Request<Incoming>) -> Result<(), String> {
+fn origin_allowed(cfg: &Config, req: &Request<Incoming>) -> Result<(), String> {
     let Some(origin) = header(req, "origin") else {
         return Ok(());
     };
@@ -84,7 +122,7 @@ fn origin_allowed(app: &App, req: &Request<Incoming>) -> Result<(), String> {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
-    let listed = app.config.http.as_ref().is_some_and(|h| {
+    let listed = cfg.http.as_ref().is_some_and(|h| {
         h.allowed_origins
             .iter()
             .any(|a| a.eq_ignore_ascii_case(origin))
@@ -98,7 +136,68 @@ fn origin_allowed(app: &App, req: &Request<Incoming>) -> Result<(), String> {
     }
 }
 
-async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// Splits a `Host` value into a lowercased host (IPv6 keeps its brackets) and a port
+/// (80 when absent). `None` for anything malformed.
+fn split_host(value: &str) -> Option<(String, u16)> {
+    let value = value.trim().to_ascii_lowercase();
+    if value.is_empty() || value.contains(['/', '@', ' ', '\\']) {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => 80,
+            None => return None,
+        };
+        (format!("[{inside}]"), port)
+    } else {
+        match value.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().ok()?),
+            None => (value.clone(), 80),
+        }
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// DNS rebinding defence: the `Host` must name this server: the address the connection
+/// reached, `localhost`, `127.0.0.1` or `[::1]` (all with the listening port), or a name
+/// in `http.allowed_hosts` (`name` for any port, `name:port` for one).
+fn host_allowed(cfg: &Config, req: &Request<Incoming>, local: SocketAddr) -> Result<(), String> {
+    let raw = header(req, "host").unwrap_or_default();
+    let Some((host, port)) = split_host(raw) else {
+        return Err(format!(
+            "Host header {raw:?} is missing or malformed: this server answers to its own address, localhost, or the names in http.allowed_hosts"
+        ));
+    };
+    let local_ip = match local.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("[{v6}]"),
+        },
+    };
+    let ours = port == local.port()
+        && (host == "localhost" || host == "127.0.0.1" || host == "[::1]" || host == local_ip);
+    let listed = cfg.http.as_ref().is_some_and(|h| {
+        h.allowed_hosts.iter().any(|a| match split_host(a) {
+            Some((ah, ap)) if a.contains(':') && !a.ends_with(']') => ah == host && ap == port,
+            Some((ah, _)) => ah == host,
+            None => false,
+        })
+    });
+    if ours || listed {
+        Ok(())
+    } else {
+        Err(format!(
+            "Host {raw:?} is not this server: add it to http.allowed_hosts if clients reach tcvnc by that name"
+        ))
+    }
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+    let peer = conn.peer;
+    let cfg = app.config();
     let path = req.uri().path().to_owned();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return http_util::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
@@ -114,11 +213,61 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
         }
         _ => {}
     }
-    if !authorized(&app, &req) {
-        tracing::info!(%peer, path, "HTTP request without the token refused");
+    if let Err(reason) = host_allowed(&cfg, &req, conn.local) {
+        if app.summaries.first("host_refused", "http") {
+            tracing::warn!(%peer, path, "{reason}");
+        }
+        let status = if header(&req, "host").is_none() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::MISDIRECTED_REQUEST
+        };
+        return http_util::text(status, format!("{reason}\n"));
+    }
+    let mut set_cookie = None;
+    let presented = presented(&cfg, &req);
+    let ok = match presented {
+        Presented::Open => true,
+        Presented::Nothing => false,
+        Presented::Right { via_query } => {
+            if via_query {
+                set_cookie = cfg
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.token.as_ref())
+                    .map(cookie_value);
+            }
+            true
+        }
+        Presented::Wrong => false,
+    };
+    if !matches!(presented, Presented::Open | Presented::Nothing) {
+        if let Err(refused) = app.guard.settle(peer.ip(), ok) {
+            if app.summaries.first("token_throttled", "http") {
+                tracing::warn!(%peer, path, "HTTP token attempts from this address are backing off: {refused}");
+            }
+            let mut r = http_util::text(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many wrong tokens from your address: wait {} s\n",
+                    refused.retry_after.as_millis().div_ceil(1000).max(1)
+                ),
+            );
+            if let Ok(v) =
+                http::HeaderValue::from_str(&refused.retry_after.as_secs().max(1).to_string())
+            {
+                r.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+    }
+    if !ok {
+        if app.summaries.first("token_refused", "http") {
+            tracing::info!(%peer, path, "HTTP request without the right token refused");
+        }
         let mut r = http_util::text(
             StatusCode::UNAUTHORIZED,
-            "authentication required: send Authorization: Bearer <token> or ?token=<token>\n",
+            "authentication required: send Authorization: Bearer <token>, or open /?token=<token> once in a browser\n",
         );
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
@@ -126,8 +275,40 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
         );
         return r;
     }
+    let mut resp = if let Some(cookie) = &set_cookie {
+        if path == "/" || path == "/index.html" {
+            // Take the token out of the address bar and history: the cookie carries on.
+            let mut r = http_util::text(StatusCode::SEE_OTHER, "signed in; continue at /\n");
+            r.headers_mut()
+                .insert(http::header::LOCATION, http::HeaderValue::from_static("/"));
+            let _ = cookie;
+            r
+        } else {
+            routed(&app, &cfg, req, peer, &path)
+        }
+    } else {
+        routed(&app, &cfg, req, peer, &path)
+    };
+    if let Some(cookie) = set_cookie {
+        if let Ok(v) = http::HeaderValue::from_str(&format!(
+            "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict"
+        )) {
+            resp.headers_mut().insert(http::header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// The authenticated paths.
+fn routed(
+    app: &Arc<App>,
+    cfg: &Config,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    path: &str,
+) -> Response<Body> {
     if path == "/metrics" {
-        for t in &app.config.targets {
+        for t in &cfg.targets {
             app.metrics
                 .set_budget(&t.instance, app.budget.remaining(&t.instance));
         }
@@ -141,24 +322,20 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
         return r;
     }
     if let Some(instance) = path.strip_prefix("/vnc/") {
-        return upgrade(app, req, peer, instance.to_owned());
+        return upgrade(app.clone(), cfg, req, peer, instance.to_owned());
     }
-    super::web::serve(&app, &path)
+    super::web::serve(cfg, path)
 }
 
 fn upgrade(
     app: Arc<App>,
+    cfg: &Config,
     req: Request<Incoming>,
     peer: SocketAddr,
     instance: String,
 ) -> Response<Body> {
-    let Some(target) = app.config.target(&instance).cloned() else {
-        let known: Vec<&str> = app
-            .config
-            .targets
-            .iter()
-            .map(|t| t.instance.as_str())
-            .collect();
+    let Some(target) = cfg.target(&instance).cloned() else {
+        let known: Vec<&str> = cfg.targets.iter().map(|t| t.instance.as_str()).collect();
         return http_util::text(
             StatusCode::NOT_FOUND,
             format!(
@@ -167,7 +344,7 @@ fn upgrade(
             ),
         );
     };
-    if let Err(reason) = origin_allowed(&app, &req) {
+    if let Err(reason) = origin_allowed(cfg, &req) {
         tracing::warn!(%peer, %instance, "{reason}");
         return http_util::text(StatusCode::FORBIDDEN, format!("{reason}\n"));
     }
@@ -201,7 +378,7 @@ fn upgrade(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "tcvnc is at its limit of {} concurrent sessions: try again later\n",
-                app.config.session.max_sessions
+                cfg.session.max_sessions
             ),
         );
     }

@@ -1,7 +1,9 @@
 //! Listeners: one raw TCP listener per target for native viewers, and the HTTP server
-//! (websocket console, health, readiness, web UI). Callers bind; [`crate::daemon::run`] serves.
+//! (websocket console, health, readiness, web UI), and per-address admission. Callers
+//! bind; [`crate::daemon::run`] serves.
 
 pub mod http;
+pub mod peer;
 pub mod tcp;
 pub mod web;
 
@@ -20,19 +22,29 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
 }
 
-/// A listener that could not be bound.
+/// Why the listeners could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ({what}): {cause}")]
-pub struct BindError {
-    /// The address.
-    pub addr: SocketAddr,
-    /// Which listener.
-    pub what: String,
-    /// The OS error, with a hint for the common ones.
-    pub cause: String,
+pub enum ListenError {
+    /// An address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {cause}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: String,
+        /// The OS error, with a hint for the common ones.
+        cause: String,
+    },
+    /// A socket passed by systemd is unusable or matches nothing.
+    #[error("socket activation: {0}")]
+    Inherited(String),
+    /// A socket passed by systemd listens beyond loopback without authentication (a
+    /// usage error: exit 64).
+    #[error("{0}")]
+    Insecure(String),
 }
 
-async fn bind(addr: SocketAddr, what: String) -> Result<TcpListener, BindError> {
+async fn bind(addr: SocketAddr, what: String) -> Result<TcpListener, ListenError> {
     TcpListener::bind(addr).await.map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
@@ -43,7 +55,7 @@ async fn bind(addr: SocketAddr, what: String) -> Result<TcpListener, BindError> 
             }
             _ => "",
         };
-        BindError {
+        ListenError::Bind {
             addr,
             what,
             cause: format!("{e}{hint}"),
@@ -51,38 +63,84 @@ async fn bind(addr: SocketAddr, what: String) -> Result<TcpListener, BindError> 
     })
 }
 
+/// The loopback-unless-authenticated rule, for a socket whatever its origin: a listener
+/// reachable from beyond this host must make its clients authenticate.
+///
+/// # Errors
+/// [`ListenError::Insecure`] naming the socket and the fix.
+fn check_exposure(cfg: &Config, name: &str, addr: SocketAddr) -> Result<(), ListenError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    let (authenticated, fix) = if name == "http" {
+        (
+            cfg.http.as_ref().is_some_and(|h| h.token.is_some()),
+            "set [http] token_file",
+        )
+    } else {
+        (
+            cfg.target(name).is_some_and(|t| t.password.is_some()),
+            "set password_file on that [[target]]",
+        )
+    };
+    if authenticated {
+        Ok(())
+    } else {
+        Err(ListenError::Insecure(format!(
+            "config error: the socket {name:?} passed by systemd listens on {addr}, which is not a loopback address, and its clients would not authenticate: {fix}, or use ListenStream=127.0.0.1:{}",
+            addr.port()
+        )))
+    }
+}
+
 impl Listeners {
     /// Takes the listeners systemd passed (socket activation: `LISTEN_FDS`, matched by
     /// `LISTEN_FDNAMES` to a target's instance id or to `http`), and binds the rest.
+    /// Inherited sockets obey the same loopback-unless-authenticated rule as
+    /// configured addresses.
     ///
     /// # Errors
-    /// An inherited socket that matches nothing, or a listener that cannot be bound.
-    pub async fn inherit_or_bind(cfg: &Config) -> Result<Listeners, BindError> {
-        let inherited = crate::systemd::inherited_listeners().map_err(|cause| BindError {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            what: "socket activation".into(),
-            cause,
-        })?;
+    /// An inherited socket that matches nothing or is exposed without authentication,
+    /// or a listener that cannot be bound.
+    pub async fn inherit_or_bind(cfg: &Config) -> Result<Listeners, ListenError> {
+        let inherited = crate::systemd::inherited_listeners().map_err(ListenError::Inherited)?;
         let mut tcp = Vec::new();
         let mut http = None;
         for (name, l) in inherited {
-            let l = TcpListener::from_std(l).map_err(|e| BindError {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                what: format!("inherited socket {name}"),
-                cause: e.to_string(),
-            })?;
+            let l = TcpListener::from_std(l)
+                .map_err(|e| ListenError::Inherited(format!("socket {name}: {e}")))?;
+            let addr = l
+                .local_addr()
+                .map_err(|e| ListenError::Inherited(format!("socket {name}: {e}")))?;
             if name == "http" && cfg.http.is_some() {
+                check_exposure(cfg, &name, addr)?;
                 http = Some(l);
             } else if cfg.target(&name).is_some() {
+                check_exposure(cfg, &name, addr)?;
                 tcp.push((name, l));
             } else {
-                return Err(BindError {
-                    addr: l.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-                    what: format!("inherited socket {name:?}"),
-                    cause: "its FileDescriptorName= matches no [[target]] instance and is not \"http\" (with [http] configured)".into(),
-                });
+                return Err(ListenError::Inherited(format!(
+                    "socket {name:?} on {addr}: its FileDescriptorName= matches no [[target]] instance and is not \"http\" (with [http] configured)"
+                )));
             }
         }
+        Self::bind_rest(cfg, tcp, http).await
+    }
+
+    /// Binds every listener the config asks for.
+    ///
+    /// # Errors
+    /// The first listener that cannot be bound.
+    pub async fn bind(cfg: &Config) -> Result<Listeners, ListenError> {
+        Self::bind_rest(cfg, Vec::new(), None).await
+    }
+
+    /// Binds what the config asks for and `tcp`/`http` do not already hold.
+    async fn bind_rest(
+        cfg: &Config,
+        mut tcp: Vec<(String, TcpListener)>,
+        mut http: Option<TcpListener>,
+    ) -> Result<Listeners, ListenError> {
         for t in &cfg.targets {
             if let Some(addr) = t.listen {
                 if !tcp.iter().any(|(i, _)| i == &t.instance) {
@@ -96,27 +154,6 @@ impl Listeners {
         if let (None, Some(h)) = (&http, &cfg.http) {
             http = Some(bind(h.listen, "http".into()).await?);
         }
-        Ok(Listeners { tcp, http })
-    }
-
-    /// Binds every listener the config asks for.
-    ///
-    /// # Errors
-    /// The first listener that cannot be bound.
-    pub async fn bind(cfg: &Config) -> Result<Listeners, BindError> {
-        let mut tcp = Vec::new();
-        for t in &cfg.targets {
-            if let Some(addr) = t.listen {
-                tcp.push((
-                    t.instance.clone(),
-                    bind(addr, format!("target {}", t.instance)).await?,
-                ));
-            }
-        }
-        let http = match &cfg.http {
-            Some(h) => Some(bind(h.listen, "http".into()).await?),
-            None => None,
-        };
         Ok(Listeners { tcp, http })
     }
 

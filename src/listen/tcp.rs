@@ -1,22 +1,33 @@
-//! The raw TCP listener of one target: accept, tune the socket, spawn a session.
+//! The raw TCP listener of one target: accept, tune the socket, spawn a session with the
+//! target as the configuration in force describes it.
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+use crate::app::App;
 use crate::bridge::ClientIo;
-use crate::daemon::App;
 use crate::session::{self, Via};
 
-/// Accepts native viewers for `instance` until shutdown.
-pub async fn serve(app: Arc<App>, instance: String, listener: TcpListener) {
-    let Some(target) = app.config.target(&instance).cloned() else {
-        tracing::error!(%instance, "no target for this listener");
-        return;
-    };
+/// Accepts native viewers for `instance` until shutdown or `stop` (the target was
+/// removed by a reload).
+pub async fn serve(
+    app: Arc<App>,
+    instance: String,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
     loop {
-        let Some((stream, peer)) = crate::net::accept(&listener, &app.shutdown, &instance).await
-        else {
+        let accepted = tokio::select! {
+            a = crate::net::accept(&listener, &app.shutdown, &instance) => a,
+            () = stop.cancelled() => None,
+        };
+        let Some((stream, peer)) = accepted else {
+            return;
+        };
+        let Some(target) = app.config().target(&instance).cloned() else {
+            tracing::info!(%instance, "target removed; listener closed");
             return;
         };
         crate::net::configure_socket(&stream);

@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
 
-use crate::daemon::App;
+use crate::config::Config;
 use crate::http_util::{self, Body};
 
 /// Debian's noVNC package location, used when `http.web_root` is not set.
 pub const DEBIAN_NOVNC: &str = "/usr/share/novnc";
 
 /// The web root in use, if any.
-pub fn web_root(app: &App) -> Option<PathBuf> {
-    match app.config.http.as_ref().and_then(|h| h.web_root.clone()) {
+pub fn web_root(cfg: &Config) -> Option<PathBuf> {
+    match cfg.http.as_ref().and_then(|h| h.web_root.clone()) {
         Some(p) => Some(p),
         None => Path::new(DEBIAN_NOVNC)
             .is_dir()
@@ -30,9 +30,9 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn index(app: &App, root: Option<&Path>) -> Response<Body> {
+fn index(cfg: &Config, root: Option<&Path>) -> Response<Body> {
     let mut rows = String::new();
-    for t in &app.config.targets {
+    for t in &cfg.targets {
         let id = html_escape(&t.instance);
         let link = match root {
             Some(_) => format!(
@@ -62,7 +62,7 @@ fn index(app: &App, root: Option<&Path>) -> Response<Body> {
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em 1em;text-align:left}}.warn{{color:#a40}}</style></head>\
 <body><h1>tcvnc consoles</h1>{help}<table><tr><th>instance</th><th>region</th><th>native viewer</th><th>browser</th></tr>\n{rows}</table>\
 <p>Each connection spends one console URL of the instance's budget ({} per minute).</p></body></html>\n",
-        app.config.budget.reconnects_per_minute
+        cfg.budget.reconnects_per_minute
     );
     let mut r = http_util::text(StatusCode::OK, page);
     r.headers_mut().insert(
@@ -120,10 +120,10 @@ pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
 }
 
 /// Serves `/` and static files.
-pub fn serve(app: &App, path: &str) -> Response<Body> {
-    let root = web_root(app);
+pub fn serve(cfg: &Config, path: &str) -> Response<Body> {
+    let root = web_root(cfg);
     if path == "/" || path == "/index.html" {
-        return index(app, root.as_deref());
+        return index(cfg, root.as_deref());
     }
     let not_found = || http_util::text(StatusCode::NOT_FOUND, "not found\n");
     let Some(root) = root else {

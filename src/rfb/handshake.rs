@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::auth::{self, Throttle};
+use super::auth;
 use super::messages::{Version, MAX_TEXT};
 use crate::bridge::ClientIo;
+use crate::guard::{Guard, Refused};
 use crate::redact::Secret;
 use crate::wsio::WsIo;
 
@@ -83,6 +84,9 @@ pub enum Error {
     /// The client's password was wrong.
     #[error("authentication failed: wrong password")]
     ClientAuthFailed,
+    /// No password attempt was allowed now (guessing ceilings).
+    #[error("{0}")]
+    Throttled(Refused),
     /// The upstream VNC server refused before authentication, with its reason.
     #[error("the console refused the connection: {0}")]
     UpstreamRefused(String),
@@ -165,6 +169,16 @@ fn reason_bytes(code: &[u8], reason: &str) -> Vec<u8> {
     out
 }
 
+/// The bytes that refuse a client before reading anything from it: tcvnc announces
+/// RFB 3.3, where the server picks the security type, and picks "invalid" with `reason`.
+/// Every viewer answers a 3.3 server in 3.3 and reads the reason; nothing needs to be
+/// read first, so a refused connection is held for no handshake.
+pub fn refusal_unread(reason: &str) -> Vec<u8> {
+    let mut out = Version::V3_3.bytes().to_vec();
+    out.extend_from_slice(&reason_bytes(&0u32.to_be_bytes(), reason));
+    out
+}
+
 impl Greeted {
     /// Refuses the client before security negotiation, with `reason` (3.3: security type
     /// 0 + reason; 3.7 and 3.8: zero security types + reason).
@@ -181,26 +195,28 @@ impl Greeted {
     }
 
     /// Authenticates the client with the local VNC password, before anything is spent
-    /// upstream. A wrong password is answered after the throttle's delay.
+    /// upstream. The attempt is charged to `guard` before the challenge is issued; a
+    /// refused attempt is told why and how long to wait, and a wrong password is answered
+    /// at once (the back-off applies to the next attempt, never as a silent delay).
     ///
     /// # Errors
-    /// [`Error::ClientAuthFailed`] (the client was told), protocol or I/O errors.
+    /// [`Error::ClientAuthFailed`] or [`Error::Throttled`] (the client was told),
+    /// protocol or I/O errors.
     pub async fn authenticate<C: RfbIo>(
         self,
         client: &mut C,
         password: &Secret,
-        throttle: &Throttle,
+        guard: &Guard,
         peer: IpAddr,
+        target: &str,
     ) -> Result<Authenticated, Error> {
-        if let Some(wait) = throttle.blocked_for(peer) {
-            let secs = wait.as_millis().div_ceil(1000).max(1);
-            self.refuse(
-                client,
-                &format!("too many wrong passwords from {peer}: wait {secs} s"),
-            )
-            .await?;
-            return Err(Error::ClientAuthFailed);
-        }
+        let attempt = match guard.begin(peer, target) {
+            Ok(a) => a,
+            Err(refused) => {
+                self.refuse(client, &refused.to_string()).await?;
+                return Err(Error::Throttled(refused));
+            }
+        };
         offer_one(client, self.version, VNC_AUTH).await?;
         let challenge: [u8; 16] = rand::random();
         client.write_all(&challenge).await?;
@@ -211,12 +227,11 @@ impl Greeted {
             version: self.version,
         };
         if auth::matches(&want, &answer) {
-            throttle.success(peer);
+            attempt.succeed();
             Ok(authed)
         } else {
-            let delay = throttle.failure(peer);
-            tracing::warn!(%peer, delay_s = delay.as_secs(), "wrong VNC password");
-            tokio::time::sleep(delay).await;
+            let backoff = attempt.fail();
+            tracing::warn!(%peer, target, backoff_s = backoff.as_secs(), "wrong VNC password");
             authed
                 .refuse(client, "authentication failed: wrong password")
                 .await?;

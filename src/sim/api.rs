@@ -93,6 +93,10 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
     if let Some(d) = faults.latency {
         tokio::time::sleep(d).await;
     }
+    if let Some(j) = faults.latency_jitter {
+        let extra = j.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.0..1.0));
+        tokio::time::sleep(extra).await;
+    }
     if path.starts_with("/latest/meta-data/") {
         return super::identity::metadata(&state, &path);
     }
@@ -139,13 +143,25 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
     }
     match verify(&state, &headers, &body) {
         Ok((secret_id, product)) => {
+            *lock(&state.stats)
+                .actions
+                .entry(action.to_owned())
+                .or_default() += 1;
             if !state.api_admit(action, &secret_id) {
                 return error(&state, "RequestLimitExceeded", "Your current request times equals to `10` in a second, which exceeds the frequency limit `10` for a second. Please reduce the frequency of calls.");
             }
             if let Some(code) = state.forced_code() {
                 return error(&state, &code, format!("injected fault {code}"));
             }
-            dispatch(&state, action, product, &headers, &body)
+            let (resp, minted) = dispatch(&state, action, product, &headers, &body);
+            if minted && state.take_fault(|f| &mut f.lose_after_mint) {
+                // The URL is spent; the answer never comes (the client times out).
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+            if minted && state.take_fault(|f| &mut f.garble_after_mint) {
+                return http_util::text(StatusCode::OK, "{\"Response\":{\"InstanceVncUrl\":");
+            }
+            resp
         }
         Err((code, msg)) => error(&state, code, msg),
     }
@@ -259,41 +275,54 @@ fn dispatch(
     product: Product,
     headers: &HashMap<String, String>,
     body: &[u8],
-) -> Response<Body> {
+) -> (Response<Body>, bool) {
     let region = match headers.get("x-tc-region").map(String::as_str) {
         None | Some("") if product == Product::Cvm => {
-            return error(
-                state,
-                "MissingParameter",
-                "The request is missing a required parameter `Region`.",
+            return (
+                error(
+                    state,
+                    "MissingParameter",
+                    "The request is missing a required parameter `Region`.",
+                ),
+                false,
             )
         }
         None | Some("") => None,
         Some(r) if !REGIONS.contains(&r) => {
-            return error(
-                state,
-                "UnsupportedRegion",
-                format!("region {r} is not supported"),
+            return (
+                error(
+                    state,
+                    "UnsupportedRegion",
+                    format!("region {r} is not supported"),
+                ),
+                false,
             )
         }
         Some(r) => Some(r.to_owned()),
     };
     let Ok(params) = serde_json::from_slice::<Value>(body) else {
-        return error(
-            state,
-            "InvalidParameter",
-            "the request body is not valid JSON",
+        return (
+            error(
+                state,
+                "InvalidParameter",
+                "the request body is not valid JSON",
+            ),
+            false,
         );
     };
-    match action {
-        "DescribeInstanceVncUrl" => vnc_url(state, product, region.as_deref(), &params),
+    let resp = match action {
+        "DescribeInstanceVncUrl" => return vnc_url(state, product, region.as_deref(), &params),
         "DescribeInstances" => describe_instances(state, product, region.as_deref(), &params),
+        "DescribeInstancesStatus" if product == Product::Cvm => {
+            describe_instances_status(state, region.as_deref(), &params)
+        }
         _ => error(
             state,
             "InvalidAction",
             format!("The action `{action}` is not supported."),
         ),
-    }
+    };
+    (resp, false)
 }
 
 struct Codes {
@@ -322,66 +351,87 @@ fn vnc_url(
     product: Product,
     region: Option<&str>,
     params: &Value,
-) -> Response<Body> {
+) -> (Response<Body>, bool) {
     let Some(obj) = params.as_object() else {
-        return error(
-            state,
-            "InvalidParameter",
-            "the request body must be a JSON object",
+        return (
+            error(
+                state,
+                "InvalidParameter",
+                "the request body must be a JSON object",
+            ),
+            false,
         );
     };
     if let Some(k) = obj.keys().find(|k| *k != "InstanceId") {
-        return error(
-            state,
-            "UnknownParameter",
-            format!("The parameter `{k}` is not recognized."),
+        return (
+            error(
+                state,
+                "UnknownParameter",
+                format!("The parameter `{k}` is not recognized."),
+            ),
+            false,
         );
     }
     let Some(id) = obj.get("InstanceId").and_then(Value::as_str) else {
-        return error(
-            state,
-            "MissingParameter",
-            "The request is missing a required parameter `InstanceId`.",
+        return (
+            error(
+                state,
+                "MissingParameter",
+                "The request is missing a required parameter `InstanceId`.",
+            ),
+            false,
         );
     };
     let c = codes(product);
     if !cloud::instance_id_valid(product, id) {
-        return error(
-            state,
-            c.malformed,
-            format!("The specified parameter `InstanceId` is invalid: `{id}` is malformed."),
+        return (
+            error(
+                state,
+                c.malformed,
+                format!("The specified parameter `InstanceId` is invalid: `{id}` is malformed."),
+            ),
+            false,
         );
     }
     let inst = lock(&state.instances).get(id).cloned();
     let Some(inst) = inst.filter(|i| i.region.is_none() || i.region.as_deref() == region) else {
-        return error(
-            state,
-            c.not_found,
-            format!("The instance `{id}` is not found."),
+        return (
+            error(
+                state,
+                c.not_found,
+                format!("The instance `{id}` is not found."),
+            ),
+            false,
         );
     };
     if inst.state != "RUNNING" {
-        return error(
-            state,
-            c.state,
-            format!(
-                "The instance `{id}` is in state {}, which does not support this operation.",
-                inst.state
+        return (
+            error(
+                state,
+                c.state,
+                format!(
+                    "The instance `{id}` is in state {}, which does not support this operation.",
+                    inst.state
+                ),
             ),
+            false,
         );
     }
     if !state.mint_admit(id) {
-        return error(
-            state,
-            "LimitExceeded",
-            format!(
-                "The VNC URL limit of {} per minute for instance `{id}` is reached.",
-                state.url_limit
+        return (
+            error(
+                state,
+                "LimitExceeded",
+                format!(
+                    "The VNC URL limit of {} per minute for instance `{id}` is reached.",
+                    state.url_limit
+                ),
             ),
+            false,
         );
     }
     let url = state.mint_url(id);
-    ok(state, json!({ "InstanceVncUrl": url }))
+    (ok(state, json!({ "InstanceVncUrl": url })), true)
 }
 
 fn describe_instances(
@@ -419,6 +469,71 @@ fn describe_instances(
     ok(
         state,
         json!({ "TotalCount": set.len(), "InstanceSet": set }),
+    )
+}
+
+/// CVM `DescribeInstancesStatus`: `InstanceIds` (at most 100), `Offset`, `Limit` (at most
+/// 100), answered with `TotalCount` and `InstanceStatusSet`; spends no URL.
+fn describe_instances_status(
+    state: &SimState,
+    region: Option<&str>,
+    params: &Value,
+) -> Response<Body> {
+    let ids: Vec<String> = params
+        .get("InstanceIds")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.len() > 100 {
+        return error(
+            state,
+            "InvalidParameterValue",
+            "`InstanceIds` takes at most 100 ids.",
+        );
+    }
+    let limit = params.get("Limit").and_then(Value::as_u64).unwrap_or(20);
+    let offset = params.get("Offset").and_then(Value::as_u64).unwrap_or(0);
+    if limit == 0 || limit > 100 {
+        return error(
+            state,
+            "InvalidParameterValue",
+            "`Limit` must be between 1 and 100.",
+        );
+    }
+    if let Some(bad) = ids
+        .iter()
+        .find(|id| !cloud::instance_id_valid(Product::Cvm, id))
+    {
+        return error(
+            state,
+            "InvalidInstanceId.Malformed",
+            format!("The specified parameter `InstanceIds` is invalid: `{bad}` is malformed."),
+        );
+    }
+    let instances = lock(&state.instances);
+    let mut all: Vec<(&String, &String)> = instances
+        .values()
+        .filter(|i| ids.is_empty() || ids.contains(&i.id))
+        .filter(|i| i.region.is_none() || i.region.as_deref() == region)
+        .filter(|i| i.id.starts_with(Product::Cvm.id_prefix()))
+        .map(|i| (&i.id, &i.state))
+        .collect();
+    all.sort();
+    let total = all.len();
+    let set: Vec<Value> = all
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(100))
+        .map(|(id, st)| json!({ "InstanceId": id, "InstanceState": st }))
+        .collect();
+    drop(instances);
+    ok(
+        state,
+        json!({ "TotalCount": total, "InstanceStatusSet": set }),
     )
 }
 

@@ -125,6 +125,15 @@ pub struct Faults {
     pub garbage: u32,
     /// Answer the next N API requests with truncated JSON.
     pub truncated: u32,
+    /// Random extra delay, up to this much, before every API answer (network jitter).
+    #[serde(with = "humantime_serde")]
+    pub latency_jitter: Option<Duration>,
+    /// Mint a URL for the next N `DescribeInstanceVncUrl` requests, then never answer
+    /// (the client times out: a URL spent, the answer lost).
+    pub lose_after_mint: u32,
+    /// Mint a URL for the next N `DescribeInstanceVncUrl` requests, then answer with a
+    /// garbled 200 body.
+    pub garble_after_mint: u32,
     /// Gateway: close each session after this many bytes from the backend.
     pub drop_after_bytes: Option<u64>,
     /// Gateway: close each session after this long.
@@ -175,6 +184,8 @@ pub struct Stats {
     pub max_mints_per_minute: u64,
     /// Largest number of API calls per (action, SecretId) in any 1 s window.
     pub max_api_per_second: u64,
+    /// Signed API requests that passed verification, by action.
+    pub actions: HashMap<String, u64>,
 }
 
 struct TokenEntry {
@@ -638,7 +649,7 @@ impl SimHandle {
         shutdown.spawn(crate::http_util::serve(
             api,
             shutdown.clone(),
-            move |req, _peer| api::handle(api_state.clone(), req),
+            move |req, _conn| api::handle(api_state.clone(), req),
             Duration::from_secs(10),
         ));
         let gw_state = state.clone();

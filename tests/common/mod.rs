@@ -127,6 +127,20 @@ pub fn python() -> std::path::PathBuf {
 }
 
 /// A file under tests/e2e.
+/// Mints one URL the way `tcvnc url` does (no budget: one URL, plus one retry of an
+/// unknown outcome), returning the cloud's error when there is none.
+pub async fn mint(
+    c: &tcvnc::cloud::CloudClient,
+    instance: &str,
+    region: &str,
+) -> Result<tcvnc::cloud::Minted, tcvnc::cloud::Error> {
+    match tcvnc::session::mint::mint(c, None, instance, region).await {
+        Ok(got) => Ok(got.minted),
+        Err(tcvnc::session::mint::MintError::Cloud(e)) => Err(e),
+        Err(other) => panic!("no budget was given, yet: {other}"),
+    }
+}
+
 pub fn e2e_file(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/e2e")
@@ -138,7 +152,7 @@ pub fn e2e_file(name: &str) -> std::path::PathBuf {
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use tcvnc::daemon::App;
+use tcvnc::app::App;
 use tcvnc::listen::Listeners;
 use tokio::net::TcpStream;
 
@@ -200,7 +214,7 @@ impl TestDaemon {
         let app = tcvnc::daemon::build_app(cfg, &tcvnc::cloud::credentials::Env::default())
             .await
             .expect("app");
-        let listeners = Listeners::bind(&app.config).await.expect("bind");
+        let listeners = Listeners::bind(&app.config()).await.expect("bind");
         let tcp = listeners
             .tcp
             .iter()
@@ -256,6 +270,18 @@ pub type TcpClient = ClientIo<TcpStream>;
 
 pub async fn tcp_client(addr: SocketAddr) -> TcpClient {
     ClientIo::Tcp(TcpStream::connect(addr).await.expect("connect"))
+}
+
+/// A TCP client whose source address is `from` (any of 127.0.0.0/8): another "host".
+pub async fn tcp_client_from(from: [u8; 4], addr: SocketAddr) -> TcpClient {
+    ClientIo::Tcp(tcp_stream_from(from, addr).await)
+}
+
+/// A TCP stream from source address `from` (127.0.0.0/8).
+pub async fn tcp_stream_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::from((from, 0))).expect("bind source");
+    sock.connect(addr).await.expect("connect")
 }
 
 /// A viewer's websocket on tungstenite: an implementation independent of tcvnc's own
@@ -380,6 +406,18 @@ pub async fn rfb_handshake<C: RfbIo>(
     let io = |e: std::io::Error| format!("io: {e}");
     let mut v = [0u8; 12];
     c.read_exact(&mut v).await.map_err(io)?;
+    if &v == b"RFB 003.003\n" {
+        // A refusal at admission: tcvnc picks 3.3 and the invalid security type.
+        c.write_all(V33).await.map_err(io)?;
+        let mut t = [0u8; 4];
+        c.read_exact(&mut t).await.map_err(io)?;
+        assert_eq!(t, [0; 4], "a 3.3 greeting only ever refuses");
+        let mut len = [0u8; 4];
+        c.read_exact(&mut len).await.map_err(io)?;
+        let mut r = vec![0u8; u32::from_be_bytes(len) as usize];
+        c.read_exact(&mut r).await.map_err(io)?;
+        return Err(String::from_utf8_lossy(&r).into_owned());
+    }
     assert_eq!(&v, b"RFB 003.008\n", "tcvnc speaks 3.8 first");
     c.write_all(version).await.map_err(io)?;
     // Normalise as tcvnc does: 3.3 (and odd 3.x), 3.7, else 3.8 (3.889, 4.x, 5.x).

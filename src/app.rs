@@ -1,0 +1,178 @@
+//! [`App`]: the state every listener and session shares, built once from a `Config`
+//! (cloud client, budget, consoles, guards, metrics, shutdown). It sits below its readers:
+//! listeners and sessions import it, it imports neither. The configuration is swapped
+//! whole on reload; a session reads one snapshot for its whole life.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::Semaphore;
+
+use crate::budget::Budget;
+use crate::cloud::states::States;
+use crate::cloud::CloudClient;
+use crate::config::Config;
+use crate::guard::Guard;
+use crate::listen::peer::{PeerLimiter, Unauthenticated};
+use crate::logsum::Summaries;
+use crate::session::consoles::Consoles;
+use crate::shutdown::Shutdown;
+use crate::upstream::Dialer;
+
+/// What other parts may read about a live session.
+#[derive(Debug)]
+pub struct LiveSession {
+    /// Session id, unique in this process.
+    pub id: u64,
+    /// The instance it serves.
+    pub instance: String,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// Byte counters, updated by the bridge.
+    pub counters: crate::bridge::Counters,
+}
+
+/// Everything sessions share.
+pub struct App {
+    config: RwLock<Arc<Config>>,
+    /// The API client.
+    pub cloud: Arc<CloudClient>,
+    /// The per-instance reconnect budget (limits follow the config on reload).
+    pub budget: Budget,
+    /// What is known of instances that were not running (no URL spent on them).
+    pub states: States,
+    /// Opens console URLs.
+    pub dialer: Dialer,
+    /// Who holds each console.
+    pub consoles: Consoles,
+    /// One permit per concurrent session (`session.max_sessions`), taken only by
+    /// clients that have greeted and authenticated.
+    pub sessions: Arc<Semaphore>,
+    /// Connections that have not yet greeted or authenticated, per address and overall.
+    pub unauthenticated: Unauthenticated,
+    /// Failed VNC passwords and HTTP tokens, per address, target and server.
+    pub guard: Guard,
+    /// New connections per client address.
+    pub peer_limiter: PeerLimiter,
+    /// Repeated log lines, summarised per interval.
+    pub summaries: Summaries,
+    /// Cancellation and task tracking for every session.
+    pub shutdown: Shutdown,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Listeners bound and credentials loaded.
+    pub ready: AtomicBool,
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, Arc<LiveSession>>>,
+    live_count: tokio::sync::watch::Sender<usize>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config().source)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl App {
+    /// Builds the shared state.
+    ///
+    /// # Errors
+    /// When the upstream TLS configuration (`upstream.ca_file`) is unusable.
+    pub fn new(
+        config: Config,
+        cloud: Arc<CloudClient>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<App, crate::tls::Error> {
+        let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())?;
+        let dialer = Dialer::new(
+            tls,
+            config.upstream.origin.clone(),
+            config.upstream.subprotocols.clone(),
+            config.upstream.connect_timeout,
+        );
+        let s = &config.session;
+        Ok(App {
+            budget: Budget::new(config.budget.reconnects_per_minute, config.budget.max_wait),
+            states: States::default(),
+            sessions: Arc::new(Semaphore::new(s.max_sessions)),
+            unauthenticated: Unauthenticated::new(
+                s.unauthenticated_per_peer,
+                s.max_sessions.saturating_mul(4).max(64),
+            ),
+            guard: Guard::new(crate::guard::Limits::default()),
+            peer_limiter: PeerLimiter::new(s.connections_per_peer_per_minute),
+            summaries: Summaries::default(),
+            config: RwLock::new(Arc::new(config)),
+            cloud,
+            dialer,
+            consoles: Consoles::default(),
+            shutdown: Shutdown::new(),
+            metrics,
+            ready: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            live: Mutex::new(HashMap::new()),
+            live_count: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// The configuration in force now (a session keeps the one it started with).
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `new` in force for everything that starts from now on; live sessions keep
+    /// theirs. The budget's and API limit's numbers follow; their windows are kept.
+    pub fn replace_config(&self, new: Config) {
+        self.budget
+            .set_limits(new.budget.reconnects_per_minute, new.budget.max_wait);
+        self.cloud.set_rate(new.budget.api_requests_per_second);
+        let old_max = self.config().session.max_sessions;
+        let new_max = new.session.max_sessions;
+        if new_max > old_max {
+            self.sessions.add_permits(new_max - old_max);
+        } else if new_max < old_max {
+            self.sessions.forget_permits(old_max - new_max);
+        }
+        *self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+    }
+
+    /// A fresh session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register(&self, s: Arc<LiveSession>) {
+        let mut live = lock(&self.live);
+        live.insert(s.id, s);
+        self.live_count.send_replace(live.len());
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut live = lock(&self.live);
+        live.remove(&id);
+        self.live_count.send_replace(live.len());
+    }
+
+    /// The number of live sessions, as a watch (tests and metrics wait on it).
+    pub fn watch_sessions(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.live_count.subscribe()
+    }
+
+    /// The sessions running now.
+    pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
+        lock(&self.live).values().cloned().collect()
+    }
+}

@@ -1,0 +1,189 @@
+//! Per-address admission on the listeners: the rate of new connections (GCRA, against
+//! scanners and reconnect storms), and how many connections one address may hold before
+//! they have greeted and authenticated (so silent or slow clients cannot take the
+//! session slots real viewers need).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+/// governor's clock, reading tokio time so that paused tests control it.
+#[derive(Clone, Debug, Default)]
+pub struct TokioClock;
+
+#[allow(clippy::disallowed_types)] // governor wants std Instant; the value is tokio time
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+    fn now(&self) -> Self::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+#[allow(clippy::disallowed_types)] // the middleware is parameterised by the clock's instant type
+type NoOp = governor::middleware::NoOpMiddleware<std::time::Instant>;
+
+/// New connections per client address: a GCRA limit (burst of a sixth of the minute's
+/// allowance).
+pub struct PeerLimiter {
+    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, TokioClock, NoOp>,
+    per_minute: u32,
+}
+
+impl std::fmt::Debug for PeerLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLimiter")
+            .field("per_minute", &self.per_minute)
+            .finish()
+    }
+}
+
+impl PeerLimiter {
+    /// `per_minute` connections per address, bursts of up to a sixth of that.
+    pub fn new(per_minute: NonZeroU32) -> Self {
+        let burst = NonZeroU32::new((per_minute.get() / 6).max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        PeerLimiter {
+            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), TokioClock),
+            per_minute: per_minute.get(),
+        }
+    }
+
+    /// Admits one connection from `ip`, or says how long until the next is allowed.
+    ///
+    /// # Errors
+    /// The wait, when over the limit.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&ip)
+            .map_err(|nu| nu.wait_time_from(TokioClock.now()))
+    }
+
+    /// The configured rate.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Forgets addresses that are back within their allowance (bounded memory).
+    pub fn shrink(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+/// Why a connection was not admitted to the unauthenticated phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crowded {
+    /// This address already holds its share of unauthenticated connections.
+    Address(usize),
+    /// The server holds its limit of unauthenticated connections.
+    Server(usize),
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    per_ip: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+/// Connections that have not yet greeted and authenticated: at most `per_peer` per
+/// address and `total` overall. Each admitted one holds a [`Pending`] until it has.
+#[derive(Debug)]
+pub struct Unauthenticated {
+    per_peer: usize,
+    total: usize,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// One connection in its unauthenticated phase; released on drop.
+#[derive(Debug)]
+pub struct Pending {
+    ip: IpAddr,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut c = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Unauthenticated {
+    /// At most `per_peer` per address and `total` overall.
+    pub fn new(per_peer: usize, total: usize) -> Self {
+        Unauthenticated {
+            per_peer,
+            total,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Admits one connection from `ip` to the unauthenticated phase.
+    ///
+    /// # Errors
+    /// [`Crowded`] naming the limit reached.
+    pub fn admit(&self, ip: IpAddr) -> Result<Pending, Crowded> {
+        let mut c = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.total >= self.total {
+            return Err(Crowded::Server(self.total));
+        }
+        let n = c.per_ip.entry(ip).or_insert(0);
+        if *n >= self.per_peer {
+            return Err(Crowded::Address(self.per_peer));
+        }
+        *n += 1;
+        c.total += 1;
+        Ok(Pending {
+            ip,
+            counts: self.counts.clone(),
+        })
+    }
+
+    /// Unauthenticated connections held now.
+    pub fn held(&self) -> usize {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_and_total_caps() {
+        let u = Unauthenticated::new(2, 3);
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let p1 = u.admit(a).expect("1");
+        let _p2 = u.admit(a).expect("2");
+        assert_eq!(u.admit(a).expect_err("third"), Crowded::Address(2));
+        let _p3 = u.admit(b).expect("other address");
+        assert_eq!(u.admit(b).expect_err("total"), Crowded::Server(3));
+        drop(p1);
+        let again = u.admit(a).expect("released on drop");
+        assert_eq!(u.held(), 3);
+        drop(again);
+        assert_eq!(u.held(), 2);
+    }
+}
