@@ -266,7 +266,8 @@ async fn cvm_role_refresh_before_expiry() {
         p.get().await.expect("cached");
         assert_eq!(p.fetch_count(), 1, "an hour left: no refresh");
 
-        // Credentials with less than 300 s left are refreshed on the next use.
+        // Credentials with less than 300 s left are refreshed in the background at once;
+        // callers keep getting the cached ones meanwhile.
         sim.state.set_identity(cvm_role("tcvnc-role", 200));
         let p = Provider::resolve(
             &no_config(),
@@ -275,18 +276,27 @@ async fn cvm_role_refresh_before_expiry() {
         )
         .await
         .expect("cvm role");
-        assert_eq!(p.fetch_count(), 1);
-        p.get().await.expect("refreshed");
+        let first = p.get().await.expect("cached, still valid");
+        let status = p
+            .subscribe()
+            .wait_for(|s| s.fetches == 2)
+            .await
+            .expect("refresher alive")
+            .clone();
         assert_eq!(
             p.fetch_count(),
             2,
             "200 s left is inside the 300 s refresh margin"
         );
+        let second = status.credential.expect("refreshed");
+        assert_ne!(first.secret_id, second.secret_id);
+        assert_eq!(p.get().await.expect("new").secret_id, second.secret_id);
     })
     .await;
 }
 
-/// 100 concurrent callers during a refresh share one fetch.
+/// 100 concurrent callers while a refresh is due share the one background fetch and
+/// are answered from the cache.
 #[tokio::test]
 async fn single_fetch_for_many_callers() {
     within(async {
@@ -302,8 +312,8 @@ async fn single_fetch_for_many_callers() {
             .await
             .expect("cvm role"),
         );
-        assert_eq!(p.fetch_count(), 1);
-        // The cached credentials are now due; the next fetch is slow and lasts an hour.
+        let cached = p.get().await.expect("cached").secret_id.clone();
+        // The cached credentials are due; the next fetch is slow and lasts an hour.
         sim.state.set_identity(cvm_role("r", 3600));
         sim.state.set_faults(Faults {
             latency: Some(Duration::from_millis(100)),
@@ -320,8 +330,14 @@ async fn single_fetch_for_many_callers() {
         for t in tasks {
             ids.insert(t.await.expect("join").expect("credentials"));
         }
-        assert_eq!(p.fetch_count(), 2, "one refresh for 100 callers");
         assert_eq!(ids.len(), 1, "everyone got the same credentials");
+        assert!(ids.contains(&cached), "from the cache");
+        p.subscribe()
+            .wait_for(|s| s.fetches == 2)
+            .await
+            .expect("refresher alive");
+        assert_eq!(p.fetch_count(), 2, "one refresh for 100 callers");
+        assert_eq!(sim.state.metadata_requests(), 2);
     })
     .await;
 }
