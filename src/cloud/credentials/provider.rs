@@ -240,8 +240,8 @@ impl Provider {
         self.shared.status.subscribe()
     }
 
-    /// Current credentials. Returns at once while valid ones are cached (a due refresh
-    /// happens in the background); otherwise waits for the fetch in flight, at most
+    /// Current credentials. Returns at once while valid ones are cached (the refresh
+    /// task renews them before expiry); otherwise waits for the fetch in flight, at most
     /// `fetch_wait`; during a backoff step it fails at once with the last error.
     ///
     /// # Errors
@@ -253,6 +253,7 @@ impl Provider {
             let now = self.shared.now();
             if let Some(cred) = status.credential.as_ref().filter(|c| !c.expired(now)) {
                 if cred.needs_refresh(now) && status.phase == Phase::Idle {
+                    // Lets the task re-plan on the current server clock; never waits.
                     self.shared.kick.notify_one();
                 }
                 return Ok(cred.clone());

@@ -113,8 +113,11 @@ impl Clients {
             source_name: "HTTP client".into(),
             cause: e.to_string(),
         };
+        // A fetch happens about once an hour: a pooled connection would be stale by
+        // then (closed by the server or the proxy), so each fetch opens its own.
         let sts = proxies
             .apply(reqwest::Client::builder())
+            .pool_max_idle_per_host(0)
             .tls_backend_preconfigured((*opts.tls).clone())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
@@ -123,6 +126,7 @@ impl Clients {
         // Plain http in practice; reqwest still needs a TLS backend (ours: ring).
         let metadata = reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .tls_backend_preconfigured((*opts.tls).clone())
             .connect_timeout(opts.metadata_timeout)
             .timeout(Duration::from_secs(10))

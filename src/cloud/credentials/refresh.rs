@@ -76,14 +76,15 @@ impl Shared {
         local_unix().saturating_add(self.clock_offset.load(Ordering::Relaxed))
     }
 
-    /// Whether the cache needs a fetch now: nothing cached, expired, or refresh due.
+    /// Whether a caller's kick warrants a fetch now: nothing valid is cached. (A due
+    /// refresh only moves the schedule: callers never add fetches to it.)
     fn due(&self) -> bool {
         let now = self.now();
         self.status
             .borrow()
             .credential
             .as_ref()
-            .is_none_or(|c| c.expired(now) || c.needs_refresh(now))
+            .is_none_or(|c| c.expired(now))
     }
 
     /// One fetch from the source, counted.
@@ -98,11 +99,21 @@ impl Shared {
         source.fetch(clients, &self.opts, self.now()).await
     }
 
-    /// When the task should refresh `cred`, in tokio time.
+    /// When the task should refresh `cred`, in tokio time: at its `refresh_at`; when
+    /// that has passed already (a source handing out credentials shorter-lived than the
+    /// refresh margin), halfway to expiry, and never sooner than one backoff step, so
+    /// that such a source is not asked in a loop.
     fn deadline_for(&self, cred: &Credential) -> Option<Instant> {
+        let now = self.now();
         let refresh_at = cred.refresh_at.or(cred.expires_at)?;
-        let secs = u64::try_from(refresh_at.saturating_sub(self.now())).unwrap_or(0);
-        Some(Instant::now() + Duration::from_secs(secs))
+        let secs = if refresh_at > now {
+            refresh_at - now
+        } else {
+            cred.expires_at.map_or(0, |e| (e - now) / 2)
+        };
+        let wait =
+            Duration::from_secs(u64::try_from(secs).unwrap_or(0)).max(self.opts.refresh_backoff);
+        Some(Instant::now() + wait)
     }
 
     /// The error for a caller that needs credentials while none is valid.
@@ -140,17 +151,26 @@ fn backoff(opts: &ChainOptions, failures: u32) -> Duration {
     base + base.mul_f64(rand::rng().random_range(0.0..0.5))
 }
 
-/// Runs the refresh loop of `shared` until `stop` is cancelled.
-pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut failures = 0u32;
-    let mut next = shared
+/// The refresh loop of `shared`, until `stop` is cancelled. The first refresh is
+/// planned here, when the task is created, not when it first runs.
+pub(super) fn run(
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let first = shared
         .status
         .borrow()
         .credential
         .as_deref()
         .and_then(|c| shared.deadline_for(c));
+    run_from(shared, stop, first)
+}
+
+async fn run_from(shared: Arc<Shared>, stop: CancellationToken, first: Option<Instant>) {
+    let mut failures = 0u32;
+    let mut next = first;
     loop {
-        let sleep = async {
+        let sleep = async move {
             match next {
                 Some(t) => tokio::time::sleep_until(t).await,
                 None => std::future::pending().await,
@@ -163,6 +183,12 @@ pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             // due on the server clock: callers never cause extra fetches.
             () = shared.kick.notified(), if failures == 0 => {
                 if !shared.due() {
+                    // The server clock may have moved (a learned offset): bring the
+                    // planned refresh forward if it is due earlier now.
+                    let cred = shared.status.borrow().credential.clone();
+                    if let Some(t) = cred.as_deref().and_then(|c| shared.deadline_for(c)) {
+                        next = Some(next.map_or(t, |n| n.min(t)));
+                    }
                     continue;
                 }
             }
