@@ -738,3 +738,224 @@ async fn rejected_fixed_token_is_final() {
     })
     .await;
 }
+
+/// A TLS-intercepting CONNECT proxy on 127.0.0.1:0, like a corporate one: it records
+/// each request line, answers CONNECT, terminates TLS with a certificate from its own
+/// CA (written to `ca_file`) and forwards the plaintext to the CONNECT target. Anything
+/// else gets 502.
+async fn intercepting_proxy(
+    ca_file: &std::path::Path,
+) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = tcvnc::sim::gateway::tls_acceptor([127, 0, 0, 1].into(), ca_file)
+        .expect("proxy certificate");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                log.lock().expect("log").push(line.clone());
+                let Some(target) = line
+                    .strip_prefix("CONNECT ")
+                    .and_then(|r| r.split(' ').next())
+                else {
+                    let _ = tcp
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    return;
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                if tcp
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// STS goes through `HTTPS_PROXY` (taken from the `Env` snapshot) and trusts the
+/// proxy's CA; `NO_PROXY` bypasses it; the metadata service is reached directly even
+/// with every proxy variable set.
+#[tokio::test]
+async fn sts_through_https_proxy_metadata_never() {
+    within(async {
+        let sim = sim().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca = dir.path().join("proxy-ca.pem");
+        let (proxy, seen) = intercepting_proxy(&ca).await;
+        let proxy_url = format!("http://{proxy}");
+        let api = sim.api_url.trim_start_matches("http://").to_owned();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "jwt-1\n").expect("write");
+        sim.state.set_identity(oidc_identity("jwt-1"));
+        // STS at https://<the simulator's plain-http port>: only the intercepting proxy
+        // can make that work (direct TLS to it fails).
+        let mut opts = chain_options(&sim);
+        opts.sts_endpoint = format!("https://{api}");
+        opts.tls = tcvnc::tls::client_config(Some(&ca)).expect("tls with the proxy CA");
+        let tke = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("TKE_REGION", "ap-guangzhou".to_owned()),
+                ("TKE_PROVIDER_ID", "oidc-provider".to_owned()),
+                ("TKE_ROLE_ARN", "qcs::cam::uin/1:roleName/tcvnc".to_owned()),
+                (
+                    "TKE_WEB_IDENTITY_TOKEN_FILE",
+                    token_file.display().to_string(),
+                ),
+                ("HOME", dir.path().display().to_string()),
+            ];
+            pairs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            Env::from_pairs(pairs)
+        };
+        let p = Provider::resolve(
+            &no_config(),
+            &tke(&[("HTTPS_PROXY", &proxy_url)]),
+            opts.clone(),
+        )
+        .await
+        .expect("STS through the proxy");
+        assert!(p.get().await.expect("cred").is_temporary());
+        assert_eq!(
+            seen.lock().expect("seen").clone(),
+            vec![format!("CONNECT {api} HTTP/1.1")],
+            "the proxy saw the CONNECT to STS"
+        );
+        assert_eq!(sim.state.sts_requests(), 1);
+        // Lower-case spelling too.
+        Provider::resolve(
+            &no_config(),
+            &tke(&[("https_proxy", &proxy_url)]),
+            opts.clone(),
+        )
+        .await
+        .expect("https_proxy");
+        assert_eq!(seen.lock().expect("seen").len(), 2);
+        // No proxy, or NO_PROXY covering the host: direct, and TLS to a plain port fails.
+        for env in [
+            tke(&[]),
+            tke(&[("HTTPS_PROXY", &proxy_url), ("NO_PROXY", "127.0.0.1")]),
+        ] {
+            Provider::resolve(&no_config(), &env, opts.clone())
+                .await
+                .expect_err("direct TLS to a plain-http port");
+        }
+        assert_eq!(seen.lock().expect("seen").len(), 2, "bypassed");
+
+        // The metadata service, with every proxy variable pointing at the proxy.
+        sim.state.set_identity(cvm_role("r", 3600));
+        let env = env_home(
+            dir.path(),
+            &[
+                ("HTTPS_PROXY", &proxy_url),
+                ("HTTP_PROXY", &proxy_url),
+                ("https_proxy", &proxy_url),
+                ("http_proxy", &proxy_url),
+            ],
+        );
+        let p = Provider::resolve(&no_config(), &env, opts)
+            .await
+            .expect("metadata reached directly");
+        assert_eq!(p.description(), "CVM role r");
+        assert_eq!(
+            seen.lock().expect("seen").len(),
+            2,
+            "metadata never proxied"
+        );
+        assert_eq!(sim.state.metadata_requests(), 1);
+    })
+    .await;
+}
+
+/// The API client built by `cloud_client()` goes through `HTTPS_PROXY` from the Env and
+/// trusts `[cloud] ca_file`; without that CA the intercepted TLS is refused. A CA file
+/// that is not PEM is a config error naming the key (exit 64).
+#[tokio::test]
+async fn api_through_https_proxy_with_cloud_ca_file() {
+    within(async {
+        let sim = sim().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca = dir.path().join("proxy-ca.pem");
+        let (proxy, seen) = intercepting_proxy(&ca).await;
+        let api = sim.api_url.trim_start_matches("http://").to_owned();
+        let config = |ca_line: &str| {
+            format!(
+                "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"https://{api}\"\n{ca_line}\n[credentials]\nsecret_id = \"{DEMO_SECRET_ID}\"\nsecret_key = \"{DEMO_SECRET_KEY}\"\n"
+            )
+        };
+        let env = Env::from_pairs([("HTTPS_PROXY", format!("http://{proxy}"))]);
+        let cfg = tcvnc::config::Config::parse(
+            &config(&format!("ca_file = \"{}\"", ca.display())),
+            "t.toml",
+            dir.path(),
+        )
+        .expect("config");
+        let client = tcvnc::cmd::cloud_client(&cfg, None, &env, None)
+            .await
+            .expect("client");
+        client
+            .describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
+            .await
+            .expect("minted through the proxy");
+        assert_eq!(
+            seen.lock().expect("seen").first().cloned(),
+            Some(format!("CONNECT {api} HTTP/1.1"))
+        );
+        // Without the proxy's CA, the intercepted TLS is refused.
+        let cfg =
+            tcvnc::config::Config::parse(&config(""), "t.toml", dir.path()).expect("config");
+        let client = tcvnc::cmd::cloud_client(&cfg, None, &env, None)
+            .await
+            .expect("client");
+        let e = client
+            .describe_instance_vnc_url("ins-demo0001", "ap-guangzhou", &NoGate)
+            .await
+            .expect_err("untrusted proxy certificate");
+        assert!(e.to_string().contains(&api), "{e}");
+        // A CA file that is not PEM: a config error naming cloud.ca_file.
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "not a certificate").expect("write");
+        let e = tcvnc::config::Config::parse(
+            &config(&format!("ca_file = \"{}\"", bad.display())),
+            "t.toml",
+            dir.path(),
+        )
+        .expect_err("not PEM");
+        assert_eq!(e.key, "cloud.ca_file", "{e}");
+        assert_eq!(tcvnc::cmd::CmdError::from(e).exit_code(), 64);
+        let e = tcvnc::config::Config::parse(
+            &config("ca_file = \"missing.pem\""),
+            "t.toml",
+            dir.path(),
+        )
+        .expect_err("unreadable");
+        assert_eq!(e.key, "cloud.ca_file", "{e}");
+    })
+    .await;
+}
