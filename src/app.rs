@@ -81,7 +81,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl App {
-    /// Builds the shared state.
+    /// Builds the shared state; `shutdown` is the one the cloud client's background
+    /// work already watches.
     ///
     /// # Errors
     /// When the upstream TLS configuration (`upstream.ca_file`) is unusable.
@@ -89,6 +90,7 @@ impl App {
         config: Config,
         cloud: Arc<CloudClient>,
         metrics: Arc<crate::metrics::Metrics>,
+        shutdown: Shutdown,
     ) -> Result<App, crate::tls::Error> {
         let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())?;
         let dialer = Dialer::new(
@@ -113,7 +115,7 @@ impl App {
             cloud,
             dialer,
             consoles: Consoles::default(),
-            shutdown: Shutdown::new(),
+            shutdown,
             metrics,
             ready: AtomicBool::new(false),
             next_id: AtomicU64::new(1),

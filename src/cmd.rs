@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::budget::ApiLimiter;
 use crate::cli::Command;
-use crate::cloud::credentials::{self, ChainOptions, Env, Provider};
+use crate::cloud::credentials::{self, ChainOptions, Env, Provider, Proxies};
 use crate::cloud::{self, ClientOptions, CloudClient, Endpoint};
 use crate::config::{Config, ConfigError};
 use crate::sim::{SimHandle, SimKey, SimOptions};
@@ -144,8 +144,37 @@ pub async fn cloud_client(
     env: &Env,
     observer: Option<Arc<dyn crate::cloud::client::ApiObserver>>,
 ) -> Result<Arc<CloudClient>, CmdError> {
-    let tls = crate::tls::client_config(None).map_err(|e| CmdError::Usage(e.to_string()))?;
+    cloud_client_on(
+        cfg,
+        endpoint,
+        env,
+        observer,
+        crate::shutdown::Shutdown::new(),
+    )
+    .await
+}
+
+/// [`cloud_client`] whose background work (the credential refresh task) ends with
+/// `shutdown`: the daemon's own.
+///
+/// # Errors
+/// Credential or TLS problems, as [`CmdError`].
+pub async fn cloud_client_on(
+    cfg: &Config,
+    endpoint: Option<Endpoint>,
+    env: &Env,
+    observer: Option<Arc<dyn crate::cloud::client::ApiObserver>>,
+    shutdown: crate::shutdown::Shutdown,
+) -> Result<Arc<CloudClient>, CmdError> {
+    let tls = crate::tls::client_config(cfg.cloud.ca_file.as_deref())
+        .map_err(|e| CmdError::Usage(format!("config error: cloud.ca_file: {e}")))?;
+    // Proxies come from the Env snapshot, never from reqwest reading the process.
+    let proxies = Proxies::from_env(env).map_err(|e| CmdError::Usage(e.to_string()))?;
+    if !proxies.is_empty() {
+        tracing::info!(?proxies, "the API and STS are reached through a proxy");
+    }
     let mut opts = ChainOptions::new(tls.clone());
+    opts.shutdown = shutdown;
     if let Some(m) = &cfg.credentials.metadata_endpoint {
         opts.metadata_endpoint = m.trim_end_matches('/').to_owned();
     }
@@ -167,6 +196,7 @@ pub async fn cloud_client(
         ClientOptions {
             connect_timeout: cfg.cloud.connect_timeout,
             timeout: cfg.cloud.timeout,
+            proxies,
             ..ClientOptions::default()
         },
     )?;

@@ -58,6 +58,7 @@ struct RawCloud {
     connect_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -158,6 +159,9 @@ pub struct CloudConfig {
     pub connect_timeout: Duration,
     /// API request timeout.
     pub timeout: Duration,
+    /// Extra trust anchor (PEM) for the API and STS, e.g. a TLS-intercepting proxy's CA;
+    /// checked to hold certificates at load.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[credentials]`, with secret files read.
@@ -434,7 +438,11 @@ impl Config {
                 5,
             )?,
             timeout: nonzero_dur(ctx, "cloud.timeout", raw.cloud.timeout, 10)?,
+            ca_file: raw.cloud.ca_file.map(|p| ctx.path(&p)),
         };
+        if let Some(p) = &cloud.ca_file {
+            crate::tls::read_certs(p).map_err(|e| ctx.err("cloud.ca_file", e.to_string()))?;
+        }
 
         let credentials = match raw.credentials {
             None => CredentialsConfig::default(),

@@ -87,8 +87,11 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
 /// [`CmdError`] with the right exit code.
 pub async fn build_app(cfg: Config, env: &Env) -> Result<Arc<App>, CmdError> {
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let cloud = crate::cmd::cloud_client(&cfg, None, env, Some(metrics.clone())).await?;
-    let app = App::new(cfg, cloud, metrics)
+    let shutdown = crate::shutdown::Shutdown::new();
+    let cloud =
+        crate::cmd::cloud_client_on(&cfg, None, env, Some(metrics.clone()), shutdown.clone())
+            .await?;
+    let app = App::new(cfg, cloud, metrics, shutdown)
         .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?;
     Ok(Arc::new(app))
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::credentials::{Credential, Provider};
+use super::credentials::{Credential, Provider, Proxies};
 use super::error::{ApiError, Class, Error};
 use super::{sign, EndpointPolicy, Product, VncUrl};
 use crate::budget::{ApiKey, ApiLimiter, ApiTicket};
@@ -42,6 +42,9 @@ pub struct ClientOptions {
     pub max_retries: u32,
     /// First backoff; doubled each retry, plus up to 50 % jitter.
     pub backoff: Duration,
+    /// Proxies for the API (from `HTTPS_PROXY` / `NO_PROXY`); the process environment
+    /// is never read by the HTTP client itself.
+    pub proxies: Proxies,
 }
 
 impl Default for ClientOptions {
@@ -51,6 +54,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             max_retries: 3,
             backoff: Duration::from_millis(200),
+            proxies: Proxies::none(),
         }
     }
 }
@@ -109,8 +113,9 @@ pub struct CloudClient {
     endpoints: EndpointPolicy,
     creds: Arc<Provider>,
     limiter: Arc<ApiLimiter>,
-    /// Seconds to add to the local clock (learned from `SignatureExpire`).
-    clock_offset: AtomicI64,
+    /// Seconds to add to the local clock (learned from `SignatureExpire`), shared with
+    /// the credential provider so that expiry is judged on the clock the signer uses.
+    clock_offset: Arc<AtomicI64>,
     opts: ClientOptions,
     observer: Option<Arc<dyn ApiObserver>>,
 }
@@ -147,7 +152,8 @@ struct Failed {
 }
 
 impl CloudClient {
-    /// A client for `product` using `tls` for HTTPS.
+    /// A client for `product` using `tls` for HTTPS and `opts.proxies` (only those).
+    /// It signs with the clock offset of `creds` ([`Provider::clock_offset`]).
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
@@ -159,7 +165,9 @@ impl CloudClient {
         tls: Arc<rustls::ClientConfig>,
         opts: ClientOptions,
     ) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
+        let http = opts
+            .proxies
+            .apply(reqwest::Client::builder())
             .tls_backend_preconfigured((*tls).clone())
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.timeout)
@@ -173,9 +181,9 @@ impl CloudClient {
             http,
             product,
             endpoints,
+            clock_offset: creds.clock_offset().clone(),
             creds,
             limiter,
-            clock_offset: AtomicI64::new(0),
             opts,
             observer: None,
         })

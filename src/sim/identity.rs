@@ -1,15 +1,47 @@
 //! Simulated identity services: STS `AssumeRoleWithWebIdentity` (TKE OIDC) and the CVM
 //! metadata service's role credentials. Issued keys are registered with the API, expire
 //! after the configured lifetime and are then refused with `AuthFailure.TokenFailure`.
+//! Tests can take both services down ([`SimState::set_identity_down`]) and count the
+//! credential fetches each one answered.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::{lock, SimKey, SimState};
 use crate::http_util::{self, Body};
+
+/// Failure injection and counters of the identity fakes.
+#[derive(Debug, Default)]
+pub struct IdentityKnobs {
+    /// Both services fail: STS answers `InternalError`, the metadata service HTTP 500.
+    down: AtomicBool,
+    /// `AssumeRoleWithWebIdentity` requests received.
+    sts_requests: AtomicU64,
+    /// Requests for a role's credentials received by the metadata service.
+    metadata_requests: AtomicU64,
+}
+
+impl SimState {
+    /// Takes STS and the metadata service down (`true`) or brings them back.
+    pub fn set_identity_down(&self, down: bool) {
+        self.identity_knobs.down.store(down, Ordering::Relaxed);
+    }
+
+    /// `AssumeRoleWithWebIdentity` requests received so far.
+    pub fn sts_requests(&self) -> u64 {
+        self.identity_knobs.sts_requests.load(Ordering::Relaxed)
+    }
+
+    /// Role-credential requests the metadata service received so far.
+    pub fn metadata_requests(&self) -> u64 {
+        self.identity_knobs
+            .metadata_requests
+            .load(Ordering::Relaxed)
+    }
+}
 
 fn issue(state: &SimState) -> (String, String, String, i64) {
     let n = state.issued.fetch_add(1, Ordering::Relaxed);
@@ -46,6 +78,13 @@ pub fn assume_role_with_web_identity(
             &json!({"Response": {"Error": {"Code": code, "Message": msg}, "RequestId": "sts"}}),
         )
     };
+    state
+        .identity_knobs
+        .sts_requests
+        .fetch_add(1, Ordering::Relaxed);
+    if state.identity_knobs.down.load(Ordering::Relaxed) {
+        return err("InternalError", "injected fault: STS is down");
+    }
     if headers.get("x-tc-version").map(String::as_str) != Some("2018-08-13") {
         return err("NoSuchVersion", "STS version must be 2018-08-13");
     }
@@ -95,6 +134,15 @@ pub fn metadata(state: &SimState, path: &str) -> Response<Body> {
     let Some(rest) = path.strip_prefix("/latest/meta-data/cam/security-credentials/") else {
         return http_util::text(StatusCode::NOT_FOUND, "not found");
     };
+    if !rest.is_empty() {
+        state
+            .identity_knobs
+            .metadata_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    if state.identity_knobs.down.load(Ordering::Relaxed) {
+        return http_util::text(StatusCode::INTERNAL_SERVER_ERROR, "injected fault");
+    }
     match (role, rest) {
         (None, _) => http_util::text(StatusCode::NOT_FOUND, "404 - Not Found"),
         (Some(r), "") => http_util::text(StatusCode::OK, r),

@@ -218,6 +218,7 @@ pub struct SimState {
     /// Seconds added to the simulator's wall clock (to fake skew).
     clock_offset: AtomicI64,
     identity: Mutex<IdentityConfig>,
+    identity_knobs: identity::IdentityKnobs,
     issued: AtomicU64,
     events: tokio::sync::broadcast::Sender<GatewayEvent>,
     /// VNC password the built-in test pattern demands (None: security type None).
@@ -280,6 +281,7 @@ impl SimState {
             gateway_base: Mutex::new(String::new()),
             clock_offset: AtomicI64::new(0),
             identity: Mutex::new(opts.identity.clone()),
+            identity_knobs: identity::IdentityKnobs::default(),
             issued: AtomicU64::new(0),
             events: tokio::sync::broadcast::channel(1024).0,
             backend_password: opts.backend_password.clone(),

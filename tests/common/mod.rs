@@ -56,6 +56,7 @@ pub fn fast_options() -> ClientOptions {
         timeout: Duration::from_secs(5),
         max_retries: 3,
         backoff: Duration::from_millis(1),
+        ..ClientOptions::default()
     }
 }
 
