@@ -41,6 +41,7 @@ async fn echo<S: AsyncRead + AsyncWrite>(mut ws: WsIo<S>) {
             // The close owed (echo, or the violation's code) was sent by `recv_message`.
             Err(Recv::Closed(_) | Recv::Failed(_) | Recv::Data(_)) => {
                 ws.close(1000, "").await;
+                ws.linger(Duration::from_secs(5)).await;
                 return;
             }
         }

@@ -1022,6 +1022,22 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
         r
     }
 
+    /// After a close, waits up to `within` for the peer to end the connection, reading
+    /// and discarding what it still sends. A client should let the server close the TCP
+    /// connection (RFC 6455 §7.1.1); dropping a socket with unread bytes resets it, and a
+    /// reset can destroy the close frame before the peer reads it.
+    pub async fn linger(&mut self, within: std::time::Duration) {
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            while let Ok(n) = self.r.rd.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(within, drain).await;
+    }
+
     /// Bytes the reading side holds (read buffer capacity, bytes not yet taken, partial
     /// base64 group): 64 KiB at most (plus what the caller left untaken), whatever the
     /// peer sends.
