@@ -15,7 +15,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::rfb::handshake::Ready;
-use crate::wsio::{Recv, WsIo, WsReader, WsWriter, HEADROOM};
+use crate::wsio::{Recv, WsIo, WsReader, WsWriter, CLOSE_NORMAL, HEADROOM, PROTOCOL_ERROR};
+
+/// Close code: internal error (what the viewer gets when the console failed).
+const CLOSE_ERROR: u16 = 1011;
 
 /// Size of the TCP read buffer and of a coalesced batch.
 pub const CHUNK: usize = 64 * 1024;
@@ -459,12 +462,43 @@ where
             activity.idle_for(limits.idle_timeout).await
         }
     };
-    tokio::select! {
+    let end = tokio::select! {
         biased;
         _ = cancel.cancelled() => End::Cancelled,
         _ = max => End::MaxDuration,
         _ = idle => End::Idle,
-        e = client_to_upstream(&mut cr, uw, limits, &activity, counters) => e,
-        e = upstream_to_client(ur, &mut cw, &activity, counters) => e,
+        e = client_to_upstream(&mut cr, &mut *uw, limits, &activity, counters) => e,
+        e = upstream_to_client(&mut *ur, &mut cw, &activity, counters) => e,
+    };
+    answer_closes(&end, &mut cw, uw).await;
+    end
+}
+
+/// Sends the close frames the readers owe (RFC 6455 §5.5.1: a close is answered with a
+/// close; a violation is closed with its code), before the session closes the rest.
+/// When the console broke the websocket protocol, the viewer is told so in words
+/// (1011 with what was wrong) while the console gets the violation's code (1002…).
+async fn answer_closes<W, U>(
+    end: &End,
+    client: &mut ClientWriter<'_, W>,
+    upstream: &mut WsWriter<U>,
+) where
+    W: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    const BOUND: Duration = Duration::from_secs(2);
+    if upstream.close_owed() {
+        let _ = tokio::time::timeout(BOUND, upstream.close(CLOSE_NORMAL, "")).await;
+        if let (End::UpstreamLost(e), ClientWriter::Ws(ws)) = (end, &mut *client) {
+            if let Some(what) = e.strip_prefix(PROTOCOL_ERROR) {
+                let reason = format!("the console broke the websocket protocol{what}");
+                let _ = tokio::time::timeout(BOUND, ws.close(CLOSE_ERROR, &reason)).await;
+            }
+        }
+    }
+    if let ClientWriter::Ws(ws) = client {
+        if ws.close_owed() {
+            let _ = tokio::time::timeout(BOUND, ws.close(CLOSE_NORMAL, "")).await;
+        }
     }
 }

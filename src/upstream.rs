@@ -1,7 +1,10 @@
 //! Dialing the one-time `wss://` console URL: TCP (nodelay, timeout), TLS (rustls,
 //! webpki roots plus `ca_file`, always verified), and a websocket upgrade sent by hand so
-//! that any subprotocol answer (none, `binary`, `base64`) is accepted instead of burning
-//! the URL on a strict check. Origin and User-Agent are set.
+//! that no subprotocol in the answer is accepted (binary frames) instead of burning the
+//! URL on a strict check. A 101 without `Upgrade: websocket` / `Connection: Upgrade`, with
+//! an extension, or with a subprotocol tcvnc did not offer is refused, naming what the
+//! gateway answered. Origin and User-Agent are set. A `ws://` URL is dialed as plain
+//! TCP (tests and the conformance harness on loopback), through the same handshake.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -134,6 +137,118 @@ impl AsyncWrite for MaybeTls {
     }
 }
 
+/// The headers of a 101 answer that the handshake checks (RFC 6455 §4.1), each list
+/// holding every value the gateway sent.
+#[derive(Debug, Default)]
+struct Answer {
+    accept: Vec<String>,
+    protocol: Vec<String>,
+    upgrade: Vec<String>,
+    connection: Vec<String>,
+    extensions: Vec<String>,
+}
+
+impl Answer {
+    fn from_headers(headers: &[httparse::Header<'_>]) -> Answer {
+        let mut a = Answer::default();
+        for h in headers {
+            let list = match h.name.to_ascii_lowercase().as_str() {
+                "sec-websocket-accept" => &mut a.accept,
+                "sec-websocket-protocol" => &mut a.protocol,
+                "upgrade" => &mut a.upgrade,
+                "connection" => &mut a.connection,
+                "sec-websocket-extensions" => &mut a.extensions,
+                _ => continue,
+            };
+            // What a gateway answers is shown in errors: printable and short.
+            let v: String = String::from_utf8_lossy(h.value)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect();
+            list.push(v.trim().to_owned());
+        }
+        a
+    }
+
+    /// Checks the answer against our `key` and `offered` subprotocols: the data mode and
+    /// the subprotocol chosen (none is accepted; one we did not offer is not), or what
+    /// was wrong, naming what the gateway answered.
+    fn check(&self, key: &str, offered: &[String]) -> Result<(Mode, Option<String>), String> {
+        let has_token = |values: &[String], token: &str| {
+            values
+                .iter()
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
+        if !has_token(&self.upgrade, "websocket") {
+            return Err(format!(
+                "the 101 answer lacks Upgrade: websocket (it sent {})",
+                shown(&self.upgrade)
+            ));
+        }
+        if !has_token(&self.connection, "upgrade") {
+            return Err(format!(
+                "the 101 answer lacks Connection: Upgrade (it sent {})",
+                shown(&self.connection)
+            ));
+        }
+        let want = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        if self.accept.len() != 1 || self.accept[0] != want {
+            return Err(format!(
+                "Sec-WebSocket-Accept does not match the key (it sent {})",
+                shown(&self.accept)
+            ));
+        }
+        if !self.extensions.is_empty() {
+            return Err(format!(
+                "the gateway chose the extension {} which tcvnc did not offer",
+                shown(&self.extensions)
+            ));
+        }
+        let protocol = match self.protocol.as_slice() {
+            [] => None,
+            [p] if p.is_empty() => None,
+            [p] if offered.iter().any(|o| o == p) => Some(p.clone()),
+            [p] if !p.contains(',') => {
+                return Err(format!(
+                "the gateway chose the subprotocol {p:?}, which tcvnc did not offer (offered: {})",
+                offered.join(", ")
+            ))
+            }
+            more => {
+                return Err(format!(
+                    "the gateway chose more than one subprotocol ({})",
+                    shown(more)
+                ))
+            }
+        };
+        let mode = match protocol.as_deref() {
+            None | Some("binary") => Mode::Binary,
+            Some("base64") => Mode::Base64,
+            Some(p) => {
+                return Err(format!(
+                    "unsupported subprotocol {p:?} (tcvnc speaks binary or base64)"
+                ))
+            }
+        };
+        Ok((mode, protocol))
+    }
+}
+
+/// Header values as the gateway sent them, for an error message.
+fn shown(values: &[String]) -> String {
+    if values.is_empty() {
+        "nothing".into()
+    } else {
+        values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// An open upstream console connection.
 #[derive(Debug)]
 pub struct Upstream {
@@ -250,7 +365,7 @@ impl Dialer {
         stream.flush().await.map_err(io_err)?;
 
         let mut buf = Vec::with_capacity(1024);
-        let (head_len, status, accept, protocol) = loop {
+        let (head_len, status, answer) = loop {
             let mut chunk = [0u8; 2048];
             let n = stream.read(&mut chunk).await.map_err(io_err)?;
             if n == 0 {
@@ -264,17 +379,10 @@ impl Dialer {
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(&buf) {
                 Ok(httparse::Status::Complete(len)) => {
-                    let get = |name: &str| {
-                        resp.headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case(name))
-                            .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
-                    };
                     break (
                         len,
                         resp.code.unwrap_or(0),
-                        get("sec-websocket-accept"),
-                        get("sec-websocket-protocol"),
+                        Answer::from_headers(resp.headers),
                     );
                 }
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
@@ -309,29 +417,16 @@ impl Dialer {
                 },
             });
         }
-        let want = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-        if accept.as_deref() != Some(want.as_str()) {
-            return Err(Error::Handshake {
-                addr: addr.to_owned(),
-                cause: "Sec-WebSocket-Accept does not match the key".into(),
-            });
-        }
-        let mode = match protocol.as_deref() {
-            None | Some("") => Mode::Binary,
-            Some(p) if p.eq_ignore_ascii_case("binary") => Mode::Binary,
-            Some(p) if p.eq_ignore_ascii_case("base64") => {
-                tracing::info!("the gateway chose the base64 subprotocol; decoding text frames");
-                Mode::Base64
-            }
-            Some(p) => {
-                return Err(Error::Handshake {
+        let (mode, protocol) =
+            answer
+                .check(&key, &self.subprotocols)
+                .map_err(|cause| Error::Handshake {
                     addr: addr.to_owned(),
-                    cause: format!(
-                        "unsupported subprotocol {p:?} (expected none, binary or base64)"
-                    ),
-                })
-            }
-        };
+                    cause,
+                })?;
+        if mode == Mode::Base64 {
+            tracing::info!("the gateway chose the base64 subprotocol; decoding text frames");
+        }
         if protocol.is_none() && !self.subprotocols.is_empty() {
             tracing::debug!("the gateway answered no subprotocol; using binary frames");
         }

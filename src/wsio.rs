@@ -26,8 +26,23 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Largest frame we accept from a peer.
 pub const MAX_FRAME: usize = 16 << 20;
-/// Largest message we accept from a peer (text messages are gathered to decode them).
+/// Largest message our tungstenite peers accept (this module streams messages and has
+/// no message limit of its own: it never gathers one).
 pub const MAX_MESSAGE: usize = 64 << 20;
+/// Close code: normal closure (also the answer to a close frame without a code).
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Close code: the peer broke RFC 6455 (reserved bits, masking, opcodes, fragmentation,
+/// an invalid close code).
+pub const CLOSE_PROTOCOL: u16 = 1002;
+/// Close code: a message of a type the channel does not carry (text on a binary channel).
+pub const CLOSE_UNSUPPORTED: u16 = 1003;
+/// Close code: data inconsistent with its type (a close reason that is not UTF-8, bad
+/// base64 text).
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code: a frame larger than [`MAX_FRAME`].
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// How a [`Recv::Failed`] caused by the peer breaking the protocol begins.
+pub const PROTOCOL_ERROR: &str = "websocket protocol error";
 /// Read size while data flows.
 const READ_CHUNK: usize = 64 * 1024;
 /// Read size after a read that did not fill the buffer (idle, or small messages).
@@ -36,6 +51,8 @@ const SMALL_READ: usize = 4 * 1024;
 const WRITE_LIMIT: usize = 512 * 1024;
 /// Free bytes [`WsWriter::feed_framed`] wants before a payload: the largest frame header.
 pub const HEADROOM: usize = 14;
+/// Pings answered one by one when several arrive at once (beyond, only the latest).
+const MAX_OWED_PONGS: usize = 16;
 /// Slices per vectored write.
 const MAX_SLICES: usize = 32;
 
@@ -96,21 +113,28 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
-/// What the two halves share: pings in flight, and the pong owed to the peer.
+/// What the two halves share: pings in flight, and the pong and close owed to the peer.
 #[derive(Debug, Default)]
 struct Control {
     pings: AtomicU32,
-    pong: Mutex<Option<Bytes>>,
+    /// Pongs owed, oldest first; at most [`MAX_OWED_PONGS`] (older ones are dropped:
+    /// only the latest ping needs an answer, RFC 6455 §5.5.3).
+    pong: Mutex<VecDeque<Bytes>>,
+    /// The payload of the close frame the reader owes the peer (the first one noted wins).
+    close: Mutex<Option<Bytes>>,
     wake: Notify,
 }
 
 impl Control {
     fn owe_pong(&self, payload: Bytes) {
-        // Only the latest ping needs an answer (RFC 6455 §5.5.3).
-        *self
+        let mut owed = self
             .pong
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(payload);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if owed.len() == MAX_OWED_PONGS {
+            owed.pop_front();
+        }
+        owed.push_back(payload);
         self.wake.notify_one();
     }
 
@@ -118,8 +142,46 @@ impl Control {
         self.pong
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front()
+    }
+
+    fn owe_close(&self, code: u16, reason: &str) {
+        let mut owed = self
+            .close
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if owed.is_none() {
+            *owed = Some(close_payload(code, reason));
+            self.wake.notify_one();
+        }
+    }
+
+    fn take_close(&self) -> Option<Bytes> {
+        self.close
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
     }
+
+    fn close_owed(&self) -> bool {
+        self.close
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+/// A close frame's payload: `code`, then `reason` cut to the 123 bytes a frame allows
+/// (at a character boundary).
+fn close_payload(code: u16, reason: &str) -> Bytes {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut payload = BytesMut::with_capacity(2 + cut);
+    payload.put_u16(code);
+    payload.put_slice(&reason.as_bytes()[..cut]);
+    payload.freeze()
 }
 
 /// XORs `data` with `mask` as if `data` began `offset` bytes into the payload.
@@ -155,10 +217,118 @@ enum Parsed {
     Data(Bytes),
     /// A close frame.
     Closed(Option<(u16, String)>),
-    /// Something was consumed (a header, a control frame, part of a text message).
+    /// A message ended (reported only to [`WsIo::recv_message`]).
+    MessageEnd,
+    /// Something was consumed (a header, a control frame, an empty payload).
     Progress,
     /// More bytes are needed.
     NeedMore,
+}
+
+/// A broken rule of RFC 6455 (or of our channel): the close code owed to the peer and
+/// what was wrong. Built only on the error path.
+#[derive(Debug)]
+struct Violation {
+    code: u16,
+    what: String,
+}
+
+fn violation(code: u16, what: impl Into<String>) -> Violation {
+    Violation {
+        code,
+        what: what.into(),
+    }
+}
+
+/// Whether a peer may send `code` in a close frame (RFC 6455 §7.4, the IANA registry):
+/// 1000–1003, 1007–1014 and 3000–4999. 1004–1006 and 1015 are reserved or may never be
+/// sent; 0–999, 1016–2999 and 5000 and up are not defined.
+pub fn close_code_valid(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Base64 text decoded as it streams, in 4-character groups: at most 3 characters are
+/// held between frames, so a huge text message costs no memory (websockify's `base64`).
+#[derive(Debug, Default)]
+struct Base64Stream {
+    carry: [u8; 4],
+    held: usize,
+    /// A padded group ended the data: nothing more may follow in this message.
+    padded: bool,
+}
+
+impl Base64Stream {
+    /// Decodes what complete groups `chunk` finishes; keeps the rest.
+    fn decode(&mut self, mut chunk: &[u8]) -> Result<Vec<u8>, Violation> {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let bad = |e: base64::DecodeError| {
+            violation(CLOSE_INVALID_DATA, format!("bad base64 text message: {e}"))
+        };
+        if chunk.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.padded {
+            return Err(violation(
+                CLOSE_INVALID_DATA,
+                "bad base64 text message: data after padding",
+            ));
+        }
+        let mut out = Vec::with_capacity((self.held + chunk.len()) / 4 * 3);
+        if self.held > 0 {
+            let take = (4 - self.held).min(chunk.len());
+            self.carry[self.held..self.held + take].copy_from_slice(&chunk[..take]);
+            self.held += take;
+            chunk = &chunk[take..];
+            if self.held < 4 {
+                return Ok(out);
+            }
+            self.held = 0;
+            self.padded = self.carry[3] == b'=';
+            engine.decode_vec(self.carry, &mut out).map_err(bad)?;
+            if self.padded && !chunk.is_empty() {
+                return Err(violation(
+                    CLOSE_INVALID_DATA,
+                    "bad base64 text message: data after padding",
+                ));
+            }
+        }
+        let whole = chunk.len() / 4 * 4;
+        if whole > 0 {
+            self.padded = chunk[whole - 1] == b'=';
+            engine.decode_vec(&chunk[..whole], &mut out).map_err(bad)?;
+        }
+        let rest = &chunk[whole..];
+        if !rest.is_empty() && self.padded {
+            return Err(violation(
+                CLOSE_INVALID_DATA,
+                "bad base64 text message: data after padding",
+            ));
+        }
+        self.carry[..rest.len()].copy_from_slice(rest);
+        self.held = rest.len();
+        Ok(out)
+    }
+
+    /// The message ended: no partial group may remain.
+    fn finish(&mut self) -> Result<(), Violation> {
+        let held = std::mem::take(&mut self.held);
+        self.padded = false;
+        if held == 0 {
+            Ok(())
+        } else {
+            Err(violation(
+                CLOSE_INVALID_DATA,
+                "bad base64 text message: its length is not a multiple of 4",
+            ))
+        }
+    }
+}
+
+/// How a reader stopped for good.
+#[derive(Debug, Clone)]
+enum Ended {
+    Closed(Option<(u16, String)>),
+    Failed(String),
 }
 
 /// The receiving half of a [`WsIo`].
@@ -170,9 +340,14 @@ pub struct WsReader<S> {
     frame: Option<InFrame>,
     /// A fragmented message is in progress: is it text?
     message: Option<bool>,
-    text: BytesMut,
+    base64: Base64Stream,
     pending: Bytes,
-    closed: bool,
+    /// Set once a close frame or a failure was read: nothing after it counts, and every
+    /// later receive repeats it.
+    ended: Option<Ended>,
+    /// Report message ends ([`WsIo::recv_message`]); the data path never asks.
+    report_ends: bool,
+    end_pending: bool,
     last_read_full: bool,
     ctl: Arc<Control>,
 }
@@ -208,7 +383,11 @@ impl<S> std::fmt::Debug for WsIo<S> {
 
 impl<S: AsyncRead + AsyncWrite> WsReader<S> {
     /// Parses what the buffer holds, without reading.
-    fn parse(&mut self) -> Result<Parsed, String> {
+    fn parse(&mut self) -> Result<Parsed, Violation> {
+        if self.end_pending {
+            self.end_pending = false;
+            return Ok(Parsed::MessageEnd);
+        }
         if let Some(f) = &mut self.frame {
             let n = usize::try_from(f.remaining)
                 .unwrap_or(usize::MAX)
@@ -223,32 +402,33 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
             }
             f.remaining -= n as u64;
             let (done, text, fin) = (f.remaining == 0, f.text, f.fin);
+            let message_done = done && fin;
             if done {
                 self.frame = None;
                 if fin {
                     self.message = None;
+                    self.end_pending = self.report_ends;
                 }
             }
-            if !text {
-                return Ok(if chunk.is_empty() {
-                    Parsed::Progress
+            let data = if text {
+                let mut decoded = self.base64.decode(&chunk)?;
+                if message_done {
+                    self.base64.finish()?;
+                }
+                if decoded.is_empty() {
+                    Bytes::new()
                 } else {
-                    Parsed::Data(chunk.freeze())
-                });
-            }
-            if self.text.len() + chunk.len() > MAX_MESSAGE {
-                return Err(format!("text message larger than {MAX_MESSAGE} bytes"));
-            }
-            self.text.extend_from_slice(&chunk);
-            if !(done && fin) {
-                return Ok(Parsed::Progress);
-            }
-            let text = std::mem::take(&mut self.text);
-            return match base64::engine::general_purpose::STANDARD.decode(&text) {
-                Ok(b) if b.is_empty() => Ok(Parsed::Progress),
-                Ok(b) => Ok(Parsed::Data(Bytes::from(b))),
-                Err(e) => Err(format!("bad base64 text message: {e}")),
+                    decoded.shrink_to_fit();
+                    Bytes::from(decoded)
+                }
+            } else {
+                chunk.freeze()
             };
+            return Ok(if data.is_empty() {
+                Parsed::Progress
+            } else {
+                Parsed::Data(data)
+            });
         }
 
         if self.buf.len() < 2 {
@@ -257,10 +437,31 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         let (b0, b1) = (self.buf[0], self.buf[1]);
         let fin = b0 & 0x80 != 0;
         if b0 & 0x70 != 0 {
-            return Err("frame with reserved bits set (no extension was agreed)".into());
+            return Err(violation(
+                CLOSE_PROTOCOL,
+                "frame with reserved bits set (no extension was agreed)",
+            ));
         }
         let opcode = b0 & 0x0F;
         let masked = b1 & 0x80 != 0;
+        match (self.role, masked) {
+            (Role::Client, true) => {
+                return Err(violation(CLOSE_PROTOCOL, "the server sent a masked frame"))
+            }
+            (Role::Server, false) => {
+                return Err(violation(
+                    CLOSE_PROTOCOL,
+                    "the client sent an unmasked frame",
+                ))
+            }
+            _ => {}
+        }
+        if opcode & 0x8 != 0 && (!fin || b1 & 0x7F > 125) {
+            return Err(violation(
+                CLOSE_PROTOCOL,
+                "fragmented or oversized control frame",
+            ));
+        }
         let (len, mut head) = match b1 & 0x7F {
             126 if self.buf.len() >= 4 => {
                 (u64::from(u16::from_be_bytes([self.buf[2], self.buf[3]])), 4)
@@ -273,22 +474,24 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
             126 | 127 => return Ok(Parsed::NeedMore),
             n => (u64::from(n), 2),
         };
+        if len >> 63 != 0 {
+            return Err(violation(
+                CLOSE_PROTOCOL,
+                "frame length with its most significant bit set",
+            ));
+        }
+        if len > MAX_FRAME as u64 {
+            return Err(violation(
+                CLOSE_TOO_BIG,
+                format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
+            ));
+        }
         let mask_at = head;
         if masked {
             head += 4;
         }
         if self.buf.len() < head {
             return Ok(Parsed::NeedMore);
-        }
-        match (self.role, masked) {
-            (Role::Client, true) => return Err("the server sent a masked frame".into()),
-            (Role::Server, false) => return Err("the client sent an unmasked frame".into()),
-            _ => {}
-        }
-        if len > MAX_FRAME as u64 {
-            return Err(format!(
-                "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
-            ));
         }
         let mask = masked.then(|| {
             let mut m = [0u8; 4];
@@ -298,9 +501,6 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
 
         if opcode & 0x8 != 0 {
-            if !fin || len > 125 {
-                return Err("fragmented or oversized control frame".into());
-            }
             if self.buf.len() < head + len {
                 return Ok(Parsed::NeedMore);
             }
@@ -318,37 +518,51 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                     self.ctl.pings.store(0, Ordering::Relaxed);
                     Ok(Parsed::Progress)
                 }
-                OP_CLOSE => {
-                    self.closed = true;
-                    match payload.len() {
-                        0 => Ok(Parsed::Closed(None)),
-                        1 => Err("close frame with a one-byte payload".into()),
-                        _ => {
-                            let code = u16::from_be_bytes([payload[0], payload[1]]);
-                            let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
-                            Ok(Parsed::Closed(Some((code, reason))))
-                        }
-                    }
-                }
-                other => Err(format!("unknown control opcode {other:#x}")),
+                OP_CLOSE => self.close_frame(&payload).map(Parsed::Closed),
+                other => Err(violation(
+                    CLOSE_PROTOCOL,
+                    format!("unknown control opcode {other:#x}"),
+                )),
             };
         }
 
         let text = match opcode {
             OP_CONTINUATION => match self.message {
                 Some(text) => text,
-                None => return Err("continuation frame outside a message".into()),
+                None => {
+                    return Err(violation(
+                        CLOSE_PROTOCOL,
+                        "continuation frame outside a message",
+                    ))
+                }
             },
             OP_TEXT | OP_BINARY => {
                 if self.message.is_some() {
-                    return Err("new message before the previous one ended".into());
+                    return Err(violation(
+                        CLOSE_PROTOCOL,
+                        "new message before the previous one ended",
+                    ));
                 }
                 opcode == OP_TEXT
             }
-            other => return Err(format!("unknown opcode {other:#x}")),
+            other => {
+                return Err(violation(
+                    CLOSE_PROTOCOL,
+                    format!("unknown opcode {other:#x}"),
+                ))
+            }
         };
         if text && self.mode == Mode::Binary {
-            return Err("text message on a binary channel".into());
+            return Err(violation(
+                CLOSE_UNSUPPORTED,
+                "text message on a binary channel",
+            ));
+        }
+        if !text && self.mode == Mode::Base64 {
+            return Err(violation(
+                CLOSE_UNSUPPORTED,
+                "binary message on a base64 (text) channel",
+            ));
         }
         if !fin {
             self.message = Some(text);
@@ -364,40 +578,107 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         Ok(Parsed::Progress)
     }
 
+    /// Checks a close frame's payload and notes the answer owed: the peer's code echoed
+    /// (1000 when it sent none), or 1002 / 1007 when the frame itself is invalid.
+    fn close_frame(&mut self, payload: &[u8]) -> Result<Option<(u16, String)>, Violation> {
+        match payload {
+            [] => {
+                self.ctl.owe_close(CLOSE_NORMAL, "");
+                Ok(None)
+            }
+            [_] => Err(violation(
+                CLOSE_PROTOCOL,
+                "close frame with a one-byte payload",
+            )),
+            [hi, lo, reason @ ..] => {
+                let code = u16::from_be_bytes([*hi, *lo]);
+                if !close_code_valid(code) {
+                    return Err(violation(
+                        CLOSE_PROTOCOL,
+                        format!("close frame with the invalid code {code}"),
+                    ));
+                }
+                let Ok(reason) = std::str::from_utf8(reason) else {
+                    return Err(violation(
+                        CLOSE_INVALID_DATA,
+                        "close frame whose reason is not UTF-8",
+                    ));
+                };
+                self.ctl.owe_close(code, "");
+                Ok(Some((code, reason.to_owned())))
+            }
+        }
+    }
+
+    /// Reads more bytes: up to 4 KiB while idle, 64 KiB while data flows. The buffer's
+    /// capacity stays within [`READ_CHUNK`]: what is left of the last read (at most a
+    /// partial header or control frame, 131 bytes) moves to a new buffer when the old one
+    /// cannot be reclaimed, instead of letting `reserve` double it.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let cap = if self.last_read_full {
+            READ_CHUNK
+        } else {
+            SMALL_READ
+        };
+        let room = cap.saturating_sub(self.buf.len()).max(512);
+        if self.buf.capacity() - self.buf.len() < room && !self.buf.try_reclaim(room) {
+            let mut fresh = BytesMut::with_capacity(self.buf.len() + room);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+        }
+        let n = self.rd.read_buf(&mut self.buf).await?;
+        self.last_read_full = n >= room;
+        Ok(n)
+    }
+
     /// The next bytes from the peer. Cancel-safe: a cancelled call loses nothing.
+    ///
+    /// A close frame or a protocol violation also notes the close frame owed to the peer
+    /// (its code echoed, or 1002, 1003, 1007, 1009); the writer sends it with its next
+    /// flush or [`WsWriter::close`], and [`WsIo::recv`] sends it before returning. After
+    /// `Closed` or `Failed`, every call returns the same again.
     pub async fn recv(&mut self) -> Recv {
         if !self.pending.is_empty() {
             return Recv::Data(std::mem::take(&mut self.pending));
         }
-        if self.closed {
-            // Nothing after a close frame counts (RFC 6455 §5.5.1).
-            return Recv::Closed(None);
-        }
         loop {
+            if let Some(end) = &self.ended {
+                return match end {
+                    Ended::Closed(c) => Recv::Closed(c.clone()),
+                    Ended::Failed(e) => Recv::Failed(e.clone()),
+                };
+            }
             match self.parse() {
                 Ok(Parsed::Data(b)) => return Recv::Data(b),
-                Ok(Parsed::Closed(c)) => return Recv::Closed(c),
+                Ok(Parsed::Closed(c)) => {
+                    self.ended = Some(Ended::Closed(c.clone()));
+                    return Recv::Closed(c);
+                }
+                Ok(Parsed::MessageEnd) => return Recv::Data(Bytes::new()),
                 Ok(Parsed::Progress) => continue,
                 Ok(Parsed::NeedMore) => {}
-                Err(e) => return Recv::Failed(format!("websocket protocol error: {e}")),
-            }
-            if self.closed {
-                return Recv::Closed(None);
-            }
-            let want = if self.last_read_full {
-                READ_CHUNK
-            } else {
-                SMALL_READ
-            };
-            self.buf.reserve(want);
-            match self.rd.read_buf(&mut self.buf).await {
-                Ok(0) => {
-                    return Recv::Failed("connection closed without a websocket close frame".into())
+                Err(v) => {
+                    self.ctl.owe_close(v.code, &v.what);
+                    self.ended = Some(Ended::Failed(format!("{PROTOCOL_ERROR}: {}", v.what)));
+                    continue;
                 }
-                Ok(n) => self.last_read_full = n >= want,
-                Err(e) => return Recv::Failed(e.to_string()),
+            }
+            match self.fill().await {
+                Ok(0) => {
+                    self.ended = Some(Ended::Failed(
+                        "connection closed without a websocket close frame".into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => self.ended = Some(Ended::Failed(e.to_string())),
             }
         }
+    }
+
+    /// Bytes this reader holds: its read buffer's capacity and the bytes received but not
+    /// yet taken. The buffer stays within 64 KiB whatever the peer sends.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity() + self.pending.len() + self.base64.held
     }
 }
 
@@ -464,19 +745,31 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
 
     /// Sends the pong owed, and makes room for `len` more bytes in the queue.
     async fn make_room(&mut self, len: usize) -> std::io::Result<()> {
-        self.push_owed_pong();
+        self.push_owed();
+        if self.closing {
+            // Nothing may follow a close frame (RFC 6455 §5.5.1).
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the websocket is closing",
+            ));
+        }
         if self.queued + len > WRITE_LIMIT {
             self.write_queue().await?;
         }
         Ok(())
     }
 
-    fn push_owed_pong(&mut self) {
+    /// Queues the pong owed, then the close owed (after which nothing is sent).
+    fn push_owed(&mut self) {
         if self.closing {
             return;
         }
-        if let Some(p) = self.ctl.take_pong() {
+        while let Some(p) = self.ctl.take_pong() {
             self.push(OP_PONG, p);
+        }
+        if let Some(c) = self.ctl.take_close() {
+            self.closing = true;
+            self.push(OP_CLOSE, c);
         }
     }
 
@@ -548,17 +841,18 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
         Ok(())
     }
 
-    /// Sends what is queued, and any pong owed.
+    /// Sends what is queued, and any pong or close owed.
     ///
     /// # Errors
     /// The transport error.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        self.push_owed_pong();
+        self.push_owed();
         self.write_queue().await?;
         self.wr.flush().await
     }
 
-    /// Resolves when a pong is owed to the peer (then call [`Self::flush`]). Cancel-safe.
+    /// Resolves when a pong or a close is owed to the peer (then call [`Self::flush`]).
+    /// Cancel-safe.
     pub async fn control_wanted(&mut self) {
         self.ctl.wake.notified().await;
     }
@@ -578,21 +872,28 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
         self.ctl.pings.load(Ordering::Relaxed)
     }
 
-    /// Sends a close frame and ends the write side.
-    async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
-        let mut cut = reason.len().min(123);
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
+    /// Whether a close frame was queued or sent: nothing more can be.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the reader owes the peer a close frame (it read one, or a violation).
+    pub fn close_owed(&self) -> bool {
+        !self.closing && self.ctl.close_owed()
+    }
+
+    /// Sends a close frame and ends the write side. One close frame only: when the reader
+    /// owes one (the answer to the peer's close, or 1002/1003/1007/1009 after a violation)
+    /// that one goes instead of `code` and `reason`.
+    ///
+    /// # Errors
+    /// The transport error.
+    pub async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
+        self.push_owed();
+        if !self.closing {
+            self.closing = true;
+            self.push(OP_CLOSE, close_payload(code, reason));
         }
-        let mut payload = BytesMut::with_capacity(2 + cut);
-        payload.put_u16(code);
-        payload.put_slice(&reason.as_bytes()[..cut]);
-        self.push_owed_pong();
-        if self.closing {
-            return Ok(()); // one close frame only
-        }
-        self.closing = true;
-        self.push(OP_CLOSE, payload.freeze());
         self.flush().await?;
         self.wr.shutdown().await
     }
@@ -612,9 +913,11 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
                 buf: BytesMut::from(&leftover[..]),
                 frame: None,
                 message: None,
-                text: BytesMut::new(),
+                base64: Base64Stream::default(),
                 pending: Bytes::new(),
-                closed: false,
+                ended: None,
+                report_ends: false,
+                end_pending: false,
                 last_read_full: false,
                 ctl: ctl.clone(),
             },
@@ -645,11 +948,19 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
         self.w.unanswered_pings()
     }
 
-    /// The next bytes from the peer, answering its pings meanwhile. Cancel-safe.
+    /// The next bytes from the peer, answering its pings meanwhile. Cancel-safe: a
+    /// cancelled call loses no data, and a close it read is returned again by the next.
+    ///
+    /// This is the call that watches a websocket client in any phase (greeting,
+    /// handshakes, waiting for budget): a close frame from the peer is answered here
+    /// (its code echoed) and surfaces as [`Recv::Closed`]; a violation is answered with
+    /// 1002, 1003, 1007 or 1009 and surfaces as [`Recv::Failed`]. After either, the write
+    /// side is shut and every later call returns the same. [`Self::read_exact`] goes
+    /// through it.
     pub async fn recv(&mut self) -> Recv {
-        loop {
+        let r = loop {
             tokio::select! {
-                r = self.r.recv() => return r,
+                r = self.r.recv() => break r,
                 () = self.w.control_wanted() => {
                     // A pong that cannot be written is not the story: the read side
                     // tells what happened to the peer (a close frame may be waiting).
@@ -658,7 +969,80 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
                     }
                 }
             }
+        };
+        if !matches!(r, Recv::Data(_)) {
+            self.answer_close().await;
         }
+        r
+    }
+
+    /// Sends the close frame the reader owes the peer, if any (the answer to its close,
+    /// or the code of a violation), and ends the write side; bounded by 2 s, errors
+    /// ignored (the peer may be gone). Nothing happens when nothing is owed.
+    pub async fn answer_close(&mut self) {
+        if self.w.close_owed() {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                self.w.close(CLOSE_NORMAL, ""),
+            )
+            .await;
+        }
+    }
+
+    /// The next whole message, appended to `out` (decoded, in base64 mode); pings are
+    /// answered meanwhile. For conformance harnesses and tools that need message
+    /// boundaries: the data path streams and never gathers. A message longer than
+    /// `limit` is refused with 1009.
+    ///
+    /// Not cancel-safe for the message boundary: a cancelled call leaves part of a
+    /// message in `out`.
+    ///
+    /// # Errors
+    /// What ended the websocket instead: [`Recv::Closed`] or [`Recv::Failed`] (the close
+    /// owed to the peer already sent).
+    pub async fn recv_message(&mut self, out: &mut BytesMut, limit: usize) -> Result<(), Recv> {
+        self.r.report_ends = true;
+        let r = loop {
+            // With `report_ends`, an empty `Data` is a message end (payload chunks are
+            // never empty).
+            match self.recv().await {
+                Recv::Data(d) if d.is_empty() => break Ok(()),
+                Recv::Data(d) if out.len() + d.len() > limit => {
+                    self.w.ctl.owe_close(CLOSE_TOO_BIG, "message too big");
+                    self.answer_close().await;
+                    break Err(Recv::Failed(format!(
+                        "message larger than the {limit}-byte limit"
+                    )));
+                }
+                Recv::Data(d) => out.extend_from_slice(&d),
+                other => break Err(other),
+            }
+        };
+        self.r.report_ends = false;
+        r
+    }
+
+    /// After a close, waits up to `within` for the peer to end the connection, reading
+    /// and discarding what it still sends. A client should let the server close the TCP
+    /// connection (RFC 6455 §7.1.1); dropping a socket with unread bytes resets it, and a
+    /// reset can destroy the close frame before the peer reads it.
+    pub async fn linger(&mut self, within: std::time::Duration) {
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            while let Ok(n) = self.r.rd.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(within, drain).await;
+    }
+
+    /// Bytes the reading side holds (read buffer capacity, bytes not yet taken, partial
+    /// base64 group): 64 KiB at most (plus what the caller left untaken), whatever the
+    /// peer sends.
+    pub fn held_bytes(&self) -> usize {
+        self.r.held_bytes()
     }
 
     /// Reads exactly `buf.len()` bytes, keeping any surplus for the next read.
@@ -737,7 +1121,9 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
     }
 
     /// Sends a close frame with `code` and `reason` (cut to the 123 bytes a frame allows)
-    /// and ends the write side; errors are ignored (the peer may be gone).
+    /// and ends the write side; errors are ignored (the peer may be gone). When the
+    /// reader owes the peer a close (see [`Self::recv`]), that one is sent instead: one
+    /// close frame per websocket.
     pub async fn close(&mut self, code: u16, reason: &str) {
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(2),

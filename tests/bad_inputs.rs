@@ -329,7 +329,7 @@ async fn http_refusals() {
             ("unknown instance", "/vnc/ins-nothere1".into(), ws.to_owned(), "HTTP/1.1 404"),
             ("malformed instance", "/vnc/ins-1122".into(), ws.to_owned(), "HTTP/1.1 404"),
             ("not a websocket", "/vnc/ins-demo0001".into(), String::new(), "HTTP/1.1 426"),
-            ("websocket version 8", "/vnc/ins-demo0001".into(), ws.replace("Version: 13", "Version: 8"), "HTTP/1.1 400"),
+            ("websocket version 8", "/vnc/ins-demo0001".into(), ws.replace("Version: 13", "Version: 8"), "HTTP/1.1 426"),
             ("unknown path", "/admin".into(), String::new(), "HTTP/1.1 404"),
             ("path escape", "/../../etc/passwd".into(), String::new(), "HTTP/1.1 4"),
             ("encoded path escape", "/%2e%2e/%2e%2e/etc/passwd".into(), String::new(), "HTTP/1.1 400"),
@@ -345,8 +345,10 @@ async fn http_refusals() {
         let huge = format!("X-Big: {}\r\n", "a".repeat(200_000));
         let s = status_of(http, "/healthz", &huge).await;
         assert!(!s.starts_with("HTTP/1.1 200"), "{s}");
-        // A POST is not served.
+        // A POST is not served: a bad websocket handshake (400) on /vnc/, 405 elsewhere.
         let out = http_raw(http, format!("POST /vnc/ins-demo0001 HTTP/1.1\r\nHost: {http}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        let out = http_raw(http, format!("POST / HTTP/1.1\r\nHost: {http}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await;
         assert!(out.starts_with("HTTP/1.1 405"), "{out}");
         assert_eq!(sim.state.stats().api_requests, 0, "no refusal spent a URL");
         assert_eq!(status_of(http, "/vnc.html", "").await, "HTTP/1.1 200 OK");
@@ -355,7 +357,7 @@ async fn http_refusals() {
     .await;
 }
 
-/// `session.max_sessions`: the next viewer is refused with a reason (TCP) or 503 (HTTP).
+/// `session.max_sessions`: the next viewer is refused with a reason (TCP) or a 1013 close (HTTP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_sessions() {
     within(async {
@@ -369,7 +371,8 @@ async fn too_many_sessions() {
         let r = rfb_handshake(&mut second, V37, None).await.expect_err("over capacity");
         assert_eq!(r, "tcvnc is at its limit of 1 concurrent sessions: try again later");
         let s = status_of(d.http.expect("http"), "/vnc/ins-demo0002", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n").await;
-        assert!(s.starts_with("HTTP/1.1 503"), "{s}");
+        // Upgraded, then closed with 1013 and the reason (tests/ws_conformance.rs).
+        assert!(s.starts_with("HTTP/1.1 101"), "{s}");
         assert_eq!(sim.state.mints("ins-demo0002"), 0);
         drop(first);
         assert!(d.stop().await);

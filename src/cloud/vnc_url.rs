@@ -33,6 +33,12 @@ pub enum Error {
     /// No host after the scheme.
     #[error("InstanceVncUrl has no host")]
     NoHost,
+    /// The port is not a number from 1 to 65535.
+    #[error("InstanceVncUrl has an invalid port {port:?}")]
+    Port {
+        /// What stood after the colon (never the token: it is in the query).
+        port: String,
+    },
 }
 
 /// A decoded one-time console URL. Its `Debug` hides the token.
@@ -74,7 +80,7 @@ impl VncUrl {
         let tls = scheme.eq_ignore_ascii_case("wss");
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 });
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
         if host.is_empty() {
             return Err(Error::NoHost);
         }
@@ -106,13 +112,16 @@ impl VncUrl {
         self.port
     }
 
-    /// Path and query as sent in the request line, byte for byte.
-    pub fn path_and_query(&self) -> &str {
+    /// Path and query as sent in the request line, byte for byte (a fragment is not
+    /// sent). `wss://host?s=…` has an empty path: the request line is `/?s=…`. The value
+    /// holds the token: never log it.
+    pub fn path_and_query(&self) -> String {
         let (_, rest) = self.url.expose().split_once("://").unwrap_or(("", ""));
+        let rest = rest.split('#').next().unwrap_or_default();
         match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
-            // `wss://host?x` has an empty path; the request line still needs `/`.
-            Some(_) | None => "/",
+            Some(i) if rest.as_bytes()[i] == b'/' => rest[i..].to_owned(),
+            Some(i) => format!("/{}", &rest[i..]),
+            None => "/".to_owned(),
         }
     }
 
@@ -145,21 +154,37 @@ impl VncUrl {
     }
 }
 
-fn split_host_port(authority: &str, default: u16) -> (String, u16) {
+/// Host and port of an authority; an empty port (`host:`) is the default, one that does
+/// not parse (or is 0) is an error, never silently the default.
+fn split_host_port(authority: &str, default: u16) -> Result<(String, u16), Error> {
+    let port = |p: &str| -> Result<u16, Error> {
+        if p.is_empty() {
+            return Ok(default);
+        }
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(Error::Port {
+                port: p.chars().take(16).collect(),
+            }),
+        }
+    };
     if let Some(rest) = authority.strip_prefix('[') {
         if let Some((host, after)) = rest.split_once(']') {
-            let port = after
-                .strip_prefix(':')
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(default);
-            return (host.to_owned(), port);
+            let p = match after.strip_prefix(':') {
+                Some(p) => port(p)?,
+                None if after.is_empty() => default,
+                None => {
+                    return Err(Error::Port {
+                        port: after.chars().take(16).collect(),
+                    })
+                }
+            };
+            return Ok((host.to_owned(), p));
         }
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => {
-            (host.to_owned(), port.parse().unwrap_or(default))
-        }
-        _ => (authority.to_owned(), default),
+        Some((host, p)) if !host.contains(':') => Ok((host.to_owned(), port(p)?)),
+        _ => Ok((authority.to_owned(), default)),
     }
 }
 
@@ -202,6 +227,37 @@ mod tests {
         let url = VncUrl::parse(encoded).expect("parses");
         assert_eq!(url.expose(), "wss://h:443/vnc?s=ab+c%2F=");
         assert_eq!(url.host_header(), "h");
+    }
+
+    #[test]
+    fn empty_path_keeps_the_query() {
+        let url = VncUrl::parse("wss://h:8443?s=TOKEN&password=").expect("parses");
+        assert_eq!(url.path_and_query(), "/?s=TOKEN&password=");
+        assert_eq!(url.port(), 8443);
+        let url = VncUrl::parse("wss://h").expect("parses");
+        assert_eq!(url.path_and_query(), "/");
+        assert_eq!(url.port(), 443);
+        let url = VncUrl::parse("wss://h/vnc?s=a#frag").expect("parses");
+        assert_eq!(url.path_and_query(), "/vnc?s=a");
+    }
+
+    #[test]
+    fn bad_ports_are_errors_not_443() {
+        for bad in [
+            "wss://h:99999/vnc?s=x",
+            "wss://h:0/vnc",
+            "wss://h:44a/vnc",
+            "wss://h:+443/vnc",
+            "wss://[::1]:x/vnc",
+            "wss://[::1]junk/vnc",
+        ] {
+            assert!(
+                matches!(VncUrl::parse(bad), Err(Error::Port { .. })),
+                "{bad}"
+            );
+        }
+        let v6 = VncUrl::parse("wss://[::1]:8443/vnc").expect("parses");
+        assert_eq!((v6.host(), v6.port()), ("::1", 8443));
     }
 
     #[test]

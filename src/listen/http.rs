@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -200,6 +201,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
     let cfg = app.config();
     let path = req.uri().path().to_owned();
     if req.method() != Method::GET && req.method() != Method::HEAD {
+        if path.starts_with("/vnc/") {
+            // RFC 6455 §4.2.1: a websocket handshake is a GET; anything else is a bad request.
+            return http_util::text(
+                StatusCode::BAD_REQUEST,
+                "a websocket upgrade must use GET\n",
+            );
+        }
         return http_util::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
     }
     match path.as_str() {
@@ -348,56 +356,16 @@ fn upgrade(
         tracing::warn!(%peer, %instance, "{reason}");
         return http_util::text(StatusCode::FORBIDDEN, format!("{reason}\n"));
     }
-    let is_ws = header(&req, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-        && header(&req, "connection").is_some_and(|c| {
-            c.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        });
-    if !is_ws {
-        return http_util::text(
-            StatusCode::UPGRADE_REQUIRED,
-            "this is a websocket endpoint for noVNC: connect with a websocket client\n",
-        );
-    }
-    if header(&req, "sec-websocket-version") != Some("13") {
-        let mut r = http_util::text(
-            StatusCode::BAD_REQUEST,
-            "unsupported websocket version; use 13\n",
-        );
-        r.headers_mut().insert(
-            "sec-websocket-version",
-            http::HeaderValue::from_static("13"),
-        );
-        return r;
-    }
-    let Some(key) = header(&req, "sec-websocket-key").map(str::to_owned) else {
-        return http_util::text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    let hs = match websocket_handshake(&req) {
+        Ok(hs) => hs,
+        Err(refusal) => {
+            tracing::debug!(%peer, %instance, status = %refusal.status(), "websocket upgrade refused");
+            return *refusal;
+        }
     };
-    if app.sessions.available_permits() == 0 {
-        return http_util::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "tcvnc is at its limit of {} concurrent sessions: try again later\n",
-                cfg.session.max_sessions
-            ),
-        );
-    }
-    let offered: Vec<String> = header(&req, "sec-websocket-protocol")
-        .map(|p| {
-            p.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
-    let (answer, mode) = if offered.iter().any(|p| p == "binary") {
-        (Some("binary"), Mode::Binary)
-    } else if offered.iter().any(|p| p == "base64") {
-        (Some("base64"), Mode::Base64)
-    } else {
-        (None, Mode::Binary)
-    };
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let task_app = app.clone();
+    let full = app.sessions.available_permits() == 0;
+    let mode = hs.mode;
     app.shutdown.spawn(async move {
         let upgraded =
             match tokio::time::timeout(Duration::from_secs(10), hyper::upgrade::on(req)).await {
@@ -408,13 +376,128 @@ fn upgrade(
                 }
                 Err(_) => return,
             };
-        let ws = WsIo::new(
+        let mut ws = WsIo::new(
             TokioIo::new(upgraded),
             Role::Server,
             mode,
             bytes::Bytes::new(),
         );
+        if full {
+            // At capacity: a browser gets the reason in a close frame (1013), which noVNC
+            // shows; a bare 503 before the upgrade reads as a network error.
+            let failure = crate::outcome::Failure::Capacity {
+                max: task_app.config().session.max_sessions,
+            };
+            failure.log(&task_app.summaries, &target.instance);
+            ws.close(failure.close_code(), &failure.viewer_text()).await;
+            return;
+        }
         session::serve(task_app, ClientIo::Ws(ws), peer, Via::Ws, target).await;
     });
-    http_util::switching_protocols(&accept, answer)
+    http_util::switching_protocols(&hs.accept, hs.protocol)
+}
+
+/// An acceptable websocket upgrade request: what the 101 answer carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsHandshake {
+    /// The `Sec-WebSocket-Accept` value.
+    pub accept: String,
+    /// The subprotocol chosen (`binary` preferred over `base64`), if one was offered.
+    pub protocol: Option<&'static str>,
+    /// How data travels, following the subprotocol.
+    pub mode: Mode,
+}
+
+/// Checks a websocket upgrade request (RFC 6455 §4.2.1) and chooses the subprotocol.
+/// Shared by the `/vnc/<instance>` listener and the conformance harness.
+///
+/// # Errors
+/// The refusal to send: 400 for a method other than GET, HTTP/1.0, no `Host`, or a
+/// missing, duplicated or invalid `Sec-WebSocket-Key` (not the base64 of 16 bytes); 426
+/// without the `Upgrade`/`Connection` headers, or for a version other than 13 (with
+/// `Sec-WebSocket-Version: 13` and `Upgrade: websocket`).
+pub fn websocket_handshake<B>(req: &Request<B>) -> Result<WsHandshake, Box<Response<Body>>> {
+    let h = req.headers();
+    let one = |name: &str| -> Option<&str> {
+        let mut all = h.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => v.to_str().ok(),
+            _ => None,
+        }
+    };
+    let tokens = |name: &str| -> Vec<&str> {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    let bad = |why: &str| {
+        Err(Box::new(http_util::text(
+            StatusCode::BAD_REQUEST,
+            format!("{why}\n"),
+        )))
+    };
+    if req.method() != Method::GET {
+        return bad("a websocket upgrade must use GET");
+    }
+    if req.version() < http::Version::HTTP_11 {
+        return bad("a websocket upgrade needs HTTP/1.1");
+    }
+    if !h.contains_key(http::header::HOST) {
+        return bad("missing Host header");
+    }
+    let is_ws = tokens("upgrade")
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case("websocket"))
+        && tokens("connection")
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("upgrade"));
+    if !is_ws {
+        return Err(Box::new(http_util::text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is a websocket endpoint for noVNC: connect with a websocket client\n",
+        )));
+    }
+    if one("sec-websocket-version") != Some("13") {
+        let mut r = http_util::text(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported websocket version; use 13\n",
+        );
+        r.headers_mut().insert(
+            http::header::SEC_WEBSOCKET_VERSION,
+            http::HeaderValue::from_static("13"),
+        );
+        r.headers_mut().insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
+        return Err(Box::new(r));
+    }
+    if h.get_all("sec-websocket-key").iter().count() > 1 {
+        return bad("more than one Sec-WebSocket-Key");
+    }
+    let Some(key) = one("sec-websocket-key") else {
+        return bad("missing Sec-WebSocket-Key");
+    };
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key.trim());
+    if !matches!(decoded, Ok(k) if k.len() == 16) {
+        return bad("invalid Sec-WebSocket-Key (not the base64 of 16 bytes)");
+    }
+    // Subprotocol names are tokens compared exactly (RFC 6455 §4.1): `BINARY` is not ours.
+    let offered = tokens("sec-websocket-protocol");
+    let (protocol, mode) = if offered.contains(&"binary") {
+        (Some("binary"), Mode::Binary)
+    } else if offered.contains(&"base64") {
+        (Some("base64"), Mode::Base64)
+    } else {
+        (None, Mode::Binary)
+    };
+    Ok(WsHandshake {
+        accept: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.trim().as_bytes()),
+        protocol,
+        mode,
+    })
 }
