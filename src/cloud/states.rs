@@ -1,8 +1,9 @@
 //! What is known of instances that were not running. When the cloud refuses a URL
 //! because of the instance's state, the state is remembered; before another URL request
 //! is spent on that instance, its state is asked through `DescribeInstancesStatus` (its
-//! own rate limit, no URL spent), at most once per [`RECHECK`] and once at a time, so a
-//! crowd of viewers retrying a stopped instance spends nothing.
+//! own rate limit, no URL spent). Viewers that arrive together share one answer, so a
+//! crowd retrying a stopped instance costs one status request per round and no URL, and
+//! the first viewer after the instance starts gets in at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,6 @@ use super::CloudClient;
 
 /// A remembered state is dropped after this long (the instance is then tried again).
 const REMEMBER: Duration = Duration::from_secs(600);
-/// The state asked of the cloud is reused for this long.
-pub const RECHECK: Duration = Duration::from_secs(3);
 
 /// The instance is known not to be running.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,15 +30,20 @@ pub struct NotRunning {
 struct Known {
     state: String,
     noted: Instant,
-    checked: Instant,
+}
+
+/// The last state check of one instance: when it ended and what it found.
+#[derive(Debug, Default)]
+struct Check {
+    ended: Option<(Instant, Result<(), NotRunning>)>,
 }
 
 /// The registry, shared by every session.
 #[derive(Debug, Default)]
 pub struct States {
     known: Mutex<HashMap<String, Known>>,
-    /// One state check at a time per instance.
-    checks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One state check at a time per instance; callers that waited for one share it.
+    checks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Check>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -49,13 +53,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl States {
     /// The cloud refused a URL for `instance` because it is `state`.
     pub fn note_not_running(&self, instance: &str, state: &str) {
-        let now = Instant::now();
         lock(&self.known).insert(
             instance.to_owned(),
             Known {
                 state: state.to_ascii_lowercase(),
-                noted: now,
-                checked: now,
+                noted: Instant::now(),
             },
         );
     }
@@ -65,92 +67,81 @@ impl States {
         lock(&self.known).remove(instance);
     }
 
-    /// `None`: nothing known (go ahead); `Some(Err)`: known not running, checked
-    /// recently; `Some(Ok)`: known not running, time to ask again.
-    fn cached(&self, instance: &str, now: Instant) -> Option<Result<(), NotRunning>> {
+    /// The remembered state of `instance`, if it is still worth remembering.
+    fn remembered(&self, instance: &str) -> Option<String> {
         let mut known = lock(&self.known);
         let k = known.get(instance)?;
-        if now.duration_since(k.noted) >= REMEMBER {
+        if k.noted.elapsed() >= REMEMBER {
             known.remove(instance);
             return None;
         }
-        if now.duration_since(k.checked) < RECHECK {
-            Some(Err(NotRunning {
-                instance: instance.to_owned(),
-                state: k.state.clone(),
-            }))
-        } else {
-            Some(Ok(()))
-        }
+        Some(k.state.clone())
     }
 
     /// Before a URL is spent on `instance`: `Ok` when it may be running (nothing known,
     /// or the cloud now says `RUNNING`), else the state it is in.
     ///
     /// # Errors
-    /// [`NotRunning`] when the instance is known (or found) not to be running; when the
-    /// state cannot be asked, the remembered one.
+    /// [`NotRunning`] when the instance is found not to be running; when the state
+    /// cannot be asked, the remembered one.
     pub async fn check(
         &self,
         cloud: &CloudClient,
         instance: &str,
         region: &str,
     ) -> Result<(), NotRunning> {
-        match self.cached(instance, Instant::now()) {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(())) => {}
+        if self.remembered(instance).is_none() {
+            return Ok(());
         }
+        let arrived = Instant::now();
         let gate = lock(&self.checks)
             .entry(instance.to_owned())
             .or_default()
             .clone();
-        let _one = gate.lock().await;
-        // Another caller may have asked while this one waited.
-        match self.cached(instance, Instant::now()) {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(())) => {}
+        let mut check = gate.lock().await;
+        // A check that ended after this caller arrived answers for it too.
+        if let Some((ended, result)) = &check.ended {
+            if *ended >= arrived {
+                return result.clone();
+            }
         }
-        let asked = cloud.instance_states(&[instance.to_owned()], region).await;
-        let now = Instant::now();
-        let mut known = lock(&self.known);
-        let state = match asked {
+        let result = self.ask(cloud, instance, region).await;
+        check.ended = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    async fn ask(
+        &self,
+        cloud: &CloudClient,
+        instance: &str,
+        region: &str,
+    ) -> Result<(), NotRunning> {
+        let not_running = |state: String| NotRunning {
+            instance: instance.to_owned(),
+            state,
+        };
+        let state = match cloud.instance_states(&[instance.to_owned()], region).await {
             Ok(states) => states
                 .into_iter()
                 .find(|(id, _)| id == instance)
-                .map(|(_, s)| s)
-                .unwrap_or_else(|| "not found".into()),
+                .map_or_else(|| "not found".to_owned(), |(_, s)| s),
             Err(e) => {
                 tracing::warn!(%instance, error = %e, "cannot ask the instance's state; keeping the last one known");
-                match known.get_mut(instance) {
-                    Some(k) => {
-                        k.checked = now;
-                        return Err(NotRunning {
-                            instance: instance.to_owned(),
-                            state: k.state.clone(),
-                        });
-                    }
-                    None => return Ok(()),
-                }
+                return match self.remembered(instance) {
+                    Some(state) => Err(not_running(state)),
+                    None => Ok(()),
+                };
             }
         };
         if state == "RUNNING" {
-            known.remove(instance);
+            self.forget(instance);
             tracing::info!(%instance, "instance is running again");
             return Ok(());
         }
         let state = state.to_ascii_lowercase();
-        let k = known.entry(instance.to_owned()).or_insert(Known {
-            state: state.clone(),
-            noted: now,
-            checked: now,
-        });
-        k.state.clone_from(&state);
-        k.checked = now;
-        Err(NotRunning {
-            instance: instance.to_owned(),
-            state,
-        })
+        if let Some(k) = lock(&self.known).get_mut(instance) {
+            k.state.clone_from(&state);
+        }
+        Err(not_running(state))
     }
 }

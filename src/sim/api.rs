@@ -90,6 +90,11 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
         return control(&state, req).await;
     }
     let faults = state.faults();
+    let metadata = path.starts_with("/latest/meta-data/");
+    if !metadata {
+        // Counted on arrival, before any injected delay.
+        lock(&state.stats).api_requests += 1;
+    }
     if let Some(d) = faults.latency {
         tokio::time::sleep(d).await;
     }
@@ -97,10 +102,9 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
         let extra = j.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.0..1.0));
         tokio::time::sleep(extra).await;
     }
-    if path.starts_with("/latest/meta-data/") {
+    if metadata {
         return super::identity::metadata(&state, &path);
     }
-    lock(&state.stats).api_requests += 1;
     if state.take_fault(|f| &mut f.http_500) {
         return http_util::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
     }
