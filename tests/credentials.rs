@@ -965,3 +965,57 @@ async fn api_through_https_proxy_with_cloud_ca_file() {
     })
     .await;
 }
+
+/// The API limit is the account's, not the SecretId's: a CVM role's SecretId changes at
+/// every refresh, and the requests before and after a rotation share one limit.
+#[tokio::test]
+async fn the_api_limit_survives_credential_rotation() {
+    within(async {
+        let sim = sim().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        sim.state.set_identity(cvm_role("r", 3600));
+        let p = Arc::new(
+            Provider::resolve(
+                &no_config(),
+                &env_home(dir.path(), &[]),
+                chain_options(&sim),
+            )
+            .await
+            .expect("cvm role"),
+        );
+        let limiter = Arc::new(tcvnc::budget::ApiLimiter::new(
+            std::num::NonZeroU32::MIN.saturating_add(9),
+        ));
+        let c = tcvnc::cloud::CloudClient::new(
+            Product::Cvm,
+            tcvnc::cloud::EndpointPolicy {
+                override_endpoint: Some(
+                    tcvnc::cloud::parse_endpoint(&sim.api_url).expect("endpoint"),
+                ),
+                ..Default::default()
+            },
+            p.clone(),
+            limiter.clone(),
+            tls(),
+            fast_options(),
+        )
+        .expect("client");
+        let before = p.get().await.expect("cred").secret_id.clone();
+        mint(&c, "ins-demo0001", "ap-guangzhou")
+            .await
+            .expect("first");
+        sim.state.expire_temporary_keys();
+        mint(&c, "ins-demo0001", "ap-guangzhou")
+            .await
+            .expect("refreshed");
+        let after = p.get().await.expect("cred").secret_id.clone();
+        assert_ne!(before, after, "the role's SecretId rotated");
+        let keys = limiter.keys();
+        assert_eq!(keys.len(), 1, "one limit for the account: {keys:?}");
+        assert!(
+            !keys[0].account.contains(&before) && !keys[0].account.contains(&after),
+            "{keys:?}"
+        );
+    })
+    .await;
+}

@@ -136,6 +136,11 @@ impl ApiLimiter {
             .store(per_second.get(), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The keys with requests in their window or waiters (what the limiter holds).
+    pub fn keys(&self) -> Vec<ApiKey> {
+        lock(&self.keys).keys().cloned().collect()
+    }
+
     /// Forgets keys with nothing in their window (rotated keys, idle hosts).
     pub fn shrink(&self) {
         let now = Instant::now();
