@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tcvnc::cloud::VncUrl;
 use tcvnc::listen::http::websocket_handshake;
 use tcvnc::upstream::Dialer;
-use tcvnc::wsio::{Recv, Role, WsIo};
+use tcvnc::ws::{Recv, Role, WsIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::rfb::handshake::Ready;
-use crate::wsio::{Recv, WsIo, WsReader, WsWriter, CLOSE_NORMAL, HEADROOM, PROTOCOL_ERROR};
+use crate::ws::{Recv, WsIo, WsReader, WsWriter, CLOSE_NORMAL, HEADROOM, PROTOCOL_ERROR};
 
 /// Close code: internal error (what the viewer gets when the console failed).
 const CLOSE_ERROR: u16 = 1011;

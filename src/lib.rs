@@ -37,4 +37,4 @@ pub mod sim;
 pub mod systemd;
 pub mod tls;
 pub mod upstream;
-pub mod wsio;
+pub mod ws;

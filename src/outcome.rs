@@ -36,13 +36,13 @@ pub const CLOSE_NORMAL: u16 = 1000;
 /// The server is going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// The peer broke the websocket protocol (sent by `wsio` itself).
-pub const CLOSE_PROTOCOL: u16 = crate::wsio::CLOSE_PROTOCOL;
+pub const CLOSE_PROTOCOL: u16 = crate::ws::CLOSE_PROTOCOL;
 /// A text message on the binary channel (sent by `wsio` itself).
-pub const CLOSE_UNSUPPORTED: u16 = crate::wsio::CLOSE_UNSUPPORTED;
+pub const CLOSE_UNSUPPORTED: u16 = crate::ws::CLOSE_UNSUPPORTED;
 /// A close reason that is not UTF-8, or bad base64 (sent by `wsio` itself).
-pub const CLOSE_INVALID_DATA: u16 = crate::wsio::CLOSE_INVALID_DATA;
+pub const CLOSE_INVALID_DATA: u16 = crate::ws::CLOSE_INVALID_DATA;
 /// A frame over the size limit (sent by `wsio` itself).
-pub const CLOSE_TOO_BIG: u16 = crate::wsio::CLOSE_TOO_BIG;
+pub const CLOSE_TOO_BIG: u16 = crate::ws::CLOSE_TOO_BIG;
 /// Policy violation (authentication).
 pub const CLOSE_POLICY: u16 = 1008;
 /// Internal error / upstream failure.

@@ -18,7 +18,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::cloud::VncUrl;
-use crate::wsio::{Mode, Role, WsIo};
+use crate::ws::{Mode, Role, WsIo};
 
 /// The `User-Agent` tcvnc sends.
 pub const USER_AGENT: &str = concat!("tcvnc/", env!("CARGO_PKG_VERSION"));

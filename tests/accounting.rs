@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use tcvnc::sim::{Faults, SimInstance, SimOptions};
-use tcvnc::wsio::Recv;
+use tcvnc::ws::Recv;
 
 fn requests(sim: &tcvnc::sim::SimHandle, action: &str) -> u64 {
     sim.state.stats().actions.get(action).copied().unwrap_or(0)

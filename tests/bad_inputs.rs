@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use tcvnc::wsio::Recv;
+use tcvnc::ws::Recv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---- configuration: exit 64 and a message naming the file, the key and the fix ----

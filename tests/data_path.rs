@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::*;
 use sha2::{Digest, Sha256};
 use tcvnc::sim::{Faults, GatewayEvent, SimOptions, SubprotocolMode};
-use tcvnc::wsio::Recv;
+use tcvnc::ws::Recv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn transparent(instances: &[&str]) -> Opts {

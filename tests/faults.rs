@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::*;
 use tcvnc::rfb::handshake::RfbIo;
 use tcvnc::sim::Faults;
-use tcvnc::wsio::Recv;
+use tcvnc::ws::Recv;
 
 fn logs() -> String {
     captured_logs(tracing::Level::INFO)

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use common::*;
 use tcvnc::sim::{Faults, SimOptions};
-use tcvnc::wsio::Recv;
+use tcvnc::ws::Recv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VERSIONS: [&[u8; 12]; 3] = [V33, V37, V38];

@@ -13,7 +13,7 @@ use tcvnc::bridge::{self, ClientIo, Counters, End, Limits};
 use tcvnc::cloud::VncUrl;
 use tcvnc::listen::http::websocket_handshake;
 use tcvnc::upstream::Dialer;
-use tcvnc::wsio::{apply_mask, Mode, Recv, Role, WsIo};
+use tcvnc::ws::{apply_mask, Mode, Recv, Role, WsIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_util::sync::CancellationToken;
 

@@ -249,7 +249,7 @@ pub async fn rfb_ws(http: SocketAddr, instance: &str) -> Result<(WsChan<TcpStrea
     let mut req = format!("ws://{http}/vnc/{instance}").into_client_request()?;
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("binary"));
-    let (ws, _) = tokio_tungstenite::client_async_with_config(req, s, Some(tcvnc::wsio::config()))
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, s, Some(tcvnc::ws::config()))
         .await
         .context("websocket handshake with tcvnc")?;
     let mut io = WsChan::new(ws);
@@ -275,10 +275,9 @@ pub async fn direct(url: &str, ca: &Path) -> Result<Direct> {
     let name = rustls_pki_types::ServerName::try_from(parsed.host().to_owned())?;
     let tls = connector.connect(name, tcp).await?;
     let req = url.into_client_request()?;
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(req, tls, Some(tcvnc::wsio::config()))
-            .await
-            .context("websocket handshake with the gateway")?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, tls, Some(tcvnc::ws::config()))
+        .await
+        .context("websocket handshake with the gateway")?;
     let tls_ws = t0.elapsed();
     let mut io = WsChan::new(ws);
     let rfb = rfb_viewer(&mut io, t0).await?;

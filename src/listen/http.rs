@@ -21,7 +21,7 @@ use crate::bridge::ClientIo;
 use crate::config::Config;
 use crate::http_util::{self, Body, Conn};
 use crate::session::{self, Via};
-use crate::wsio::{Mode, Role, WsIo};
+use crate::ws::{Mode, Role, WsIo};
 
 /// Serves HTTP until shutdown.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {

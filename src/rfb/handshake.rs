@@ -14,7 +14,7 @@ use super::messages::{Version, MAX_TEXT};
 use crate::bridge::ClientIo;
 use crate::guard::{Guard, Refused};
 use crate::redact::Secret;
-use crate::wsio::WsIo;
+use crate::ws::WsIo;
 
 /// Security type: invalid / failure.
 pub const INVALID: u8 = 0;

@@ -37,7 +37,7 @@ pub(super) fn describe(end: &End, shutting_down: bool) -> String {
 
 pub(super) async fn close<W, U>(
     client: &mut ClientIo<W>,
-    up: &mut crate::wsio::WsIo<U>,
+    up: &mut crate::ws::WsIo<U>,
     end: &End,
     shutting_down: bool,
     limits: Limits,

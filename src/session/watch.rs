@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::bridge::ClientIo;
 use crate::outcome::{Gone, CLOSE_NORMAL};
-use crate::wsio::Recv;
+use crate::ws::Recv;
 
 /// Resolves when the client is gone; pends forever while it is there (or once it sent
 /// data). Cancel-safe: dropping it loses nothing.

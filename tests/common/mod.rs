@@ -260,7 +260,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tcvnc::bridge::ClientIo;
 use tcvnc::rfb::handshake::RfbIo;
-use tcvnc::wsio::Recv;
+use tcvnc::ws::Recv;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -325,7 +325,7 @@ impl WsClient {
         let mut filled = 0;
         while filled < buf.len() {
             match self.recv().await {
-                Recv::Data(d) => self.pending = tcvnc::wsio::fill_from(buf, &mut filled, d),
+                Recv::Data(d) => self.pending = tcvnc::ws::fill_from(buf, &mut filled, d),
                 Recv::Closed(c) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
@@ -382,7 +382,7 @@ pub async fn ws_connect(
     }
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (ws, resp) =
-        tokio_tungstenite::client_async_with_config(req, tcp, Some(tcvnc::wsio::config())).await?;
+        tokio_tungstenite::client_async_with_config(req, tcp, Some(tcvnc::ws::config())).await?;
     let proto = resp
         .headers()
         .get("sec-websocket-protocol")
