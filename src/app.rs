@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::budget::Budget;
+use crate::claims::Consoles;
 use crate::cloud::states::States;
 use crate::cloud::CloudClient;
 use crate::config::Config;
 use crate::guard::Guard;
-use crate::listen::peer::{PeerLimiter, Unauthenticated};
+use crate::guard::{PeerLimiter, Unauthenticated};
 use crate::logsum::Summaries;
-use crate::session::consoles::Consoles;
 use crate::shutdown::Shutdown;
 use crate::upstream::Dialer;
 

@@ -17,7 +17,9 @@
 pub mod app;
 pub mod bridge;
 pub mod budget;
+pub mod claims;
 pub mod cli;
+pub mod client;
 pub mod cloud;
 pub mod cmd;
 pub mod config;

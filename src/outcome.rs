@@ -8,7 +8,7 @@
 use crate::budget::Exhausted;
 use crate::cloud::states::NotRunning;
 use crate::cloud::{self, Kind};
-use crate::listen::peer::Crowded;
+use crate::guard::Crowded;
 use crate::logsum::Summaries;
 use crate::rfb::handshake;
 use crate::upstream;

@@ -603,7 +603,7 @@ async fn slow_client_bounded_memory() {
         let held = c.max_buffered.load(std::sync::atomic::Ordering::Relaxed);
         let from_upstream = c.from_upstream.load(std::sync::atomic::Ordering::Relaxed);
         // The gateway sends 64 KiB messages; tcvnc holds at most one batch of them.
-        assert!(held <= 2 * tcvnc::bridge::CHUNK as u64, "held {held} bytes");
+        assert!(held <= 2 * tcvnc::client::CHUNK as u64, "held {held} bytes");
         // Backpressure reached the upstream: it sent little more than the client read
         // plus the kernel's and websocket's buffers, far from a flood.
         assert!(

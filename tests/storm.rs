@@ -138,7 +138,7 @@ async fn reconnect_storm() {
                         continue;
                     }
                 };
-                let mut c: TcpClient = tcvnc::bridge::ClientIo::Tcp(s);
+                let mut c: TcpClient = tcvnc::client::ClientIo::Tcp(s);
                 match tokio::time::timeout(
                     Duration::from_secs(10),
                     rfb_handshake(&mut c, V38, None),

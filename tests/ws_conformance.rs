@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
-use tcvnc::bridge::{self, ClientIo, Counters, End, Limits};
+use tcvnc::bridge::{self, Counters, End, Limits};
+use tcvnc::client::ClientIo;
 use tcvnc::cloud::VncUrl;
 use tcvnc::listen::http::websocket_handshake;
 use tcvnc::upstream::Dialer;

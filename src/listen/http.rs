@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::bridge::ClientIo;
+use crate::client::ClientIo;
 use crate::config::Config;
 use crate::http_util::{self, Body, Conn};
 use crate::session::{self, Via};

@@ -1,9 +1,8 @@
 //! Listeners: one raw TCP listener per target for native viewers, and the HTTP server
-//! (websocket console, health, readiness, web UI), and per-address admission. Callers
-//! bind; [`crate::daemon::run`] serves.
+//! (websocket console, health, readiness, web UI). Callers bind; [`crate::daemon::run`]
+//! serves.
 
 pub mod http;
-pub mod peer;
 pub mod tcp;
 pub mod web;
 

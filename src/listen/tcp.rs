@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::bridge::ClientIo;
+use crate::client::ClientIo;
 use crate::session::{self, Via};
 
 /// Accepts native viewers for `instance` until shutdown or `stop` (the target was

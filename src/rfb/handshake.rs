@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::auth;
 use super::messages::{Version, MAX_TEXT};
-use crate::bridge::ClientIo;
+use crate::client::ClientIo;
 use crate::guard::{Guard, Refused};
 use crate::redact::Secret;
 use crate::ws::WsIo;

@@ -3,7 +3,8 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::bridge::{ClientIo, End, Limits};
+use crate::bridge::{End, Limits};
+use crate::client::ClientIo;
 use crate::outcome;
 
 pub(super) fn close_label(end: &End, shutting_down: bool) -> &'static str {

@@ -5,7 +5,6 @@
 //! the client is watched: one that leaves stops the work and spends nothing more.
 //! Per-connection state lives here, never on shared state.
 
-pub mod consoles;
 mod end;
 pub mod mint;
 mod watch;
@@ -20,12 +19,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 
-use self::consoles::ConsoleGuard;
 use self::mint::Spend;
 use crate::app::{App, LiveSession};
-use crate::bridge::{self, ClientIo, Counters, Limits};
+use crate::bridge::{self, Counters, Limits};
+use crate::claims::ConsoleGuard;
+use crate::client::ClientIo;
 use crate::config::{Config, Target};
-use crate::listen::peer::Crowded;
+use crate::guard::Crowded;
 use crate::outcome::{self, Failure};
 use crate::rfb::handshake::{self, Authenticated, Greeted, Ready};
 use crate::upstream::Upstream;

@@ -7,7 +7,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::bridge::ClientIo;
+use crate::client::ClientIo;
 use crate::outcome::{Gone, CLOSE_NORMAL};
 use crate::ws::Recv;
 

@@ -258,7 +258,7 @@ impl TestDaemon {
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tcvnc::bridge::ClientIo;
+use tcvnc::client::ClientIo;
 use tcvnc::rfb::handshake::RfbIo;
 use tcvnc::ws::Recv;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
