@@ -23,7 +23,7 @@ fn transparent(instances: &[&str]) -> Opts {
 
 fn random(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
-    rand::Rng::fill(&mut rand::rng(), &mut v[..]);
+    rand::RngExt::fill(&mut rand::rng(), &mut v[..]);
     v
 }
 

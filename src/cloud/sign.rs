@@ -65,7 +65,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    let mut mac =
+        <HmacSha256 as hmac::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(msg);
     mac.finalize().into_bytes().into()
 }

@@ -1,7 +1,7 @@
 //! VNC Authentication (security type 2): the DES challenge-response with the classic
 //! bit-reversed key. Guessing is slowed by [`crate::guard`].
 
-use des::cipher::{BlockEncrypt, KeyInit};
+use des::cipher::{BlockCipherEncrypt, KeyInit};
 
 /// The 16-byte answer to `challenge` for `password` (truncated or zero-padded to 8 bytes,
 /// each key byte bit-reversed, two DES-ECB blocks).
@@ -13,7 +13,10 @@ pub fn response(password: &[u8], challenge: &[u8; 16]) -> [u8; 16] {
     let cipher = des::Des::new(&key.into());
     let mut out = *challenge;
     for block in out.chunks_exact_mut(8) {
-        cipher.encrypt_block(block.into());
+        // `chunks_exact_mut(8)` yields 8-byte blocks only.
+        if let Ok(block) = block.try_into() {
+            cipher.encrypt_block(block);
+        }
     }
     out
 }
@@ -51,10 +54,10 @@ mod tests {
     #[test]
     fn key_bits_are_reversed() {
         let challenge = [7u8; 16];
-        let cipher = des::Des::new(b"password".into());
+        let cipher = des::Des::new(&(*b"password").into());
         let mut plain = challenge;
         for block in plain.chunks_exact_mut(8) {
-            cipher.encrypt_block(block.into());
+            cipher.encrypt_block(block.try_into().expect("8 bytes"));
         }
         assert_ne!(plain, response(b"password", &challenge));
     }

@@ -99,7 +99,7 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
         tokio::time::sleep(d).await;
     }
     if let Some(j) = faults.latency_jitter {
-        let extra = j.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.0..1.0));
+        let extra = j.mul_f64(rand::random_range(0.0..1.0));
         tokio::time::sleep(extra).await;
     }
     if metadata {

@@ -442,7 +442,7 @@ impl SimState {
     fn mint_url(&self, instance: &str) -> String {
         use base64::Engine;
         let mut raw = [0u8; 48];
-        rand::Rng::fill(&mut rand::rng(), &mut raw[..]);
+        rand::RngExt::fill(&mut rand::rng(), &mut raw[..]);
         let token = base64::engine::general_purpose::STANDARD.encode(raw);
         lock(&self.tokens).insert(
             token.clone(),
