@@ -586,3 +586,32 @@ pub fn captured_logs(level: tracing::Level) -> String {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     String::from_utf8_lossy(&text).into_owned()
 }
+
+// ---- how a server ends a TCP connection ----
+
+/// How the other side ended a TCP connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TcpEnd {
+    /// An orderly close (FIN): it had read everything we sent.
+    Eof,
+    /// A reset: it closed with bytes of ours unread (Linux answers those with RST).
+    Reset,
+}
+
+/// Reads `s` until the other side ends it: the bytes that came first and how it ended.
+/// Linux still delivers bytes queued before a reset, so the bytes are complete either way.
+pub async fn read_until_end(s: &mut TcpStream) -> (Vec<u8>, TcpEnd) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) => return (got, TcpEnd::Eof),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (got, TcpEnd::Reset)
+            }
+            Err(e) => panic!("read after {} bytes: {e}", got.len()),
+        }
+    }
+}
