@@ -447,12 +447,7 @@ async fn sighup_reloads_the_real_binary() {
         &(target("ins-demo0001", "127.0.0.1:0", "") + &target("ins-demo0002", "127.0.0.1:0", "")),
     );
     kill("-HUP", pid).await;
-    let msg = notified(&sock).await;
-    assert!(msg.lines().any(|l| l == "RELOADING=1"), "{msg}");
-    assert!(
-        msg.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
-        "{msg}"
-    );
+    // The log first: a process killed by the signal ends it at once.
     let v = until(&mut lines, listening("tcp ins-demo0002")).await;
     let b: SocketAddr = v["address"]
         .as_str()
@@ -464,6 +459,12 @@ async fn sighup_reloads_the_real_binary() {
     assert!(
         v["added"].as_str().expect("added").contains("ins-demo0002"),
         "{v}"
+    );
+    let msg = notified(&sock).await;
+    assert!(msg.lines().any(|l| l == "RELOADING=1"), "{msg}");
+    assert!(
+        msg.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{msg}"
     );
     assert!(notified(&sock).await.lines().any(|l| l == "READY=1"));
 
