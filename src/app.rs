@@ -64,6 +64,8 @@ pub struct App {
     /// Listeners bound and credentials loaded.
     pub ready: AtomicBool,
     next_id: AtomicU64,
+    /// The size of `sessions`, which a reload may change.
+    session_size: Arc<Mutex<SessionSize>>,
     live: Mutex<HashMap<u64, Arc<LiveSession>>>,
     live_count: tokio::sync::watch::Sender<usize>,
 }
@@ -74,6 +76,25 @@ impl std::fmt::Debug for App {
             .field("config", &self.config().source)
             .finish_non_exhaustive()
     }
+}
+
+/// The size of the session semaphore, tracked apart from the config: permits held by
+/// sessions cannot be forgotten, so a lower `max_sessions` is reached as sessions end.
+#[derive(Debug, Default)]
+struct SessionSize {
+    /// Permits the semaphore has in all: available, held by sessions, held by a shrink.
+    total: usize,
+    /// What it should have.
+    target: usize,
+    /// Bumped at every resize; a shrink task started by an older one gives up.
+    generation: u64,
+    /// The task claiming the permits sessions still hold beyond `target`.
+    shrinking: Option<tokio::task::AbortHandle>,
+}
+
+/// The cap on unauthenticated connections overall, from `session.max_sessions`.
+fn unauthenticated_total(max_sessions: usize) -> usize {
+    max_sessions.saturating_mul(4).max(64)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,13 +121,14 @@ impl App {
             config.upstream.connect_timeout,
         );
         let s = &config.session;
+        let max_sessions = s.max_sessions;
         Ok(App {
             budget: Budget::new(config.budget.reconnects_per_minute, config.budget.max_wait),
             states: States::default(),
             sessions: Arc::new(Semaphore::new(s.max_sessions)),
             unauthenticated: Unauthenticated::new(
                 s.unauthenticated_per_peer,
-                s.max_sessions.saturating_mul(4).max(64),
+                unauthenticated_total(s.max_sessions),
             ),
             guard: Guard::new(crate::guard::Limits::default()),
             peer_limiter: PeerLimiter::new(s.connections_per_peer_per_minute),
@@ -119,6 +141,12 @@ impl App {
             metrics,
             ready: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            session_size: Arc::new(Mutex::new(SessionSize {
+                total: max_sessions,
+                target: max_sessions,
+                generation: 0,
+                shrinking: None,
+            })),
             live: Mutex::new(HashMap::new()),
             live_count: tokio::sync::watch::channel(0).0,
         })
@@ -133,22 +161,84 @@ impl App {
     }
 
     /// Puts `new` in force for everything that starts from now on; live sessions keep
-    /// theirs. The budget's and API limit's numbers follow; their windows are kept.
+    /// theirs. The budget's, API limit's and admission limits' numbers follow (the
+    /// budget's windows are kept); the session limit shrinks as sessions end. Must run
+    /// inside the runtime (a lower session limit may start a task).
     pub fn replace_config(&self, new: Config) {
         self.budget
             .set_limits(new.budget.reconnects_per_minute, new.budget.max_wait);
         self.cloud.set_rate(new.budget.api_requests_per_second);
-        let old_max = self.config().session.max_sessions;
-        let new_max = new.session.max_sessions;
-        if new_max > old_max {
-            self.sessions.add_permits(new_max - old_max);
-        } else if new_max < old_max {
-            self.sessions.forget_permits(old_max - new_max);
-        }
+        let s = &new.session;
+        self.peer_limiter
+            .set_per_minute(s.connections_per_peer_per_minute);
+        self.unauthenticated.set_limits(
+            s.unauthenticated_per_peer,
+            unauthenticated_total(s.max_sessions),
+        );
+        self.resize_sessions(s.max_sessions);
         *self
             .config
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+    }
+
+    /// Makes the session semaphore hold `target` permits: adds them at once, or forgets
+    /// the free ones and claims the rest, as the sessions holding them end, ahead of any
+    /// newcomer (the semaphore is fair), then forgets those too.
+    fn resize_sessions(&self, target: usize) {
+        use futures_util::FutureExt;
+        let mut size = lock(&self.session_size);
+        size.generation += 1;
+        size.target = target;
+        if let Some(h) = size.shrinking.take() {
+            h.abort(); // its claimed permits go back when it is dropped
+        }
+        if target >= size.total {
+            self.sessions.add_permits(target - size.total);
+            size.total = target;
+            return;
+        }
+        let forgotten = self.sessions.forget_permits(size.total - target);
+        size.total -= forgotten;
+        let deficit = u32::try_from(size.total - target).unwrap_or(u32::MAX);
+        if deficit == 0 {
+            return;
+        }
+        // Polled once here, so the claim is queued before this returns and no permit
+        // released from now on can reach a newcomer first.
+        let mut claim = Box::pin(self.sessions.clone().acquire_many_owned(deficit));
+        let generation = size.generation;
+        if let Some(claimed) = (&mut claim).now_or_never() {
+            if let Ok(permits) = claimed {
+                size.total -= permits.num_permits();
+                permits.forget();
+            }
+            return;
+        }
+        let (shared, shutdown) = (self.session_size.clone(), self.shutdown.clone());
+        let task = self.shutdown.spawn(async move {
+            // Cancel-safe: dropping the claim returns what it had gathered.
+            let permits = tokio::select! {
+                () = shutdown.cancelled() => return,
+                p = claim => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let mut size = lock(&shared);
+            if size.generation == generation {
+                size.total -= permits.num_permits();
+                permits.forget();
+                size.shrinking = None;
+            } // else a later resize counted these permits as present: they go back
+        });
+        size.shrinking = Some(task.abort_handle());
+    }
+
+    /// The session limit in force: permits the session semaphore holds in all, which
+    /// reaches a lowered `max_sessions` once enough sessions have ended.
+    pub fn session_limit(&self) -> usize {
+        lock(&self.session_size).total
     }
 
     /// A fresh session id.

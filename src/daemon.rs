@@ -1,9 +1,12 @@
 //! The daemon: [`run`] (serve bound listeners until a shutdown future resolves, then
-//! drain), and the `serve`, `demo` and `connect` commands.
+//! drain; [`run_reloading`] also reloads the config on SIGHUP, see [`reload`]), and the
+//! `serve`, `demo` and `connect` commands.
+
+pub mod reload;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -11,23 +14,36 @@ use crate::app::App;
 use crate::cloud::credentials::Env;
 use crate::cmd::CmdError;
 use crate::config::Config;
-use crate::listen::{self, Listeners};
+use crate::listen::{self, ListenerRegistry, Listeners};
+use crate::shutdown::Hangup;
+
+pub use reload::{reload, reload_file, ReloadError, ReloadReport};
+
+/// Where reloads come from: each SIGHUP re-reads `path`.
+#[derive(Debug)]
+pub struct ReloadOn {
+    /// The config file to re-read.
+    pub path: PathBuf,
+    /// The SIGHUP handler, installed as early as possible.
+    pub hangup: Hangup,
+}
 
 /// Serves `listeners` until `shutdown` resolves (or `app.shutdown` is triggered), then
 /// stops accepting and drains sessions within `session.shutdown_grace`. Returns whether
 /// every session ended in time.
 pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) -> bool {
-    for (instance, l) in listeners.tcp {
-        app.shutdown.spawn(listen::tcp::serve(
-            app.clone(),
-            instance,
-            l,
-            tokio_util::sync::CancellationToken::new(),
-        ));
-    }
-    if let Some(l) = listeners.http {
-        app.shutdown.spawn(listen::http::serve(app.clone(), l));
-    }
+    run_reloading(app, listeners, shutdown, None).await
+}
+
+/// [`run`], also reloading the configuration at every request `reload` brings (see
+/// [`reload::on_request`]; a reload in progress finishes before shutdown is looked at).
+pub async fn run_reloading(
+    app: Arc<App>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<ReloadOn>,
+) -> bool {
+    let mut registry = ListenerRegistry::start(app.clone(), listeners);
     let housekeeping = app.clone();
     app.shutdown.spawn(async move {
         const SUMMARY_S: u64 = 10;
@@ -54,9 +70,21 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         let sd = app.shutdown.clone();
         app.shutdown.spawn(crate::systemd::watchdog(interval, sd));
     }
-    tokio::select! {
-        _ = shutdown => {}
-        _ = app.shutdown.cancelled() => {}
+    let (path, mut hangup) = match reload {
+        Some(r) => (Some(r.path), r.hangup),
+        None => (None, Hangup::none()),
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = app.shutdown.cancelled() => break,
+            () = hangup.recv() => {
+                if let Some(p) = &path {
+                    reload::on_request(&app, &mut registry, p).await;
+                }
+            }
+        }
     }
     app.ready.store(false, Ordering::Relaxed);
     crate::systemd::notify_stopping();
@@ -99,6 +127,7 @@ pub async fn build_app(cfg: Config, env: &Env) -> Result<Arc<App>, CmdError> {
 async fn bind_and_run(
     app: Arc<App>,
     extra: impl FnOnce(&[(String, SocketAddr)]),
+    reload: Option<ReloadOn>,
 ) -> Result<(), CmdError> {
     let listeners = Listeners::inherit_or_bind(&app.config())
         .await
@@ -116,26 +145,38 @@ async fn bind_and_run(
         tracing::info!(listener = %what, address = %a, "listening");
     }
     extra(&addrs);
-    run(app, listeners, crate::shutdown::signal()).await;
+    run_reloading(app, listeners, crate::shutdown::signal(), reload).await;
     Ok(())
 }
 
-/// `tcvnc serve`.
+/// `tcvnc serve`: SIGHUP reloads the config file (see [`reload`]).
 ///
 /// # Errors
 /// Config (64), credentials (69) or listener (1) problems.
 pub async fn serve_command(config: Option<&Path>) -> Result<(), CmdError> {
-    let cfg = Config::locate(config)?.ok_or_else(|| {
-        CmdError::Usage(format!(
-            "no config file: pass -c FILE or create one of {} (see config/tcvnc.example.toml)",
-            crate::config::DEFAULT_PATHS.join(", ")
-        ))
-    })?;
+    // First of all: from here on a SIGHUP is a reload request, never the default
+    // action (terminate), whichever startup step it interrupts.
+    let hangup = Hangup::install();
+    let path = match config {
+        Some(p) => p.to_owned(),
+        None => crate::config::DEFAULT_PATHS
+            .iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                CmdError::Usage(format!(
+                    "no config file: pass -c FILE or create one of {} (see config/tcvnc.example.toml)",
+                    crate::config::DEFAULT_PATHS.join(", ")
+                ))
+            })?
+            .to_owned(),
+    };
+    let cfg = Config::load(&path)?;
     for lint in cfg.lints() {
         tracing::warn!("{lint}");
     }
     let app = build_app(cfg, &Env::from_process()).await?;
-    bind_and_run(app, |_| {}).await
+    bind_and_run(app, |_| {}, Some(ReloadOn { path, hangup })).await
 }
 
 /// The config `tcvnc demo` runs with, pointed at a simulator.
@@ -202,7 +243,7 @@ pub async fn demo_command(
         println!("  browser:        http://{http}/");
         println!("  websocket:      ws://{http}/vnc/ins-demo0001   (also ins-demo0002, ins-demo0003, ins-stopped1)");
         println!("Press Ctrl-C to stop.");
-    })
+    }, None)
     .await;
     sim.shutdown().await;
     result

@@ -1,5 +1,6 @@
 //! Cancellation and draining: a token every task watches, and a tracker every task is
-//! spawned through, so shutdown can stop accepting and wait for sessions to end.
+//! spawned through, so shutdown can stop accepting and wait for sessions to end. Also the
+//! process signals: SIGTERM/SIGINT ([`signal`]) and SIGHUP ([`Hangup`], reload requests).
 
 use std::future::Future;
 use std::time::Duration;
@@ -88,5 +89,56 @@ pub async fn signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// SIGHUP as reload requests. [`Hangup::install`] replaces the default action
+/// (terminate) at once, so a SIGHUP that arrives during startup is kept and answered by
+/// a reload once the daemon serves, instead of killing the process.
+#[derive(Debug)]
+pub struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Installs the SIGHUP handler (must run inside the runtime). When it cannot be
+    /// installed, says so and never yields.
+    pub fn install() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(s) => Hangup { signal: Some(s) },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot handle SIGHUP; configuration reload is unavailable");
+                    Hangup { signal: None }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Hangup {}
+        }
+    }
+
+    /// No reload requests ever (commands that do not reload).
+    pub fn none() -> Hangup {
+        Hangup {
+            #[cfg(unix)]
+            signal: None,
+        }
+    }
+
+    /// Resolves at the next SIGHUP (several arriving together count as one); never
+    /// when not installed. Cancel-safe.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
     }
 }

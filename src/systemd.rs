@@ -1,6 +1,7 @@
-//! systemd integration: `READY=1` once listeners accept, `STOPPING=1` on shutdown,
-//! watchdog pings at half `WatchdogSec=`, and listeners inherited by socket activation.
-//! Everything is a no-op outside systemd.
+//! systemd integration: `READY=1` once listeners accept, `RELOADING=1` … `READY=1`
+//! around a configuration reload, `STOPPING=1` on shutdown, watchdog pings at half
+//! `WatchdogSec=`, and listeners inherited by socket activation. Everything is a no-op
+//! outside systemd.
 
 use std::time::Duration;
 
@@ -13,6 +14,22 @@ pub fn notify_ready(sessions: usize) {
     let status = format!("serving; {sessions} sessions");
     if let Err(e) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)]) {
         tracing::warn!(error = %e, "cannot notify systemd (READY=1)");
+    }
+}
+
+/// Tells systemd a configuration reload has begun (with `MONOTONIC_USEC`, which
+/// `Type=notify-reload` requires); [`notify_ready`] ends it.
+pub fn notify_reloading() {
+    let mut states = vec![
+        NotifyState::Reloading,
+        NotifyState::Status("reloading the configuration"),
+    ];
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => states.push(now),
+        Err(e) => tracing::debug!(error = %e, "no monotonic clock for MONOTONIC_USEC"),
+    }
+    if let Err(e) = sd_notify::notify(&states) {
+        tracing::warn!(error = %e, "cannot notify systemd (RELOADING=1)");
     }
 }
 

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -28,30 +29,47 @@ impl Clock for TokioClock {
 #[allow(clippy::disallowed_types)] // the middleware is parameterised by the clock's instant type
 type NoOp = governor::middleware::NoOpMiddleware<std::time::Instant>;
 
+type Keyed = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, TokioClock, NoOp>;
+
 /// New connections per client address: a GCRA limit (burst of a sixth of the minute's
 /// allowance).
 pub struct PeerLimiter {
-    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, TokioClock, NoOp>,
-    per_minute: u32,
+    /// The limiter and its rate, replaced together when a reload changes the rate.
+    inner: RwLock<(Arc<Keyed>, u32)>,
 }
 
 impl std::fmt::Debug for PeerLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerLimiter")
-            .field("per_minute", &self.per_minute)
+            .field("per_minute", &self.per_minute())
             .finish()
     }
+}
+
+fn keyed(per_minute: NonZeroU32) -> Arc<Keyed> {
+    let burst = NonZeroU32::new((per_minute.get() / 6).max(1)).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::per_minute(per_minute).allow_burst(burst);
+    Arc::new(RateLimiter::new(
+        quota,
+        DefaultKeyedStateStore::default(),
+        TokioClock,
+    ))
 }
 
 impl PeerLimiter {
     /// `per_minute` connections per address, bursts of up to a sixth of that.
     pub fn new(per_minute: NonZeroU32) -> Self {
-        let burst = NonZeroU32::new((per_minute.get() / 6).max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_minute(per_minute).allow_burst(burst);
         PeerLimiter {
-            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), TokioClock),
-            per_minute: per_minute.get(),
+            inner: RwLock::new((keyed(per_minute), per_minute.get())),
         }
+    }
+
+    fn limiter(&self) -> Arc<Keyed> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
     }
 
     /// Admits one connection from `ip`, or says how long until the next is allowed.
@@ -59,20 +77,35 @@ impl PeerLimiter {
     /// # Errors
     /// The wait, when over the limit.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.limiter
+        self.limiter()
             .check_key(&ip)
             .map_err(|nu| nu.wait_time_from(TokioClock.now()))
     }
 
     /// The configured rate.
     pub fn per_minute(&self) -> u32 {
-        self.per_minute
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+    }
+
+    /// A new rate (a reloaded config). A changed rate starts every address afresh.
+    pub fn set_per_minute(&self, per_minute: NonZeroU32) {
+        let mut inner = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.1 != per_minute.get() {
+            *inner = (keyed(per_minute), per_minute.get());
+        }
     }
 
     /// Forgets addresses that are back within their allowance (bounded memory).
     pub fn shrink(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        let l = self.limiter();
+        l.retain_recent();
+        l.shrink_to_fit();
     }
 }
 
@@ -95,8 +128,8 @@ struct Counts {
 /// address and `total` overall. Each admitted one holds a [`Pending`] until it has.
 #[derive(Debug)]
 pub struct Unauthenticated {
-    per_peer: usize,
-    total: usize,
+    per_peer: AtomicUsize,
+    total: AtomicUsize,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -127,10 +160,16 @@ impl Unauthenticated {
     /// At most `per_peer` per address and `total` overall.
     pub fn new(per_peer: usize, total: usize) -> Self {
         Unauthenticated {
-            per_peer,
-            total,
+            per_peer: AtomicUsize::new(per_peer),
+            total: AtomicUsize::new(total),
             counts: Arc::default(),
         }
+    }
+
+    /// New limits (a reloaded config); connections already admitted keep their place.
+    pub fn set_limits(&self, per_peer: usize, total: usize) {
+        self.per_peer.store(per_peer, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
     }
 
     /// Admits one connection from `ip` to the unauthenticated phase.
@@ -142,12 +181,16 @@ impl Unauthenticated {
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.total >= self.total {
-            return Err(Crowded::Server(self.total));
+        let (per_peer, total) = (
+            self.per_peer.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        );
+        if c.total >= total {
+            return Err(Crowded::Server(total));
         }
         let n = c.per_ip.entry(ip).or_insert(0);
-        if *n >= self.per_peer {
-            return Err(Crowded::Address(self.per_peer));
+        if *n >= per_peer {
+            return Err(Crowded::Address(per_peer));
         }
         *n += 1;
         c.total += 1;

@@ -1,15 +1,21 @@
 //! Listeners: one raw TCP listener per target for native viewers, and the HTTP server
-//! (websocket console, health, readiness, web UI). Callers bind; [`crate::daemon::run`]
-//! serves.
+//! (websocket console, health, readiness, web UI). Callers bind ([`Listeners`]);
+//! [`ListenerRegistry`] serves them and lets a reload add and stop TCP listeners as
+//! targets come and go.
 
 pub mod http;
 pub mod tcp;
 pub mod web;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
+use crate::app::App;
 use crate::config::Config;
 
 /// Bound listeners, handed to [`crate::daemon::run`].
@@ -19,6 +25,9 @@ pub struct Listeners {
     pub tcp: Vec<(String, TcpListener)>,
     /// The HTTP listener, when `[http]` is configured.
     pub http: Option<TcpListener>,
+    /// Names (`http` or an instance id) of the listeners systemd passed: a reload never
+    /// binds or closes those.
+    pub inherited: Vec<String>,
 }
 
 /// Why the listeners could not be set up.
@@ -105,6 +114,7 @@ impl Listeners {
         let inherited = crate::systemd::inherited_listeners().map_err(ListenError::Inherited)?;
         let mut tcp = Vec::new();
         let mut http = None;
+        let names: Vec<String> = inherited.iter().map(|(n, _)| n.clone()).collect();
         for (name, l) in inherited {
             let l = TcpListener::from_std(l)
                 .map_err(|e| ListenError::Inherited(format!("socket {name}: {e}")))?;
@@ -123,7 +133,9 @@ impl Listeners {
                 )));
             }
         }
-        Self::bind_rest(cfg, tcp, http).await
+        let mut out = Self::bind_rest(cfg, tcp, http).await?;
+        out.inherited = names;
+        Ok(out)
     }
 
     /// Binds every listener the config asks for.
@@ -153,7 +165,11 @@ impl Listeners {
         if let (None, Some(h)) = (&http, &cfg.http) {
             http = Some(bind(h.listen, "http".into()).await?);
         }
-        Ok(Listeners { tcp, http })
+        Ok(Listeners {
+            tcp,
+            http,
+            inherited: Vec::new(),
+        })
     }
 
     /// Every bound address, for the startup log and tests.
@@ -167,5 +183,209 @@ impl Listeners {
             out.push(("http".into(), a));
         }
         out
+    }
+}
+
+/// One TCP listener being served.
+#[derive(Debug)]
+struct Served {
+    /// The target's `listen` it was bound from; `None` when systemd passed it.
+    configured: Option<SocketAddr>,
+    /// The address it is bound to.
+    local: SocketAddr,
+    /// Ends its accept loop; the sessions it started keep running.
+    stop: CancellationToken,
+    /// The accept loop, awaited when stopped so that the socket is closed by the time
+    /// the reload returns.
+    task: JoinHandle<()>,
+}
+
+/// The HTTP listener being served.
+#[derive(Debug, Clone, Copy)]
+struct ServedHttp {
+    local: SocketAddr,
+    inherited: bool,
+}
+
+/// The listeners being served, by target, so that a reload can start the TCP listeners
+/// of new targets (or new addresses) and stop those of removed ones. Listeners systemd
+/// passed are never closed or re-bound.
+#[derive(Debug)]
+pub struct ListenerRegistry {
+    app: Arc<App>,
+    tcp: BTreeMap<String, Served>,
+    http: Option<ServedHttp>,
+}
+
+/// What a reload will do to the listeners: new ones already bound (so a bind failure
+/// refuses the reload before anything changed), old ones to stop.
+#[derive(Debug)]
+pub struct ListenerPlan {
+    /// `(instance, configured address, bound listener)`.
+    start: Vec<(String, SocketAddr, TcpListener)>,
+    /// Instances whose listener stops.
+    stop: Vec<String>,
+    /// Sockets passed by systemd whose target is gone: kept open, refusing connections.
+    orphaned: Vec<String>,
+}
+
+/// What [`ListenerRegistry::commit`] changed.
+#[derive(Debug, Default, Clone)]
+pub struct ListenerChanges {
+    /// `(instance, bound address)` of each listener started.
+    pub started: Vec<(String, SocketAddr)>,
+    /// `(instance, address)` of each listener stopped.
+    pub stopped: Vec<(String, SocketAddr)>,
+    /// Sockets passed by systemd that no target uses now (kept open; their connections
+    /// are closed until a target of that name returns).
+    pub orphaned: Vec<String>,
+}
+
+impl ListenerRegistry {
+    /// Serves `listeners` for `app` (each through `app.shutdown`), with the config in
+    /// force describing them.
+    pub fn start(app: Arc<App>, listeners: Listeners) -> ListenerRegistry {
+        let cfg = app.config();
+        let mut reg = ListenerRegistry {
+            app: app.clone(),
+            tcp: BTreeMap::new(),
+            http: None,
+        };
+        for (instance, l) in listeners.tcp {
+            let configured = if listeners.inherited.contains(&instance) {
+                None
+            } else {
+                cfg.target(&instance).and_then(|t| t.listen)
+            };
+            reg.serve_tcp(instance, configured, l);
+        }
+        if let Some(l) = listeners.http {
+            if let Ok(local) = l.local_addr() {
+                reg.http = Some(ServedHttp {
+                    local,
+                    inherited: listeners.inherited.iter().any(|n| n == "http"),
+                });
+            }
+            app.shutdown.spawn(http::serve(app.clone(), l));
+        }
+        reg
+    }
+
+    fn serve_tcp(&mut self, instance: String, configured: Option<SocketAddr>, l: TcpListener) {
+        let Ok(local) = l.local_addr() else {
+            tracing::warn!(%instance, "listener has no local address; not served");
+            return;
+        };
+        let stop = CancellationToken::new();
+        let task = self.app.shutdown.spawn(tcp::serve(
+            self.app.clone(),
+            instance.clone(),
+            l,
+            stop.clone(),
+        ));
+        self.tcp.insert(
+            instance,
+            Served {
+                configured,
+                local,
+                stop,
+                task,
+            },
+        );
+    }
+
+    /// Every address served, named as at startup (`tcp <instance>`, `http`).
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        let mut out: Vec<(String, SocketAddr)> = self
+            .tcp
+            .iter()
+            .map(|(i, s)| (format!("tcp {i}"), s.local))
+            .collect();
+        if let Some(h) = self.http {
+            out.push(("http".into(), h.local));
+        }
+        out
+    }
+
+    /// The address of `instance`'s TCP listener.
+    pub fn tcp_address(&self, instance: &str) -> Option<SocketAddr> {
+        self.tcp.get(instance).map(|s| s.local)
+    }
+
+    /// The HTTP listener's address, and whether systemd passed it.
+    pub fn http(&self) -> Option<(SocketAddr, bool)> {
+        self.http.map(|h| (h.local, h.inherited))
+    }
+
+    /// Binds the listeners `new` adds or moves, and lists those it drops. Changes
+    /// nothing that is served; dropping the plan closes what it bound.
+    ///
+    /// # Errors
+    /// A listener that cannot be bound, or a socket passed by systemd that `new` would
+    /// expose beyond loopback without authentication.
+    pub async fn prepare(&self, new: &Config) -> Result<ListenerPlan, ListenError> {
+        let mut plan = ListenerPlan {
+            start: Vec::new(),
+            stop: Vec::new(),
+            orphaned: Vec::new(),
+        };
+        for t in &new.targets {
+            let Some(want) = t.listen else { continue };
+            match self.tcp.get(&t.instance) {
+                Some(s) if s.configured.is_none() => check_exposure(new, &t.instance, s.local)?,
+                Some(s) if s.configured == Some(want) => {}
+                current => {
+                    let l = bind(want, format!("target {}", t.instance)).await?;
+                    if current.is_some() {
+                        plan.stop.push(t.instance.clone());
+                    }
+                    plan.start.push((t.instance.clone(), want, l));
+                }
+            }
+        }
+        for (instance, s) in &self.tcp {
+            if new.target(instance).and_then(|t| t.listen).is_some() {
+                continue;
+            }
+            if s.configured.is_some() {
+                plan.stop.push(instance.clone());
+            } else if new.target(instance).is_none() {
+                plan.orphaned.push(instance.clone());
+            } else {
+                check_exposure(new, instance, s.local)?;
+            }
+        }
+        if let (Some(h), Some(_)) = (self.http, &new.http) {
+            if h.inherited {
+                check_exposure(new, "http", h.local)?;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Carries out `plan`: stops the listeners it drops (waiting until each is closed)
+    /// and serves the ones it bound. Call after the new config is in force, so that the
+    /// new listeners find their targets.
+    pub async fn commit(&mut self, plan: ListenerPlan) -> ListenerChanges {
+        let mut changes = ListenerChanges {
+            orphaned: plan.orphaned,
+            ..ListenerChanges::default()
+        };
+        for instance in plan.stop {
+            if let Some(s) = self.tcp.remove(&instance) {
+                s.stop.cancel();
+                if let Err(e) = s.task.await {
+                    tracing::warn!(%instance, error = %e, "listener task failed");
+                }
+                changes.stopped.push((instance, s.local));
+            }
+        }
+        for (instance, configured, l) in plan.start {
+            self.serve_tcp(instance.clone(), Some(configured), l);
+            if let Some(a) = self.tcp_address(&instance) {
+                changes.started.push((instance, a));
+            }
+        }
+        changes
     }
 }

@@ -1,5 +1,5 @@
 //! The raw TCP listener of one target: accept, tune the socket, spawn a session with the
-//! target as the configuration in force describes it.
+//! target as the configuration in force at that accept describes it.
 
 use std::sync::Arc;
 
@@ -10,8 +10,9 @@ use crate::app::App;
 use crate::client::ClientIo;
 use crate::session::{self, Via};
 
-/// Accepts native viewers for `instance` until shutdown or `stop` (the target was
-/// removed by a reload).
+/// Accepts native viewers for `instance` until shutdown or `stop` (a reload removed the
+/// target or moved its listener). While the config in force has no such target (a
+/// socket passed by systemd outlives its target), connections are closed at once.
 pub async fn serve(
     app: Arc<App>,
     instance: String,
@@ -19,20 +20,21 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     loop {
+        // Cancel-safe: `accept` is; a stopped listener takes no further connection.
         let accepted = tokio::select! {
-            a = crate::net::accept(&listener, &app.shutdown, &instance) => a,
+            biased;
             () = stop.cancelled() => None,
+            a = crate::net::accept(&listener, &app.shutdown, &instance) => a,
         };
         let Some((stream, peer)) = accepted else {
             return;
         };
         let Some(target) = app.config().target(&instance).cloned() else {
-            tracing::info!(%instance, "target removed; listener closed");
-            return;
+            tracing::debug!(%instance, %peer, "no such target in the configuration in force; connection closed");
+            continue;
         };
         crate::net::configure_socket(&stream);
         let app2 = app.clone();
-        let target = target.clone();
         app.shutdown.spawn(session::serve::<tokio::net::TcpStream>(
             app2,
             ClientIo::Tcp(stream),
