@@ -1,19 +1,25 @@
 //! [`App`]: the state every listener and session shares, built once from a `Config`
-//! (cloud client, budget, consoles, guards, metrics, shutdown). It sits below its readers:
+//! (cloud client, budget, consoles, guards, metrics, shutdown), and [`build`], which
+//! loads the credentials and makes one. It sits below its readers:
 //! listeners and sessions import it, it imports neither. The configuration is swapped
 //! whole on reload; a session reads one snapshot for its whole life.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use tokio::sync::Semaphore;
 
-use crate::budget::Budget;
+use crate::budget::{ApiLimiter, Budget};
 use crate::claims::Consoles;
+use crate::cloud::credentials::{ChainOptions, Env, Provider, Proxies};
 use crate::cloud::states::States;
 use crate::cloud::CloudClient;
+use crate::cloud::{ClientOptions, Endpoint};
 use crate::config::Config;
+use crate::exit::CmdError;
 use crate::guard::Guard;
 use crate::guard::{PeerLimiter, Unauthenticated};
 use crate::logsum::Summaries;
@@ -97,10 +103,6 @@ fn unauthenticated_total(max_sessions: usize) -> usize {
     max_sessions.saturating_mul(4).max(64)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl App {
     /// Builds the shared state; `shutdown` is the one the cloud client's background
     /// work already watches.
@@ -154,10 +156,7 @@ impl App {
 
     /// The configuration in force now (a session keeps the one it started with).
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.config.read().clone()
     }
 
     /// Puts `new` in force for everything that starts from now on; live sessions keep
@@ -176,10 +175,7 @@ impl App {
             unauthenticated_total(s.max_sessions),
         );
         self.resize_sessions(s.max_sessions);
-        *self
-            .config
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+        *self.config.write() = Arc::new(new);
     }
 
     /// Makes the session semaphore hold `target` permits: adds them at once, or forgets
@@ -187,7 +183,7 @@ impl App {
     /// newcomer (the semaphore is fair), then forgets those too.
     fn resize_sessions(&self, target: usize) {
         use futures_util::FutureExt;
-        let mut size = lock(&self.session_size);
+        let mut size = self.session_size.lock();
         size.generation += 1;
         size.target = target;
         if let Some(h) = size.shrinking.take() {
@@ -225,7 +221,7 @@ impl App {
                     Err(_) => return,
                 },
             };
-            let mut size = lock(&shared);
+            let mut size = shared.lock();
             if size.generation == generation {
                 size.total -= permits.num_permits();
                 permits.forget();
@@ -238,7 +234,7 @@ impl App {
     /// The session limit in force: permits the session semaphore holds in all, which
     /// reaches a lowered `max_sessions` once enough sessions have ended.
     pub fn session_limit(&self) -> usize {
-        lock(&self.session_size).total
+        self.session_size.lock().total
     }
 
     /// A fresh session id.
@@ -247,13 +243,13 @@ impl App {
     }
 
     pub(crate) fn register(&self, s: Arc<LiveSession>) {
-        let mut live = lock(&self.live);
+        let mut live = self.live.lock();
         live.insert(s.id, s);
         self.live_count.send_replace(live.len());
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        let mut live = lock(&self.live);
+        let mut live = self.live.lock();
         live.remove(&id);
         self.live_count.send_replace(live.len());
     }
@@ -265,6 +261,85 @@ impl App {
 
     /// The sessions running now.
     pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
-        lock(&self.live).values().cloned().collect()
+        self.live.lock().values().cloned().collect()
     }
+}
+
+/// Loads credentials, builds the client and the app.
+///
+/// # Errors
+/// [`CmdError`] with the right exit code.
+pub async fn build(cfg: Config, env: &Env) -> Result<Arc<App>, CmdError> {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let shutdown = Shutdown::new();
+    let cloud = cloud_client_on(&cfg, None, env, Some(metrics.clone()), shutdown.clone()).await?;
+    let app = App::new(cfg, cloud, metrics, shutdown)
+        .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?;
+    Ok(Arc::new(app))
+}
+
+/// Builds the credential chain and API client for `cfg`.
+///
+/// # Errors
+/// Credential or TLS problems, as [`CmdError`].
+pub async fn cloud_client(
+    cfg: &Config,
+    endpoint: Option<Endpoint>,
+    env: &Env,
+    observer: Option<Arc<dyn crate::cloud::client::ApiObserver>>,
+) -> Result<Arc<CloudClient>, CmdError> {
+    cloud_client_on(cfg, endpoint, env, observer, Shutdown::new()).await
+}
+
+/// [`cloud_client`] whose background work (the credential refresh task) ends with
+/// `shutdown`: the daemon's own.
+///
+/// # Errors
+/// Credential or TLS problems, as [`CmdError`].
+pub async fn cloud_client_on(
+    cfg: &Config,
+    endpoint: Option<Endpoint>,
+    env: &Env,
+    observer: Option<Arc<dyn crate::cloud::client::ApiObserver>>,
+    shutdown: Shutdown,
+) -> Result<Arc<CloudClient>, CmdError> {
+    let tls = crate::tls::client_config(cfg.cloud.ca_file.as_deref())
+        .map_err(|e| CmdError::Usage(format!("config error: cloud.ca_file: {e}")))?;
+    // Proxies come from the Env snapshot, never from reqwest reading the process.
+    let proxies = Proxies::from_env(env).map_err(|e| CmdError::Usage(e.to_string()))?;
+    if !proxies.is_empty() {
+        tracing::info!(?proxies, "the API and STS are reached through a proxy");
+    }
+    let mut opts = ChainOptions::new(tls.clone());
+    opts.shutdown = shutdown;
+    if let Some(m) = &cfg.credentials.metadata_endpoint {
+        opts.metadata_endpoint = m.trim_end_matches('/').to_owned();
+    }
+    if let Some(s) = &cfg.credentials.sts_endpoint {
+        opts.sts_endpoint = s.trim_end_matches('/').to_owned();
+    }
+    let provider = Provider::resolve(&cfg.credentials.given, env, opts).await?;
+    tracing::info!(source = %provider.description(), "credentials loaded");
+    let mut endpoints = cfg.cloud.endpoints.clone();
+    if endpoint.is_some() {
+        endpoints.override_endpoint = endpoint;
+    }
+    let client = CloudClient::new(
+        cfg.cloud.product,
+        endpoints,
+        Arc::new(provider),
+        Arc::new(ApiLimiter::new(cfg.budget.api_requests_per_second)),
+        tls,
+        ClientOptions {
+            connect_timeout: cfg.cloud.connect_timeout,
+            timeout: cfg.cloud.timeout,
+            proxies,
+            ..ClientOptions::default()
+        },
+    )?;
+    let client = match observer {
+        Some(o) => client.with_observer(o),
+        None => client,
+    };
+    Ok(Arc::new(client))
 }

@@ -4,7 +4,9 @@
 //! reconnects right after its session ended is not refused by its own ghost.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
@@ -49,11 +51,7 @@ pub struct ConsoleGuard<'a> {
 impl ConsoleGuard<'_> {
     /// Marks the session as closing: a newcomer waits for it instead of being refused.
     pub fn closing(&self) {
-        let mut h = self
-            .consoles
-            .holders
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut h = self.consoles.holders.lock();
         if let Some(x) = h
             .get_mut(&self.instance)
             .filter(|x| x.session == self.session)
@@ -65,11 +63,7 @@ impl ConsoleGuard<'_> {
 
 impl Drop for ConsoleGuard<'_> {
     fn drop(&mut self) {
-        let mut h = self
-            .consoles
-            .holders
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut h = self.consoles.holders.lock();
         if h.get(&self.instance)
             .is_some_and(|x| x.session == self.session)
         {
@@ -106,10 +100,7 @@ impl Consoles {
         let deadline = started + TAKEOVER_WAIT;
         loop {
             let (released, until) = {
-                let mut h = self
-                    .holders
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut h = self.holders.lock();
                 match h.get(instance) {
                     None => {
                         h.insert(
@@ -166,7 +157,6 @@ impl Consoles {
             let still_held = self
                 .holders
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .get(instance)
                 .is_some_and(|h| Arc::ptr_eq(&h.released, &released));
             if still_held {

@@ -5,14 +5,31 @@
 //! calls `DescribeInstanceVncUrl`, dials the one-time `wss://` URL at once and bridges
 //! the RFB byte stream.
 //!
+//! # Data flow
+//!
+//! ```text
+//! listen ─ guard ─ session ─ claims ─ session::mint ─ budget ─ cloud      (one URL)
+//!                     │                                 └──── upstream   (dial the gateway)
+//!                     └─ rfb (both handshakes) ─ bridge ─ client ⇄ ws   (bytes both ways)
+//! ```
+//!
 //! # Layout
 //!
-//! - [`config`], [`cli`], [`cmd`]: configuration and commands; [`daemon`] wires `serve` and `demo`.
-//! - [`cloud`]: signing, credentials, the API client and its errors, the console URL.
-//! - [`budget`]: per-instance reconnect budget and API rate limit.
-//! - [`sim`]: the cloud simulator (API, STS, metadata, gateway, test-pattern server).
-//! - [`rfb`]: RFB messages.
-//! - [`redact`], [`tls`], [`http_util`], [`shutdown`]: shared plumbing.
+//! - [`cmd`]: one file per subcommand; [`cli`] the command line; [`exit`] the exit codes.
+//! - [`daemon`]: the serve loop, draining and SIGHUP reload; [`app`] the shared state.
+//! - [`config`]: the TOML file → a validated `Config`.
+//! - [`listen`]: TCP listeners and the HTTP server (Host, token, Origin, websocket upgrade, web UI).
+//! - [`guard`]: who may come in: per-address rates, unauthenticated slots, guessing ceilings.
+//! - [`session`]: one client from accept to close; [`session::mint`] decides on each API outcome.
+//! - [`claims`]: which session holds each console.
+//! - [`budget`]: the per-instance URL window and the API rate limit.
+//! - [`cloud`]: signing, credentials, the API client and its errors, the console URL, instance states.
+//! - [`upstream`]: dialling the console URL (TLS, upgrade, checks).
+//! - [`rfb`]: the RFB handshake on both sides, VNC authentication, messages.
+//! - [`bridge`]: the two pumps; [`client`] the viewer's stream (TCP or websocket); [`ws`] RFC 6455 framing.
+//! - [`outcome`]: what each party is told when a session fails; [`logsum`] summarised repeats.
+//! - `sim` (cargo feature `sim`, on by default): the cloud simulator.
+//! - [`metrics`], [`systemd`], [`shutdown`], [`redact`], [`tls`], [`net`], [`http_util`]: plumbing.
 
 pub mod app;
 pub mod bridge;
@@ -24,6 +41,7 @@ pub mod cloud;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod exit;
 pub mod guard;
 pub mod http_util;
 pub mod listen;
@@ -35,6 +53,7 @@ pub mod redact;
 pub mod rfb;
 pub mod session;
 pub mod shutdown;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod systemd;
 pub mod tls;

@@ -3,8 +3,8 @@
 //! refusals costs a few lines a minute instead of one per connection, and the first of
 //! each kind is never hidden. Keys are kinds and instances (both bounded by the config).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Counts of suppressed lines per `(kind, key)` in the current interval.
 #[derive(Debug, Default)]
@@ -16,10 +16,7 @@ impl Summaries {
     /// Whether this line is the first of its kind and key in the current interval (write
     /// it in full); otherwise it is counted for the summary.
     pub fn first(&self, kind: &'static str, key: &str) -> bool {
-        let mut c = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self.counts.lock();
         match c.get_mut(&(kind, key.to_owned())) {
             Some(n) => {
                 *n += 1;
@@ -35,12 +32,7 @@ impl Summaries {
     /// Ends the interval: one line per kind and key that had lines suppressed, then a
     /// fresh interval (the next line of each kind is written in full again).
     pub fn flush(&self, interval_s: u64) {
-        let counts = std::mem::take(
-            &mut *self
-                .counts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let counts = std::mem::take(&mut *self.counts.lock());
         let mut rows: Vec<_> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
         rows.sort();
         for ((kind, key), n) in rows {

@@ -78,7 +78,7 @@ async fn an_unreachable_api_costs_no_budget() {
         let text = config_text(&sim, &o).replace(&sim.api_url, &format!("http://{closed}"));
         let cfg =
             tcvnc::config::Config::parse(&text, "t.toml", std::path::Path::new(".")).expect("cfg");
-        let app = tcvnc::daemon::build_app(cfg, &Default::default())
+        let app = tcvnc::app::build(cfg, &Default::default())
             .await
             .expect("app");
         let listeners = tcvnc::listen::Listeners::bind(&app.config())

@@ -924,7 +924,7 @@ async fn api_through_https_proxy_with_cloud_ca_file() {
             dir.path(),
         )
         .expect("config");
-        let client = tcvnc::cmd::cloud_client(&cfg, None, &env, None)
+        let client = tcvnc::app::cloud_client(&cfg, None, &env, None)
             .await
             .expect("client");
         mint(&client, "ins-demo0001", "ap-guangzhou")
@@ -937,7 +937,7 @@ async fn api_through_https_proxy_with_cloud_ca_file() {
         // Without the proxy's CA, the intercepted TLS is refused.
         let cfg =
             tcvnc::config::Config::parse(&config(""), "t.toml", dir.path()).expect("config");
-        let client = tcvnc::cmd::cloud_client(&cfg, None, &env, None)
+        let client = tcvnc::app::cloud_client(&cfg, None, &env, None)
             .await
             .expect("client");
         let e = mint(&client, "ins-demo0001", "ap-guangzhou")

@@ -128,7 +128,7 @@ async fn untrusted_gateway_certificate() {
             .collect();
         let cfg =
             tcvnc::config::Config::parse(&text, "t.toml", std::path::Path::new(".")).expect("cfg");
-        let app = tcvnc::daemon::build_app(cfg, &Default::default())
+        let app = tcvnc::app::build(cfg, &Default::default())
             .await
             .expect("app");
         let listeners = tcvnc::listen::Listeners::bind(&app.config())

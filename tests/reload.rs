@@ -42,7 +42,7 @@ fn file(dir: &tempfile::TempDir, name: &str, value: &str) -> String {
 
 impl Reloadable {
     async fn start(cfg: Config) -> Reloadable {
-        let app = tcvnc::daemon::build_app(cfg, &tcvnc::cloud::credentials::Env::default())
+        let app = tcvnc::app::build(cfg, &tcvnc::cloud::credentials::Env::default())
             .await
             .expect("app");
         let listeners = Listeners::bind(&app.config()).await.expect("bind");

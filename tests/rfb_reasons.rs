@@ -96,7 +96,7 @@ async fn credential_reason() {
         o.targets.push('\n');
         let text = config_text(&sim, &o).replace(tcvnc::sim::DEMO_SECRET_ID, "AKIDotherkey").replace(tcvnc::sim::DEMO_SECRET_KEY, "wrong");
         let cfg = tcvnc::config::Config::parse(&text, "t.toml", std::path::Path::new(".")).expect("cfg");
-        let app = tcvnc::daemon::build_app(cfg, &Default::default()).await.expect("app");
+        let app = tcvnc::app::build(cfg, &Default::default()).await.expect("app");
         let listeners = tcvnc::listen::Listeners::bind(&app.config()).await.expect("bind");
         let addr = listeners.tcp[0].1.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -418,7 +418,7 @@ async fn api_client(api: &str) -> Result<std::sync::Arc<tcvnc::cloud::client::Cl
     );
     let cfg = tcvnc::config::Config::parse(&text, "bench.toml", Path::new("."))
         .map_err(|e| anyhow!("{e}"))?;
-    tcvnc::cmd::cloud_client(&cfg, None, &tcvnc::cloud::credentials::Env::default(), None)
+    tcvnc::app::cloud_client(&cfg, None, &tcvnc::cloud::credentials::Env::default(), None)
         .await
         .map_err(|e| anyhow!("{e}"))
 }

@@ -12,7 +12,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -47,10 +49,6 @@ struct KeyLog {
     settled: Notify,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl KeyLog {
     fn prune(entries: &mut VecDeque<Entry>, now: Instant) {
         entries.retain(|e| {
@@ -79,13 +77,13 @@ impl ApiTicket {
     /// The request never left the host (connect failure): it stops counting at once.
     pub fn refund(mut self) {
         self.done = true;
-        lock(&self.log.entries).retain(|e| e.id != self.id);
+        self.log.entries.lock().retain(|e| e.id != self.id);
         self.log.settled.notify_waiters();
     }
 
     fn mark(&self) {
         let now = Instant::now();
-        if let Some(e) = lock(&self.log.entries).iter_mut().find(|e| e.id == self.id) {
+        if let Some(e) = self.log.entries.lock().iter_mut().find(|e| e.id == self.id) {
             e.ended = Some(now);
         }
         self.log.settled.notify_waiters();
@@ -138,14 +136,14 @@ impl ApiLimiter {
 
     /// The keys with requests in their window or waiters (what the limiter holds).
     pub fn keys(&self) -> Vec<ApiKey> {
-        lock(&self.keys).keys().cloned().collect()
+        self.keys.lock().keys().cloned().collect()
     }
 
     /// Forgets keys with nothing in their window (rotated keys, idle hosts).
     pub fn shrink(&self) {
         let now = Instant::now();
-        lock(&self.keys).retain(|_, log| {
-            let mut e = lock(&log.entries);
+        self.keys.lock().retain(|_, log| {
+            let mut e = log.entries.lock();
             KeyLog::prune(&mut e, now);
             !e.is_empty() || Arc::strong_count(log) > 1
         });
@@ -161,7 +159,7 @@ impl ApiLimiter {
         key: &ApiKey,
         deadline: Option<Instant>,
     ) -> Result<ApiTicket, Duration> {
-        let log = lock(&self.keys).entry(key.clone()).or_default().clone();
+        let log = self.keys.lock().entry(key.clone()).or_default().clone();
         loop {
             let rate = self.per_second() as usize;
             let settled = log.settled.notified();
@@ -171,7 +169,7 @@ impl ApiLimiter {
             // When the oldest entry that keeps the window full will have aged out; `None`
             // when it is still in flight (woken when it settles).
             let wake: Option<Instant> = {
-                let mut entries = lock(&log.entries);
+                let mut entries = log.entries.lock();
                 KeyLog::prune(&mut entries, now);
                 if entries.len() < rate {
                     let id = self

@@ -11,7 +11,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -86,10 +88,6 @@ struct Slot {
     queue: tokio::sync::Mutex<()>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// One URL taken from an instance's window.
 #[derive(Debug)]
 #[must_use = "a ticket is settled on drop; refund it when nothing was sent"]
@@ -111,11 +109,11 @@ impl Ticket {
     /// URL goes back.
     pub fn refund(mut self) {
         self.done = true;
-        lock(&self.slot.log).mints.retain(|e| e.id != self.id);
+        self.slot.log.lock().mints.retain(|e| e.id != self.id);
     }
 
     fn restamp(&self) {
-        let mut log = lock(&self.slot.log);
+        let mut log = self.slot.log.lock();
         if let Some(pos) = log.mints.iter().position(|e| e.id == self.id) {
             log.mints.remove(pos);
             // `now` is no earlier than any stamp in the log: it stays sorted.
@@ -186,7 +184,8 @@ impl Budget {
     }
 
     fn slot(&self, instance: &str) -> Arc<Slot> {
-        lock(&self.slots)
+        self.slots
+            .lock()
             .entry(instance.to_owned())
             .or_insert_with(|| {
                 Arc::new(Slot {
@@ -200,7 +199,7 @@ impl Budget {
     /// URLs left for `instance` in the current window.
     pub fn remaining(&self, instance: &str) -> u32 {
         let slot = self.slot(instance);
-        let mut log = lock(&slot.log);
+        let mut log = slot.log.lock();
         log.prune(Instant::now());
         self.per_minute()
             .saturating_sub(u32::try_from(log.mints.len()).unwrap_or(u32::MAX))
@@ -209,7 +208,7 @@ impl Budget {
     /// How long until a URL is free for `instance` (zero when one is free now).
     pub fn next_available_in(&self, instance: &str) -> Duration {
         let slot = self.slot(instance);
-        let mut log = lock(&slot.log);
+        let mut log = slot.log.lock();
         log.wait_needed(self.per_minute(), Instant::now())
     }
 
@@ -233,7 +232,7 @@ impl Budget {
     /// [`Exhausted`] with the time until the next URL.
     pub fn try_take(&self, instance: &str) -> Result<Ticket, Exhausted> {
         let slot = self.slot(instance);
-        let mut log = lock(&slot.log);
+        let mut log = slot.log.lock();
         let now = Instant::now();
         let wait = log.wait_needed(self.per_minute(), now);
         if wait.is_zero() {
@@ -273,7 +272,7 @@ impl Budget {
         loop {
             let now = Instant::now();
             let wait = {
-                let mut log = lock(&slot.log);
+                let mut log = slot.log.lock();
                 let wait = log.wait_needed(self.per_minute(), now);
                 if wait.is_zero() {
                     return Ok(self.record(&slot, &mut log, now));

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use rand::RngExt;
 use serde::Deserialize;
@@ -128,12 +128,6 @@ impl std::fmt::Debug for CloudClient {
             .field("credentials", &self.creds)
             .finish_non_exhaustive()
     }
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// One request to make.
@@ -326,7 +320,7 @@ impl CloudClient {
         if let Error::Api(api) = &mut error {
             if api.code == "AuthFailure.SignatureExpire" {
                 if let Some(server) = failed.server_time {
-                    let offset = server - now_unix();
+                    let offset = server - super::unix_now();
                     api.clock_offset = Some(offset);
                     self.clock_offset.store(offset, Ordering::Relaxed);
                     tracing::warn!(offset_seconds = offset, "the local clock is off by {offset} s; signing with the server's time; fix NTP");
@@ -538,7 +532,7 @@ impl CloudClient {
             error,
             server_time: None,
         };
-        let timestamp = now_unix() + self.clock_offset.load(Ordering::Relaxed);
+        let timestamp = super::unix_now() + self.clock_offset.load(Ordering::Relaxed);
         let signed_headers = [
             ("content-type", CONTENT_TYPE),
             ("host", endpoint.host.as_str()),

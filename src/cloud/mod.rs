@@ -14,6 +14,14 @@ pub use vnc_url::VncUrl;
 
 use std::net::IpAddr;
 
+/// The local wall clock in Unix seconds (what a request is signed with, before the
+/// offset learned from the server is added, and what credential expiry is judged by).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The instance id rule for every product.
 pub fn instance_id_valid(product: Product, id: &str) -> bool {
     id.strip_prefix(product.id_prefix()).is_some_and(|rest| {

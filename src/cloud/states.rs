@@ -6,7 +6,9 @@
 //! the first viewer after the instance starts gets in at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -46,14 +48,10 @@ pub struct States {
     checks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Check>>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl States {
     /// The cloud refused a URL for `instance` because it is `state`.
     pub fn note_not_running(&self, instance: &str, state: &str) {
-        lock(&self.known).insert(
+        self.known.lock().insert(
             instance.to_owned(),
             Known {
                 state: state.to_ascii_lowercase(),
@@ -64,12 +62,12 @@ impl States {
 
     /// `instance` answered with a URL: nothing to remember.
     pub fn forget(&self, instance: &str) {
-        lock(&self.known).remove(instance);
+        self.known.lock().remove(instance);
     }
 
     /// The remembered state of `instance`, if it is still worth remembering.
     fn remembered(&self, instance: &str) -> Option<String> {
-        let mut known = lock(&self.known);
+        let mut known = self.known.lock();
         let k = known.get(instance)?;
         if k.noted.elapsed() >= REMEMBER {
             known.remove(instance);
@@ -94,7 +92,9 @@ impl States {
             return Ok(());
         }
         let arrived = Instant::now();
-        let gate = lock(&self.checks)
+        let gate = self
+            .checks
+            .lock()
             .entry(instance.to_owned())
             .or_default()
             .clone();
@@ -139,7 +139,7 @@ impl States {
             return Ok(());
         }
         let state = state.to_ascii_lowercase();
-        if let Some(k) = lock(&self.known).get_mut(instance) {
+        if let Some(k) = self.known.lock().get_mut(instance) {
             k.state.clone_from(&state);
         }
         Err(not_running(state))

@@ -10,9 +10,9 @@
 //! into a handshake timeout unexplained. HTTP tokens are checked synchronously and
 //! settled in one step ([`Guard::settle`]), per address only.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -256,10 +256,8 @@ impl Guard {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Charges an attempt from `ip` on `target` before its challenge is issued.

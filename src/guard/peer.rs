@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -65,11 +67,7 @@ impl PeerLimiter {
     }
 
     fn limiter(&self) -> Arc<Keyed> {
-        self.inner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
-            .clone()
+        self.inner.read().0.clone()
     }
 
     /// Admits one connection from `ip`, or says how long until the next is allowed.
@@ -84,18 +82,12 @@ impl PeerLimiter {
 
     /// The configured rate.
     pub fn per_minute(&self) -> u32 {
-        self.inner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .1
+        self.inner.read().1
     }
 
     /// A new rate (a reloaded config). A changed rate starts every address afresh.
     pub fn set_per_minute(&self, per_minute: NonZeroU32) {
-        let mut inner = self
-            .inner
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self.inner.write();
         if inner.1 != per_minute.get() {
             *inner = (keyed(per_minute), per_minute.get());
         }
@@ -142,10 +134,7 @@ pub struct Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let mut c = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self.counts.lock();
         c.total = c.total.saturating_sub(1);
         if let Some(n) = c.per_ip.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
@@ -177,10 +166,7 @@ impl Unauthenticated {
     /// # Errors
     /// [`Crowded`] naming the limit reached.
     pub fn admit(&self, ip: IpAddr) -> Result<Pending, Crowded> {
-        let mut c = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self.counts.lock();
         let (per_peer, total) = (
             self.per_peer.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
@@ -202,10 +188,7 @@ impl Unauthenticated {
 
     /// Unauthenticated connections held now.
     pub fn held(&self) -> usize {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .total
+        self.counts.lock().total
     }
 }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::Config;
 
-/// Bound listeners, handed to [`crate::daemon::run`].
+/// Bound listeners, handed to the daemon's serve loop.
 #[derive(Debug)]
 pub struct Listeners {
     /// `(instance, listener)` for each target with `listen`.

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{lock, SimState};
+use super::SimState;
 use crate::cloud::{self, sign, Product};
 use crate::http_util::{self, Body};
 
@@ -93,7 +93,7 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
     let metadata = path.starts_with("/latest/meta-data/");
     if !metadata {
         // Counted on arrival, before any injected delay.
-        lock(&state.stats).api_requests += 1;
+        state.stats.lock().api_requests += 1;
     }
     if let Some(d) = faults.latency {
         tokio::time::sleep(d).await;
@@ -147,7 +147,9 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Response<Bo
     }
     match verify(&state, &headers, &body) {
         Ok((secret_id, product)) => {
-            *lock(&state.stats)
+            *state
+                .stats
+                .lock()
                 .actions
                 .entry(action.to_owned())
                 .or_default() += 1;
@@ -207,7 +209,7 @@ fn verify(
             format!("Signature expired. Timestamp is {ts}, server time differs by {skew} seconds; more than 5 minutes."),
         ));
     }
-    let key = lock(&state.keys).get(&auth.secret_id).cloned().ok_or((
+    let key = state.keys.lock().get(&auth.secret_id).cloned().ok_or((
         "AuthFailure.SecretIdNotFound",
         "The SecretId is not found, please ensure that your SecretId is correct.".to_owned(),
     ))?;
@@ -397,7 +399,7 @@ fn vnc_url(
             false,
         );
     }
-    let inst = lock(&state.instances).get(id).cloned();
+    let inst = state.instances.lock().get(id).cloned();
     let Some(inst) = inst.filter(|i| i.region.is_none() || i.region.as_deref() == region) else {
         return (
             error(
@@ -461,7 +463,7 @@ fn describe_instances(
             format!("The specified parameter `InstanceIds` is invalid: `{bad}` is malformed."),
         );
     }
-    let instances = lock(&state.instances);
+    let instances = state.instances.lock();
     let set: Vec<Value> = instances
         .values()
         .filter(|i| ids.is_empty() || ids.contains(&i.id))
@@ -518,7 +520,7 @@ fn describe_instances_status(
             format!("The specified parameter `InstanceIds` is invalid: `{bad}` is malformed."),
         );
     }
-    let instances = lock(&state.instances);
+    let instances = state.instances.lock();
     let mut all: Vec<(&String, &String)> = instances
         .values()
         .filter(|i| ids.is_empty() || ids.contains(&i.id))

@@ -169,7 +169,7 @@ fn upgrade(
         Ok(i) => i,
         Err(reason) => return refuse(&state, StatusCode::FORBIDDEN, reason),
     };
-    super::lock(&state.stats).gateway_accepted += 1;
+    state.stats.lock().gateway_accepted += 1;
     state.emit(super::GatewayEvent::Accepted(instance.clone()));
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let base64_mode = answer == Some("base64");

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{lock, SimKey, SimState};
+use super::{SimKey, SimState};
 use crate::http_util::{self, Body};
 
 /// Failure injection and counters of the identity fakes.
@@ -49,7 +49,7 @@ fn issue(state: &SimState) -> (String, String, String, i64) {
     let id = format!("AKIDtmp{n:04}{}", hex::encode(&rnd[..6]));
     let key = hex::encode(rand::random::<[u8; 16]>());
     let token = format!("tok-{}", hex::encode(rand::random::<[u8; 24]>()));
-    let lifetime = lock(&state.identity).temp_lifetime.as_secs();
+    let lifetime = state.identity.lock().temp_lifetime.as_secs();
     let expires = state.now_unix() + i64::try_from(lifetime).unwrap_or(3600);
     state.add_key(SimKey {
         secret_id: id.clone(),
@@ -91,7 +91,7 @@ pub fn assume_role_with_web_identity(
     let Ok(params) = serde_json::from_slice::<Value>(body) else {
         return err("InvalidParameter", "body is not JSON");
     };
-    let Some((provider, role, token)) = lock(&state.identity).oidc.clone() else {
+    let Some((provider, role, token)) = state.identity.lock().oidc.clone() else {
         return err(
             "InvalidParameter.WebIdentityTokenError",
             "no OIDC provider configured",
@@ -130,7 +130,7 @@ pub fn assume_role_with_web_identity(
 
 /// `GET /latest/meta-data/cam/security-credentials/[ROLE]`.
 pub fn metadata(state: &SimState, path: &str) -> Response<Body> {
-    let role = lock(&state.identity).cvm_role.clone();
+    let role = state.identity.lock().cvm_role.clone();
     let Some(rest) = path.strip_prefix("/latest/meta-data/cam/security-credentials/") else {
         return http_util::text(StatusCode::NOT_FOUND, "not found");
     };

@@ -13,8 +13,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -229,17 +231,6 @@ pub struct SimState {
     pub api_limit: usize,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Wall-clock Unix seconds.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Pushes `now` into a sliding window and returns how many entries lie within `window`
 /// (including the new one) and whether that is within `limit`.
 fn window_admit(
@@ -292,7 +283,7 @@ impl SimState {
 
     /// The simulator's wall clock (Unix seconds), skewed by the knob.
     pub fn now_unix(&self) -> i64 {
-        unix_now() + self.clock_offset.load(Ordering::Relaxed)
+        crate::cloud::unix_now() + self.clock_offset.load(Ordering::Relaxed)
     }
 
     /// Skews the simulator's clock by `seconds` (tests of `SignatureExpire`).
@@ -302,42 +293,42 @@ impl SimState {
 
     /// Current faults.
     pub fn faults(&self) -> Faults {
-        lock(&self.faults).clone()
+        self.faults.lock().clone()
     }
 
     /// Replaces the faults.
     pub fn set_faults(&self, f: Faults) {
-        *lock(&self.faults) = f;
+        *self.faults.lock() = f;
     }
 
     /// Changes the faults in place.
     pub fn update_faults(&self, f: impl FnOnce(&mut Faults)) {
-        f(&mut lock(&self.faults));
+        f(&mut self.faults.lock());
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        lock(&self.stats).clone()
+        self.stats.lock().clone()
     }
 
     /// URLs minted for `instance` so far.
     pub fn mints(&self, instance: &str) -> u64 {
-        lock(&self.stats).mints.get(instance).copied().unwrap_or(0)
+        self.stats.lock().mints.get(instance).copied().unwrap_or(0)
     }
 
     /// Adds or replaces a key.
     pub fn add_key(&self, key: SimKey) {
-        lock(&self.keys).insert(key.secret_id.clone(), key);
+        self.keys.lock().insert(key.secret_id.clone(), key);
     }
 
     /// Adds or replaces an instance.
     pub fn put_instance(&self, inst: SimInstance) {
-        lock(&self.instances).insert(inst.id.clone(), inst);
+        self.instances.lock().insert(inst.id.clone(), inst);
     }
 
     /// Sets an instance's state.
     pub fn set_state(&self, id: &str, state: &str) {
-        if let Some(i) = lock(&self.instances).get_mut(id) {
+        if let Some(i) = self.instances.lock().get_mut(id) {
             i.state = state.to_owned();
         }
     }
@@ -345,7 +336,7 @@ impl SimState {
     /// Makes every temporary key expire now (tests of refresh on `TokenFailure`).
     pub fn expire_temporary_keys(&self) {
         let now = self.now_unix();
-        for k in lock(&self.keys).values_mut() {
+        for k in self.keys.lock().values_mut() {
             if k.token.is_some() {
                 k.expires_at = Some(now);
             }
@@ -354,14 +345,14 @@ impl SimState {
 
     /// Makes every minted token `by` older (tests of the 15 s validity).
     pub fn age_tokens(&self, by: Duration) {
-        for t in lock(&self.tokens).values_mut() {
+        for t in self.tokens.lock().values_mut() {
             t.minted = t.minted.checked_sub(by).unwrap_or(t.minted);
         }
     }
 
     /// Every token minted in the last two minutes (tests search logs for them).
     pub fn minted_tokens(&self) -> Vec<String> {
-        lock(&self.tokens).keys().cloned().collect()
+        self.tokens.lock().keys().cloned().collect()
     }
 
     /// Subscribes to gateway session events.
@@ -375,15 +366,17 @@ impl SimState {
 
     /// Replaces the identity fakes.
     pub fn set_identity(&self, identity: IdentityConfig) {
-        *lock(&self.identity) = identity;
+        *self.identity.lock() = identity;
     }
 
     fn count_error(&self, code: &str) {
-        *lock(&self.stats).errors.entry(code.to_owned()).or_default() += 1;
+        *self.stats.lock().errors.entry(code.to_owned()).or_default() += 1;
     }
 
     fn count_refused(&self, reason: &str) {
-        *lock(&self.stats)
+        *self
+            .stats
+            .lock()
             .gateway_refused
             .entry(reason.to_owned())
             .or_default() += 1;
@@ -391,7 +384,7 @@ impl SimState {
 
     /// Takes a fault "next N" counter: true when this request gets it.
     fn take_fault(&self, pick: impl FnOnce(&mut Faults) -> &mut u32) -> bool {
-        let mut f = lock(&self.faults);
+        let mut f = self.faults.lock();
         let n = pick(&mut f);
         if *n > 0 {
             *n -= 1;
@@ -403,7 +396,7 @@ impl SimState {
 
     /// The code to force on this request, if any.
     fn forced_code(&self) -> Option<String> {
-        let mut f = lock(&self.faults);
+        let mut f = self.faults.lock();
         let code = f.error_code.clone()?;
         match f.error_count {
             0 => Some(code),
@@ -420,20 +413,20 @@ impl SimState {
     }
 
     fn api_admit(&self, action: &str, secret_id: &str) -> bool {
-        let limit = lock(&self.faults).api_rate_limit.unwrap_or(self.api_limit);
-        let mut windows = lock(&self.api_windows);
+        let limit = self.faults.lock().api_rate_limit.unwrap_or(self.api_limit);
+        let mut windows = self.api_windows.lock();
         let q = windows.entry(format!("{action}/{secret_id}")).or_default();
         let (ok, n) = window_admit(q, Instant::now(), Duration::from_secs(1), limit);
-        let mut stats = lock(&self.stats);
+        let mut stats = self.stats.lock();
         stats.max_api_per_second = stats.max_api_per_second.max(n as u64);
         ok
     }
 
     fn mint_admit(&self, instance: &str) -> bool {
-        let mut windows = lock(&self.mint_windows);
+        let mut windows = self.mint_windows.lock();
         let q = windows.entry(instance.to_owned()).or_default();
         let (ok, n) = window_admit(q, Instant::now(), Duration::from_secs(60), self.url_limit);
-        let mut stats = lock(&self.stats);
+        let mut stats = self.stats.lock();
         stats.max_mints_per_minute = stats.max_mints_per_minute.max(n as u64);
         ok
     }
@@ -444,7 +437,7 @@ impl SimState {
         let mut raw = [0u8; 48];
         rand::RngExt::fill(&mut rand::rng(), &mut raw[..]);
         let token = base64::engine::general_purpose::STANDARD.encode(raw);
-        lock(&self.tokens).insert(
+        self.tokens.lock().insert(
             token.clone(),
             TokenEntry {
                 instance: instance.to_owned(),
@@ -452,11 +445,13 @@ impl SimState {
                 uses: 0,
             },
         );
-        *lock(&self.stats)
+        *self
+            .stats
+            .lock()
             .mints
             .entry(instance.to_owned())
             .or_default() += 1;
-        let base = lock(&self.gateway_base).clone();
+        let base = self.gateway_base.lock().clone();
         let url = format!("{base}/vnc?s={token}&password=&isWindows=false&isUbuntu=false");
         percent_encoding::utf8_percent_encode(&url, crate::cloud::vnc_url::COMPONENT).to_string()
     }
@@ -468,7 +463,7 @@ impl SimState {
         if faults.refuse_tokens {
             return Err("token refused (fault knob)");
         }
-        let mut tokens = lock(&self.tokens);
+        let mut tokens = self.tokens.lock();
         // Forget tokens long expired so the map stays bounded.
         if !faults.reuse_tokens {
             tokens.retain(|_, t| t.minted.elapsed() < Duration::from_secs(120));
@@ -632,7 +627,7 @@ impl SimHandle {
             cause,
         })?;
         let gateway_url = format!("wss://{gw_addr}");
-        *lock(&state.gateway_base) = gateway_url.clone();
+        *state.gateway_base.lock() = gateway_url.clone();
 
         let (ca_dir, ca_file) = match &opts.ca_file {
             Some(p) => (None, p.clone()),

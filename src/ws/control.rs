@@ -1,8 +1,8 @@
 //! What the two halves of a websocket share: pings in flight, pongs and the close owed.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU32;
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -24,10 +24,7 @@ pub(super) struct Control {
 
 impl Control {
     pub(super) fn owe_pong(&self, payload: Bytes) {
-        let mut owed = self
-            .pong
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut owed = self.pong.lock();
         if owed.len() == MAX_OWED_PONGS {
             owed.pop_front();
         }
@@ -36,17 +33,11 @@ impl Control {
     }
 
     pub(super) fn take_pong(&self) -> Option<Bytes> {
-        self.pong
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop_front()
+        self.pong.lock().pop_front()
     }
 
     pub(super) fn owe_close(&self, code: u16, reason: &str) {
-        let mut owed = self
-            .close
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut owed = self.close.lock();
         if owed.is_none() {
             *owed = Some(close_payload(code, reason));
             self.wake.notify_one();
@@ -54,16 +45,10 @@ impl Control {
     }
 
     pub(super) fn take_close(&self) -> Option<Bytes> {
-        self.close
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        self.close.lock().take()
     }
 
     pub(super) fn close_owed(&self) -> bool {
-        self.close
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some()
+        self.close.lock().is_some()
     }
 }

@@ -212,7 +212,7 @@ impl TestDaemon {
         let text = config_text(sim, o);
         let cfg = tcvnc::config::Config::parse(&text, "test.toml", std::path::Path::new("."))
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let app = tcvnc::daemon::build_app(cfg, &tcvnc::cloud::credentials::Env::default())
+        let app = tcvnc::app::build(cfg, &tcvnc::cloud::credentials::Env::default())
             .await
             .expect("app");
         let listeners = Listeners::bind(&app.config()).await.expect("bind");

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::redact::{self, Secret};
 use crate::shutdown::Shutdown;
@@ -251,13 +251,6 @@ impl ChainOptions {
             refresh_backoff_max: Duration::from_secs(60),
         }
     }
-}
-
-/// The local wall clock in Unix seconds.
-pub(crate) fn local_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A reqwest error's text without the URL it carries.

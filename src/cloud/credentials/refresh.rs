@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::proxy::Clients;
 use super::sources::Source;
-use super::{local_unix, ChainOptions, Credential, Error};
+use super::{ChainOptions, Credential, Error};
+use crate::cloud::unix_now;
 
 /// What the refresher is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +74,7 @@ pub(super) struct Shared {
 impl Shared {
     /// Now on the server-corrected clock the signer uses (Unix seconds).
     pub(super) fn now(&self) -> i64 {
-        local_unix().saturating_add(self.clock_offset.load(Ordering::Relaxed))
+        unix_now().saturating_add(self.clock_offset.load(Ordering::Relaxed))
     }
 
     /// Whether a caller's kick warrants a fetch now: nothing valid is cached. (A due
