@@ -902,33 +902,16 @@ pub fn token_bits(token: &str) -> f64 {
     t.chars().count() as f64 * per_char
 }
 
-/// `line N (section.key)` for the byte offset of a TOML error: the line, and the dotted
-/// key written on it when there is one.
+/// `line N (key)` for the span toml gives an error: the line, and the key written on it
+/// when there is one (toml's own message says what is wrong).
 fn key_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_no = text[..start].matches('\n').count() + 1;
     let line = text[start..].lines().next().unwrap_or_default();
-    let mut section = String::new();
-    let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for l in text[..start].lines() {
-        let l = l.trim();
-        if let Some(name) = l.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
-            let n = arrays.entry(name.trim().to_owned()).or_insert(0);
-            section = format!("{}[{}]", name.trim(), *n);
-            *n += 1;
-        } else if let Some(name) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim().to_owned();
-        }
-    }
     match line.split_once('=') {
         Some((k, _)) if !k.trim().is_empty() && !line.trim_start().starts_with('[') => {
-            let k = k.trim();
-            if section.is_empty() {
-                format!("line {line_no} ({k})")
-            } else {
-                format!("line {line_no} ({section}.{k})")
-            }
+            format!("line {line_no} ({})", k.trim())
         }
         _ => format!("line {line_no}"),
     }

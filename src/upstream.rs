@@ -6,16 +6,15 @@
 //! gateway answered. Origin and User-Agent are set. A `ws://` URL is dialed as plain
 //! TCP (tests and the conformance harness on loopback), through the same handshake.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
 use crate::cloud::VncUrl;
 use crate::ws::{Mode, Role, WsIo};
@@ -74,68 +73,9 @@ pub enum Error {
     },
 }
 
-/// TCP or TLS, whichever the URL asked for.
-#[derive(Debug)]
-pub enum MaybeTls {
-    /// `ws://` (tests, private gateways).
-    Plain(TcpStream),
-    /// `wss://`.
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for MaybeTls {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for MaybeTls {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            MaybeTls::Plain(s) => s.is_write_vectored(),
-            MaybeTls::Tls(s) => s.is_write_vectored(),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+/// TCP or TLS, whichever the URL asked for (`ws://` for tests and private gateways,
+/// `wss://` for the cloud's); the TLS stream is boxed so both arms are small.
+pub type MaybeTls = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// The headers of a 101 answer that the handshake checks (RFC 6455 §4.1), each list
 /// holding every value the gateway sent.
@@ -337,9 +277,9 @@ impl Dialer {
                     hint,
                 }
             })?;
-            MaybeTls::Tls(Box::new(tls))
+            Either::Right(Box::new(tls))
         } else {
-            MaybeTls::Plain(tcp)
+            Either::Left(tcp)
         };
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let mut req = format!(
