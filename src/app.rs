@@ -163,7 +163,7 @@ impl App {
     /// theirs. The budget's, API limit's and admission limits' numbers follow (the
     /// budget's windows are kept); the session limit shrinks as sessions end. Must run
     /// inside the runtime (a lower session limit may start a task).
-    pub fn replace_config(&self, new: Config) {
+    pub(crate) fn replace_config(&self, new: Config) {
         self.budget
             .set_limits(new.budget.reconnects_per_minute, new.budget.max_wait);
         self.cloud.set_rate(new.budget.api_requests_per_second);
@@ -238,7 +238,7 @@ impl App {
     }
 
     /// A fresh session id.
-    pub fn next_session_id(&self) -> u64 {
+    pub(crate) fn next_session_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -296,7 +296,7 @@ pub async fn cloud_client(
 ///
 /// # Errors
 /// Credential or TLS problems, as [`CmdError`].
-pub async fn cloud_client_on(
+pub(crate) async fn cloud_client_on(
     cfg: &Config,
     endpoint: Option<Endpoint>,
     env: &Env,

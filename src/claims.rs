@@ -42,7 +42,7 @@ impl std::fmt::Debug for Consoles {
 }
 
 /// Holds an instance's console; released on drop.
-pub struct ConsoleGuard<'a> {
+pub(crate) struct ConsoleGuard<'a> {
     consoles: &'a Consoles,
     instance: String,
     session: u64,
@@ -50,7 +50,7 @@ pub struct ConsoleGuard<'a> {
 
 impl ConsoleGuard<'_> {
     /// Marks the session as closing: a newcomer waits for it instead of being refused.
-    pub fn closing(&self) {
+    pub(crate) fn closing(&self) {
         let mut h = self.consoles.holders.lock();
         if let Some(x) = h
             .get_mut(&self.instance)
@@ -87,7 +87,7 @@ impl Consoles {
     ///
     /// # Errors
     /// [`Failure::Busy`] naming the holder (for the log) and since when.
-    pub async fn claim<'a>(
+    pub(crate) async fn claim<'a>(
         &'a self,
         instance: &str,
         session: u64,

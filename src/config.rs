@@ -15,7 +15,7 @@ use crate::cloud::{self, Endpoint, EndpointPolicy, Product};
 use crate::redact::Secret;
 
 /// The default config paths, in order.
-pub const DEFAULT_PATHS: [&str; 2] = ["tcvnc.toml", "/etc/tcvnc/tcvnc.toml"];
+pub(crate) const DEFAULT_PATHS: [&str; 2] = ["tcvnc.toml", "/etc/tcvnc/tcvnc.toml"];
 
 /// A config problem: which file, which key, what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -190,13 +190,13 @@ pub struct BudgetConfig {
 
 /// The cloud's documented limits: 30 console URLs per instance per minute, 10 API
 /// requests per second. Above them only with `allow_above_documented_limits`.
-pub const DOCUMENTED_RECONNECTS_PER_MINUTE: u32 = 30;
+pub(crate) const DOCUMENTED_RECONNECTS_PER_MINUTE: u32 = 30;
 /// See [`DOCUMENTED_RECONNECTS_PER_MINUTE`].
-pub const DOCUMENTED_API_REQUESTS_PER_SECOND: u32 = 10;
+pub(crate) const DOCUMENTED_API_REQUESTS_PER_SECOND: u32 = 10;
 /// The fewest bits of entropy an HTTP bearer token may have.
-pub const MIN_TOKEN_BITS: f64 = 128.0;
+pub(crate) const MIN_TOKEN_BITS: f64 = 128.0;
 /// VNC Authentication uses the first 8 bytes of a password.
-pub const VNC_PASSWORD_MAX: usize = 8;
+pub(crate) const VNC_PASSWORD_MAX: usize = 8;
 
 /// `[upstream]`.
 #[derive(Debug, Clone)]
@@ -360,7 +360,7 @@ impl Config {
     ///
     /// # Errors
     /// When `explicit` fails to load, or a default one exists and fails.
-    pub fn locate(explicit: Option<&Path>) -> Result<Option<Config>, ConfigError> {
+    pub(crate) fn locate(explicit: Option<&Path>) -> Result<Option<Config>, ConfigError> {
         if let Some(p) = explicit {
             return Self::load(p).map(Some);
         }
@@ -394,7 +394,7 @@ impl Config {
     }
 
     /// The config used when no file is given: no targets, defaults everywhere.
-    pub fn defaults() -> Config {
+    pub(crate) fn defaults() -> Config {
         let ctx = Ctx {
             file: "<defaults>",
             base: Path::new("."),
@@ -881,7 +881,7 @@ fn readable_secret_files(files: &[(String, PathBuf)]) -> Vec<String> {
 /// About how many bits of entropy `token` has: its length times the bits per character
 /// of the smallest alphabet it fits (hex, base64, printable ASCII); a token made of
 /// fewer than 8 distinct characters is judged by those alone.
-pub fn token_bits(token: &str) -> f64 {
+pub(crate) fn token_bits(token: &str) -> f64 {
     let t = token.trim_end_matches('=');
     let alphabet: f64 = if t.bytes().all(|b| b.is_ascii_hexdigit()) {
         16.0

@@ -16,13 +16,14 @@ use tokio::net::TcpListener;
 use crate::shutdown::Shutdown;
 
 /// The response body type used everywhere.
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
 /// Reads a request body of at most `limit` bytes.
 ///
 /// # Errors
 /// A message when the body is too large or the connection fails.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, String> {
+pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, String> {
     Limited::new(body, limit)
         .collect()
         .await

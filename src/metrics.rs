@@ -2,8 +2,6 @@
 //! prefixed `tcvnc_`. Labels are bounded: instances come from the config, error codes
 //! from a fixed set (anything else is `other`), outcomes and close reasons are enums.
 
-use std::sync::Arc;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -155,7 +153,7 @@ impl Metrics {
     }
 
     /// A session opened.
-    pub fn session_open(&self, instance: &str) {
+    pub(crate) fn session_open(&self, instance: &str) {
         self.sessions_active
             .get_or_create(&Instance {
                 instance: instance.into(),
@@ -164,7 +162,13 @@ impl Metrics {
     }
 
     /// A session ended with `outcome` (`ok`, or a refusal label) after moving bytes.
-    pub fn session_end(&self, instance: &str, outcome: &str, to_upstream: u64, to_client: u64) {
+    pub(crate) fn session_end(
+        &self,
+        instance: &str,
+        outcome: &str,
+        to_upstream: u64,
+        to_client: u64,
+    ) {
         self.sessions_active
             .get_or_create(&Instance {
                 instance: instance.into(),
@@ -192,7 +196,7 @@ impl Metrics {
     /// (the cloud answered with a code), `never_sent`, `unknown` (sent, no usable answer),
     /// `budget_exhausted` and `not_running` (nothing sent), `cancelled` (the viewer left,
     /// a takeover or shutdown).
-    pub fn url_mint(&self, instance: &str, result: &str) {
+    pub(crate) fn url_mint(&self, instance: &str, result: &str) {
         self.url_mints
             .get_or_create(&InstanceResult {
                 instance: instance.into(),
@@ -202,17 +206,17 @@ impl Metrics {
     }
 
     /// Time spent waiting for budget.
-    pub fn budget_waited(&self, seconds: f64) {
+    pub(crate) fn budget_waited(&self, seconds: f64) {
         self.budget_wait.observe(seconds);
     }
 
     /// A URL's age when dialled.
-    pub fn url_age(&self, seconds: f64) {
+    pub(crate) fn url_age(&self, seconds: f64) {
         self.url_age.observe(seconds);
     }
 
     /// How long the upstream dial took.
-    pub fn upstream_handshake(&self, seconds: f64) {
+    pub(crate) fn upstream_handshake(&self, seconds: f64) {
         self.upstream_handshake.observe(seconds);
     }
 
@@ -226,7 +230,7 @@ impl Metrics {
     }
 
     /// Sets the budget gauge of `instance`.
-    pub fn set_budget(&self, instance: &str, remaining: u32) {
+    pub(crate) fn set_budget(&self, instance: &str, remaining: u32) {
         self.budget_remaining
             .get_or_create(&Instance {
                 instance: instance.into(),
@@ -268,6 +272,3 @@ impl crate::cloud::client::ApiObserver for Metrics {
             .observe(seconds);
     }
 }
-
-/// Shared handle.
-pub type SharedMetrics = Arc<Metrics>;

@@ -32,7 +32,7 @@ pub async fn accept(
 }
 
 /// Sets TCP_NODELAY (RFB messages are small and latency-bound) and TCP keepalive.
-pub fn configure_socket(stream: &TcpStream) {
+pub(crate) fn configure_socket(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }

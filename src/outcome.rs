@@ -15,7 +15,7 @@ use crate::upstream;
 
 /// How a client left.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Gone {
+pub(crate) enum Gone {
     /// It closed its end (TCP FIN, or a websocket close frame, answered).
     Closed,
     /// The connection failed.
@@ -32,27 +32,19 @@ impl std::fmt::Display for Gone {
 }
 
 /// Normal closure.
-pub const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
 /// The server is going away.
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-/// The peer broke the websocket protocol (sent by `wsio` itself).
-pub const CLOSE_PROTOCOL: u16 = crate::ws::CLOSE_PROTOCOL;
-/// A text message on the binary channel (sent by `wsio` itself).
-pub const CLOSE_UNSUPPORTED: u16 = crate::ws::CLOSE_UNSUPPORTED;
-/// A close reason that is not UTF-8, or bad base64 (sent by `wsio` itself).
-pub const CLOSE_INVALID_DATA: u16 = crate::ws::CLOSE_INVALID_DATA;
-/// A frame over the size limit (sent by `wsio` itself).
-pub const CLOSE_TOO_BIG: u16 = crate::ws::CLOSE_TOO_BIG;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 /// Policy violation (authentication).
-pub const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// Internal error / upstream failure.
-pub const CLOSE_ERROR: u16 = 1011;
+pub(crate) const CLOSE_ERROR: u16 = 1011;
 /// Try again later (budget, capacity, busy).
-pub const CLOSE_TRY_AGAIN: u16 = 1013;
+pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// Why a session could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Too many concurrent sessions.
     #[error("tcvnc is at its limit of {max} concurrent sessions: try again later")]
     Capacity {
@@ -159,7 +151,7 @@ impl Failure {
 
     /// The words the client is shown: fixed phrases that carry no credential source, file
     /// path, address or raw cloud message, with what the viewer can act on.
-    pub fn viewer_text(&self) -> String {
+    pub(crate) fn viewer_text(&self) -> String {
         match self {
             Failure::PeerRate { retry_after, .. } => format!(
                 "too many connections from your address: wait {} s",

@@ -36,7 +36,7 @@ impl Secret {
 /// Constant-time equality of two byte strings of any length: compares their SHA-256
 /// digests with a fold that never exits early, so neither the position of the first
 /// difference nor the length of either side shows in the timing.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let (da, db) = (Sha256::digest(a), Sha256::digest(b));
     da.iter()

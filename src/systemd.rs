@@ -10,7 +10,7 @@ use sd_notify::NotifyState;
 use crate::shutdown::Shutdown;
 
 /// Tells systemd the service is ready.
-pub fn notify_ready(sessions: usize) {
+pub(crate) fn notify_ready(sessions: usize) {
     let status = format!("serving; {sessions} sessions");
     if let Err(e) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)]) {
         tracing::warn!(error = %e, "cannot notify systemd (READY=1)");
@@ -19,7 +19,7 @@ pub fn notify_ready(sessions: usize) {
 
 /// Tells systemd a configuration reload has begun (with `MONOTONIC_USEC`, which
 /// `Type=notify-reload` requires); [`notify_ready`] ends it.
-pub fn notify_reloading() {
+pub(crate) fn notify_reloading() {
     let mut states = vec![
         NotifyState::Reloading,
         NotifyState::Status("reloading the configuration"),
@@ -34,7 +34,7 @@ pub fn notify_reloading() {
 }
 
 /// Tells systemd the service is stopping.
-pub fn notify_stopping() {
+pub(crate) fn notify_stopping() {
     if let Err(e) = sd_notify::notify(&[
         NotifyState::Stopping,
         NotifyState::Status("draining sessions"),
@@ -44,13 +44,13 @@ pub fn notify_stopping() {
 }
 
 /// The watchdog ping interval (half of `WatchdogSec=`), when systemd asks for one.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }
 
 /// Pings the watchdog until shutdown. The pings come from the runtime that serves
 /// sessions, so a wedged runtime stops them and systemd restarts the service.
-pub async fn watchdog(interval: Duration, shutdown: Shutdown) {
+pub(crate) async fn watchdog(interval: Duration, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(interval);
     loop {
         tokio::select! {
@@ -68,7 +68,7 @@ pub async fn watchdog(interval: Duration, shutdown: Shutdown) {
 ///
 /// # Errors
 /// A passed socket that is not a TCP listener, or names that do not match the count.
-pub fn inherited_listeners() -> Result<Vec<(String, std::net::TcpListener)>, String> {
+pub(crate) fn inherited_listeners() -> Result<Vec<(String, std::net::TcpListener)>, String> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
         return Ok(Vec::new());

@@ -33,7 +33,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 ///
 /// # Errors
 /// [`Error::CaFile`] when unreadable or empty.
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     let fail = |cause: String| Error::CaFile {
         path: path.display().to_string(),
         cause,

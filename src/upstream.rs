@@ -20,7 +20,7 @@ use crate::cloud::VncUrl;
 use crate::ws::{Mode, Role, WsIo};
 
 /// The `User-Agent` tcvnc sends.
-pub const USER_AGENT: &str = concat!("tcvnc/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("tcvnc/", env!("CARGO_PKG_VERSION"));
 /// Largest upgrade response head we read.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -75,7 +75,7 @@ pub enum Error {
 
 /// TCP or TLS, whichever the URL asked for (`ws://` for tests and private gateways,
 /// `wss://` for the cloud's); the TLS stream is boxed so both arms are small.
-pub type MaybeTls = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+pub(crate) type MaybeTls = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// The headers of a 101 answer that the handshake checks (RFC 6455 §4.1), each list
 /// holding every value the gateway sent.

@@ -487,7 +487,7 @@ async fn sighup_reloads_the_real_binary() {
         v["error"]
             .as_str()
             .expect("error")
-            .contains("budget.reconnects_per_minute"),
+            .contains("line 2 (reconnects_per_minute)"),
         "{v}"
     );
     within(one_update(&mut viewer)).await;

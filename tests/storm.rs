@@ -114,7 +114,7 @@ async fn reconnect_storm() {
     let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
         .args(["--log-format", "json", "serve", "-c"])
         .arg(&cfg)
-        .env("RUST_LOG", "warn,tcvnc::daemon=info")
+        .env("RUST_LOG", "warn,tcvnc::cmd=info,tcvnc::daemon=info")
         .stderr(Stdio::piped())
         .stdin(Stdio::null())
         .kill_on_drop(true)

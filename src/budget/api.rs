@@ -75,7 +75,7 @@ impl ApiTicket {
     }
 
     /// The request never left the host (connect failure): it stops counting at once.
-    pub fn refund(mut self) {
+    pub(crate) fn refund(mut self) {
         self.done = true;
         self.log.entries.lock().retain(|e| e.id != self.id);
         self.log.settled.notify_waiters();
@@ -124,12 +124,12 @@ impl ApiLimiter {
     }
 
     /// The allowed requests per second.
-    pub fn per_second(&self) -> u32 {
+    pub(crate) fn per_second(&self) -> u32 {
         self.per_second.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A new rate (a reloaded config); requests already counted stay counted.
-    pub fn set_rate(&self, per_second: NonZeroU32) {
+    pub(crate) fn set_rate(&self, per_second: NonZeroU32) {
         self.per_second
             .store(per_second.get(), std::sync::atomic::Ordering::Relaxed);
     }
@@ -140,7 +140,7 @@ impl ApiLimiter {
     }
 
     /// Forgets keys with nothing in their window (rotated keys, idle hosts).
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         let now = Instant::now();
         self.keys.lock().retain(|_, log| {
             let mut e = log.entries.lock();
@@ -154,7 +154,7 @@ impl ApiLimiter {
     ///
     /// # Errors
     /// The wait still needed when it would pass `deadline`.
-    pub async fn acquire(
+    pub(crate) async fn acquire(
         &self,
         key: &ApiKey,
         deadline: Option<Instant>,

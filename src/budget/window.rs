@@ -35,7 +35,7 @@ pub struct Exhausted {
 
 impl Exhausted {
     /// Whole seconds until the next URL, at least 1.
-    pub fn retry_after_secs(&self) -> u128 {
+    pub(crate) fn retry_after_secs(&self) -> u128 {
         self.retry_after.as_millis().div_ceil(1000).max(1)
     }
 }
@@ -107,7 +107,7 @@ impl Ticket {
 
     /// Nothing left the host (cancelled before sending, connect or TLS failure): the
     /// URL goes back.
-    pub fn refund(mut self) {
+    pub(crate) fn refund(mut self) {
         self.done = true;
         self.slot.log.lock().mints.retain(|e| e.id != self.id);
     }
@@ -175,7 +175,7 @@ impl Budget {
 
     /// New limits (a reloaded config); the windows' logs are kept, so URLs already
     /// spent still count.
-    pub fn set_limits(&self, per_minute: NonZeroU32, max_wait: Duration) {
+    pub(crate) fn set_limits(&self, per_minute: NonZeroU32, max_wait: Duration) {
         self.per_minute.store(per_minute.get(), Ordering::Relaxed);
         self.max_wait.store(
             u64::try_from(max_wait.as_millis()).unwrap_or(u64::MAX),
@@ -230,7 +230,7 @@ impl Budget {
     ///
     /// # Errors
     /// [`Exhausted`] with the time until the next URL.
-    pub fn try_take(&self, instance: &str) -> Result<Ticket, Exhausted> {
+    pub(crate) fn try_take(&self, instance: &str) -> Result<Ticket, Exhausted> {
         let slot = self.slot(instance);
         let mut log = slot.log.lock();
         let now = Instant::now();

@@ -184,18 +184,18 @@ impl CloudClient {
     }
 
     /// Reports every attempt to `observer` (metrics).
-    pub fn with_observer(mut self, observer: Arc<dyn ApiObserver>) -> Self {
+    pub(crate) fn with_observer(mut self, observer: Arc<dyn ApiObserver>) -> Self {
         self.observer = Some(observer);
         self
     }
 
     /// A new API rate (a reloaded config).
-    pub fn set_rate(&self, per_second: std::num::NonZeroU32) {
+    pub(crate) fn set_rate(&self, per_second: std::num::NonZeroU32) {
         self.limiter.set_rate(per_second);
     }
 
     /// Periodic housekeeping: forget rate-limit keys of rotated credentials.
-    pub fn housekeeping(&self) {
+    pub(crate) fn housekeeping(&self) {
         self.limiter.shrink();
     }
 
@@ -210,7 +210,7 @@ impl CloudClient {
     }
 
     /// The API host used for `region`.
-    pub fn host_for(&self, region: &str) -> String {
+    pub(crate) fn host_for(&self, region: &str) -> String {
         self.endpoints.endpoint(self.product, region).host
     }
 
@@ -233,7 +233,7 @@ impl CloudClient {
     /// for until `deadline` at most; `sent` turns true just before the request is
     /// written, so a caller that cancels this future can tell whether anything may have
     /// reached the cloud (nothing did while `sent` is false).
-    pub async fn mint_once(
+    pub(crate) async fn mint_once(
         &self,
         instance: &str,
         region: &str,
@@ -308,7 +308,7 @@ impl CloudClient {
     ///
     /// # Errors
     /// When the provider cannot refresh (fixed credentials) or the refresh fails.
-    pub async fn refresh_rejected(&self, used: &Arc<Credential>) -> Result<(), Error> {
+    pub(crate) async fn refresh_rejected(&self, used: &Arc<Credential>) -> Result<(), Error> {
         self.creds.refresh_after_rejection(used).await?;
         Ok(())
     }
@@ -399,7 +399,7 @@ impl CloudClient {
     ///
     /// # Errors
     /// The classified [`Error`].
-    pub async fn instance_states(
+    pub(crate) async fn instance_states(
         &self,
         ids: &[String],
         region: &str,

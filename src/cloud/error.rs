@@ -56,7 +56,7 @@ pub enum Kind {
 }
 
 /// Every code the reference lists: metrics label these by name, anything else as `other`.
-pub const KNOWN_CODES: &[&str] = &[
+pub(crate) const KNOWN_CODES: &[&str] = &[
     "ActionOffline",
     "AuthFailure.InvalidAuthorization",
     "AuthFailure.InvalidSecretId",
@@ -116,7 +116,7 @@ pub const KNOWN_CODES: &[&str] = &[
 
 /// Classifies an error code. `temporary` says whether the request used temporary
 /// credentials (with a session token): only those can be fixed by a refresh.
-pub fn classify(code: &str, temporary: bool) -> (Class, Kind) {
+pub(crate) fn classify(code: &str, temporary: bool) -> (Class, Kind) {
     use Class::*;
     use Kind::*;
     let refresh_or_fail = if temporary {
@@ -194,7 +194,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// The retry class and user-facing kind.
-    pub fn classify(&self) -> (Class, Kind) {
+    pub(crate) fn classify(&self) -> (Class, Kind) {
         classify(&self.code, self.temporary)
     }
 

@@ -16,14 +16,14 @@ use std::net::IpAddr;
 
 /// The local wall clock in Unix seconds (what a request is signed with, before the
 /// offset learned from the server is added, and what credential expiry is judged by).
-pub fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The instance id rule for every product.
-pub fn instance_id_valid(product: Product, id: &str) -> bool {
+pub(crate) fn instance_id_valid(product: Product, id: &str) -> bool {
     id.strip_prefix(product.id_prefix()).is_some_and(|rest| {
         rest.len() == 8
             && rest
@@ -60,15 +60,16 @@ impl Product {
     }
 
     /// Instance id prefix.
-    pub fn id_prefix(self) -> &'static str {
+    pub(crate) fn id_prefix(self) -> &'static str {
         match self {
             Product::Cvm => "ins-",
             Product::Lighthouse => "lhins-",
         }
     }
 
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
     /// The product whose scope service is `service`.
-    pub fn from_service(service: &str) -> Option<Self> {
+    pub(crate) fn from_service(service: &str) -> Option<Self> {
         match service {
             "cvm" => Some(Product::Cvm),
             "lighthouse" => Some(Product::Lighthouse),
@@ -78,7 +79,7 @@ impl Product {
 }
 
 /// Default root domain of the API.
-pub const ROOT_DOMAIN: &str = "tencentcloudapi.com";
+pub(crate) const ROOT_DOMAIN: &str = "tencentcloudapi.com";
 
 /// Where API requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +167,7 @@ pub fn parse_endpoint(raw: &str) -> Result<Endpoint, String> {
 }
 
 /// True for `localhost` and loopback addresses (bracketed IPv6 accepted).
-pub fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 type HmacSha256 = Hmac<Sha256>;
 
 /// The only algorithm name Tencent Cloud accepts for signature v3.
-pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "TC3-HMAC-SHA256";
 
 /// What goes into a signature. Header names may be in any case; values are trimmed.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub struct Signature {
 
 impl Signature {
     /// The `Authorization` header value for `secret_id`.
-    pub fn authorization(&self, secret_id: &str, service: &str) -> String {
+    pub(crate) fn authorization(&self, secret_id: &str, service: &str) -> String {
         format!(
             "{ALGORITHM} Credential={secret_id}/{}/{service}/tc3_request, SignedHeaders={}, Signature={}",
             self.date, self.signed_headers, self.signature
@@ -59,7 +59,7 @@ impl Signature {
 }
 
 /// Lowercase hex SHA-256 of `data`.
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
@@ -72,7 +72,7 @@ fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
 }
 
 /// The three derived keys, `SecretDate`, `SecretService` and `SecretSigning`.
-pub fn derive_keys(secret_key: &str, date: &str, service: &str) -> [[u8; 32]; 3] {
+pub(crate) fn derive_keys(secret_key: &str, date: &str, service: &str) -> [[u8; 32]; 3] {
     let secret_date = hmac(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
     let secret_service = hmac(&secret_date, service.as_bytes());
     let secret_signing = hmac(&secret_service, b"tc3_request");
@@ -80,7 +80,7 @@ pub fn derive_keys(secret_key: &str, date: &str, service: &str) -> [[u8; 32]; 3]
 }
 
 /// The UTC calendar date `YYYY-MM-DD` of a Unix timestamp (proleptic Gregorian).
-pub fn utc_date(timestamp: i64) -> String {
+pub(crate) fn utc_date(timestamp: i64) -> String {
     let days = timestamp.div_euclid(86_400);
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -166,10 +166,11 @@ pub struct Authorization {
     pub signature: String,
 }
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
 /// Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=hex`.
 ///
 /// Returns `None` for anything else; the caller reports `AuthFailure.InvalidAuthorization`.
-pub fn parse_authorization(value: &str) -> Option<Authorization> {
+pub(crate) fn parse_authorization(value: &str) -> Option<Authorization> {
     let rest = value.strip_prefix(ALGORITHM)?.strip_prefix(' ')?;
     let mut credential = None;
     let mut signed = None;
@@ -204,8 +205,9 @@ pub fn parse_authorization(value: &str) -> Option<Authorization> {
     })
 }
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
 /// Constant-time check that `expected_hex` (ours) equals `given_hex` (theirs).
-pub fn signatures_match(expected_hex: &str, given_hex: &str) -> bool {
+pub(crate) fn signatures_match(expected_hex: &str, given_hex: &str) -> bool {
     crate::redact::ct_eq(expected_hex.as_bytes(), given_hex.as_bytes())
 }
 

@@ -50,7 +50,7 @@ pub struct States {
 
 impl States {
     /// The cloud refused a URL for `instance` because it is `state`.
-    pub fn note_not_running(&self, instance: &str, state: &str) {
+    pub(crate) fn note_not_running(&self, instance: &str, state: &str) {
         self.known.lock().insert(
             instance.to_owned(),
             Known {
@@ -61,7 +61,7 @@ impl States {
     }
 
     /// `instance` answered with a URL: nothing to remember.
-    pub fn forget(&self, instance: &str) {
+    pub(crate) fn forget(&self, instance: &str) {
         self.known.lock().remove(instance);
     }
 

@@ -8,7 +8,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use crate::redact::{self, Secret};
 
 /// The official browser console page.
-pub const CONSOLE_PAGE: &str = "https://img.qcloud.com/qcloud/app/active_vnc/index.html";
+pub(crate) const CONSOLE_PAGE: &str = "https://img.qcloud.com/qcloud/app/active_vnc/index.html";
 
 /// Characters left alone when encoding a query component (RFC 3986 unreserved), as the
 /// API and the console page do.
@@ -98,7 +98,7 @@ impl VncUrl {
     }
 
     /// `wss` (true) or `ws`.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.tls
     }
 
@@ -115,7 +115,7 @@ impl VncUrl {
     /// Path and query as sent in the request line, byte for byte (a fragment is not
     /// sent). `wss://host?s=…` has an empty path: the request line is `/?s=…`. The value
     /// holds the token: never log it.
-    pub fn path_and_query(&self) -> String {
+    pub(crate) fn path_and_query(&self) -> String {
         let (_, rest) = self.url.expose().split_once("://").unwrap_or(("", ""));
         let rest = rest.split('#').next().unwrap_or_default();
         match rest.find(['/', '?']) {
@@ -126,7 +126,7 @@ impl VncUrl {
     }
 
     /// The `Host` header value.
-    pub fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)

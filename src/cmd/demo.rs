@@ -8,7 +8,7 @@ use crate::cloud::credentials::Env;
 use crate::config::Config;
 
 /// The config `tcvnc demo` runs with, pointed at a simulator.
-pub fn demo_config(
+pub(crate) fn demo_config(
     sim: &crate::sim::SimHandle,
     tcp: SocketAddr,
     http: SocketAddr,

@@ -22,7 +22,7 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// An address's failures are forgotten after this long without another.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// The longest back-off of one address.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(32);
 /// Addresses tracked at most (the oldest idle ones are forgotten first).
 const MAX_PEERS: usize = 4096;
 
@@ -265,7 +265,7 @@ impl Guard {
     /// # Errors
     /// [`Refused`] when the address has an attempt in flight or is backing off, or the
     /// target's or the server's window is full.
-    pub fn begin(&self, ip: IpAddr, target: &str) -> Result<Attempt<'_>, Refused> {
+    pub(crate) fn begin(&self, ip: IpAddr, target: &str) -> Result<Attempt<'_>, Refused> {
         let now = Instant::now();
         let mut st = self.lock();
         if let Some(r) = st.refusal(ip, Some(target), self.limits, true, now) {
@@ -320,7 +320,7 @@ impl Guard {
     }
 
     /// Forgets idle addresses (housekeeping).
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         let now = Instant::now();
         let mut st = self.lock();
         st.peers
@@ -335,7 +335,7 @@ impl Guard {
 
 impl Attempt<'_> {
     /// The secret was right: the charge is refunded and the address's failures cleared.
-    pub fn succeed(mut self) {
+    pub(crate) fn succeed(mut self) {
         self.settled = true;
         let mut st = self.guard.lock();
         st.refund(&self.target, self.id);

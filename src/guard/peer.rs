@@ -18,7 +18,7 @@ use governor::{Quota, RateLimiter};
 
 /// governor's clock, reading tokio time so that paused tests control it.
 #[derive(Clone, Debug, Default)]
-pub struct TokioClock;
+pub(crate) struct TokioClock;
 
 #[allow(clippy::disallowed_types)] // governor wants std Instant; the value is tokio time
 impl Clock for TokioClock {
@@ -86,7 +86,7 @@ impl PeerLimiter {
     }
 
     /// A new rate (a reloaded config). A changed rate starts every address afresh.
-    pub fn set_per_minute(&self, per_minute: NonZeroU32) {
+    pub(crate) fn set_per_minute(&self, per_minute: NonZeroU32) {
         let mut inner = self.inner.write();
         if inner.1 != per_minute.get() {
             *inner = (keyed(per_minute), per_minute.get());
@@ -94,7 +94,7 @@ impl PeerLimiter {
     }
 
     /// Forgets addresses that are back within their allowance (bounded memory).
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         let l = self.limiter();
         l.retain_recent();
         l.shrink_to_fit();
@@ -156,7 +156,7 @@ impl Unauthenticated {
     }
 
     /// New limits (a reloaded config); connections already admitted keep their place.
-    pub fn set_limits(&self, per_peer: usize, total: usize) {
+    pub(crate) fn set_limits(&self, per_peer: usize, total: usize) {
         self.per_peer.store(per_peer, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
     }
@@ -165,7 +165,7 @@ impl Unauthenticated {
     ///
     /// # Errors
     /// [`Crowded`] naming the limit reached.
-    pub fn admit(&self, ip: IpAddr) -> Result<Pending, Crowded> {
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Pending, Crowded> {
         let mut c = self.counts.lock();
         let (per_peer, total) = (
             self.per_peer.load(Ordering::Relaxed),

@@ -110,7 +110,7 @@ impl Listeners {
     /// # Errors
     /// An inherited socket that matches nothing or is exposed without authentication,
     /// or a listener that cannot be bound.
-    pub async fn inherit_or_bind(cfg: &Config) -> Result<Listeners, ListenError> {
+    pub(crate) async fn inherit_or_bind(cfg: &Config) -> Result<Listeners, ListenError> {
         let inherited = crate::systemd::inherited_listeners().map_err(ListenError::Inherited)?;
         let mut tcp = Vec::new();
         let mut http = None;
@@ -220,7 +220,7 @@ pub struct ListenerRegistry {
 /// What a reload will do to the listeners: new ones already bound (so a bind failure
 /// refuses the reload before anything changed), old ones to stop.
 #[derive(Debug)]
-pub struct ListenerPlan {
+pub(crate) struct ListenerPlan {
     /// `(instance, configured address, bound listener)`.
     start: Vec<(String, SocketAddr, TcpListener)>,
     /// Instances whose listener stops.
@@ -323,7 +323,7 @@ impl ListenerRegistry {
     /// # Errors
     /// A listener that cannot be bound, or a socket passed by systemd that `new` would
     /// expose beyond loopback without authentication.
-    pub async fn prepare(&self, new: &Config) -> Result<ListenerPlan, ListenError> {
+    pub(crate) async fn prepare(&self, new: &Config) -> Result<ListenerPlan, ListenError> {
         let mut plan = ListenerPlan {
             start: Vec::new(),
             stop: Vec::new(),
@@ -366,7 +366,7 @@ impl ListenerRegistry {
     /// Carries out `plan`: stops the listeners it drops (waiting until each is closed)
     /// and serves the ones it bound. Call after the new config is in force, so that the
     /// new listeners find their targets.
-    pub async fn commit(&mut self, plan: ListenerPlan) -> ListenerChanges {
+    pub(crate) async fn commit(&mut self, plan: ListenerPlan) -> ListenerChanges {
         let mut changes = ListenerChanges {
             orphaned: plan.orphaned,
             ..ListenerChanges::default()

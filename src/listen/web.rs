@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::http_util::{self, Body};
 
 /// Debian's noVNC package location, used when `http.web_root` is not set.
-pub const DEBIAN_NOVNC: &str = "/usr/share/novnc";
+pub(crate) const DEBIAN_NOVNC: &str = "/usr/share/novnc";
 
 /// The web root in use, if any.
 pub fn web_root(cfg: &Config) -> Option<PathBuf> {
@@ -77,7 +77,7 @@ fn index(cfg: &Config, root: Option<&Path>) -> Response<Body> {
 }
 
 /// MIME type by extension.
-pub fn mime(path: &Path) -> &'static str {
+pub(crate) fn mime(path: &Path) -> &'static str {
     match path
         .extension()
         .and_then(|e| e.to_str())

@@ -16,12 +16,10 @@ use crate::guard::{Guard, Refused};
 use crate::redact::Secret;
 use crate::ws::WsIo;
 
-/// Security type: invalid / failure.
-pub const INVALID: u8 = 0;
 /// Security type None.
-pub const NONE: u8 = 1;
+pub(crate) const NONE: u8 = 1;
 /// Security type VNC Authentication.
-pub const VNC_AUTH: u8 = 2;
+pub(crate) const VNC_AUTH: u8 = 2;
 
 /// Longest failure reason we pass on from an upstream.
 const MAX_REASON: u32 = 4096;
@@ -173,7 +171,7 @@ fn reason_bytes(code: &[u8], reason: &str) -> Vec<u8> {
 /// RFB 3.3, where the server picks the security type, and picks "invalid" with `reason`.
 /// Every viewer answers a 3.3 server in 3.3 and reads the reason; nothing needs to be
 /// read first, so a refused connection is held for no handshake.
-pub fn refusal_unread(reason: &str) -> Vec<u8> {
+pub(crate) fn refusal_unread(reason: &str) -> Vec<u8> {
     let mut out = Version::V3_3.bytes().to_vec();
     out.extend_from_slice(&reason_bytes(&0u32.to_be_bytes(), reason));
     out
@@ -257,7 +255,7 @@ impl Authenticated {
 
 /// What the upstream server said first.
 #[derive(Debug, Clone)]
-pub struct UpstreamOffer {
+pub(crate) struct UpstreamOffer {
     /// The version spoken with the upstream.
     pub version: Version,
     /// Offered security types (3.3: the one the server chose).
@@ -285,7 +283,7 @@ async fn read_reason<U: RfbIo>(up: &mut U) -> Result<String, Error> {
 ///
 /// # Errors
 /// [`Error::UpstreamRefused`] with the server's reason, protocol or I/O errors.
-pub async fn upstream_start<U: RfbIo>(up: &mut U) -> Result<UpstreamOffer, Error> {
+pub(crate) async fn upstream_start<U: RfbIo>(up: &mut U) -> Result<UpstreamOffer, Error> {
     let mut v = [0u8; 12];
     up.read_exact(&mut v).await?;
     let version = Version::parse(&v).ok_or_else(|| {
@@ -340,7 +338,7 @@ async fn upstream_result<U: RfbIo>(up: &mut U, version: Version) -> Result<(), E
 ///
 /// # Errors
 /// [`Error::UpstreamNeedsPassword`], [`Error::Unsupported`], authentication failures.
-pub async fn upstream_authenticate<U: RfbIo>(
+pub(crate) async fn upstream_authenticate<U: RfbIo>(
     up: &mut U,
     offer: &UpstreamOffer,
     password: Option<&Secret>,
@@ -423,7 +421,7 @@ impl Greeted {
     ///
     /// # Errors
     /// Handshake failures; when the client can still be told, it was.
-    pub async fn negotiate<C: RfbIo, U: RfbIo>(
+    pub(crate) async fn negotiate<C: RfbIo, U: RfbIo>(
         self,
         client: &mut C,
         up: &mut U,

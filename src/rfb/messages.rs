@@ -5,7 +5,7 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Longest reason, name or cut-text we accept from a peer.
-pub const MAX_TEXT: u32 = 64 * 1024;
+pub(crate) const MAX_TEXT: u32 = 64 * 1024;
 
 /// A parse or I/O failure on an RFB stream.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +86,10 @@ pub struct PixelFormat {
     pub blue_shift: u8,
 }
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
 impl PixelFormat {
     /// 32 bpp, depth 24, little-endian, RGB888.
-    pub const RGB888: PixelFormat = PixelFormat {
+    pub(crate) const RGB888: PixelFormat = PixelFormat {
         bits_per_pixel: 32,
         depth: 24,
         big_endian: false,
@@ -102,7 +103,7 @@ impl PixelFormat {
     };
 
     /// The 16 wire bytes.
-    pub fn to_bytes(&self) -> [u8; 16] {
+    pub(crate) fn to_bytes(self) -> [u8; 16] {
         let mut b = [0u8; 16];
         b[0] = self.bits_per_pixel;
         b[1] = self.depth;
@@ -118,7 +119,7 @@ impl PixelFormat {
     }
 
     /// Parses the 16 wire bytes.
-    pub fn from_bytes(b: &[u8; 16]) -> PixelFormat {
+    pub(crate) fn from_bytes(b: &[u8; 16]) -> PixelFormat {
         PixelFormat {
             bits_per_pixel: b[0],
             depth: b[1],
@@ -134,7 +135,7 @@ impl PixelFormat {
     }
 
     /// Bytes per pixel, or `None` for an unsupported size.
-    pub fn bytes_per_pixel(&self) -> Option<usize> {
+    pub(crate) fn bytes_per_pixel(&self) -> Option<usize> {
         match self.bits_per_pixel {
             8 => Some(1),
             16 => Some(2),
@@ -146,7 +147,7 @@ impl PixelFormat {
     /// Appends one pixel of colour `(r, g, b)` (0–255 each) in this format. Bits that
     /// no channel uses (the padding byte of 32 bpp) are set: RFB leaves them undefined,
     /// and noVNC 1.3's Raw decoder takes them as alpha (0 would draw nothing).
-    pub fn push_pixel(&self, out: &mut Vec<u8>, r: u8, g: u8, b: u8) {
+    pub(crate) fn push_pixel(&self, out: &mut Vec<u8>, r: u8, g: u8, b: u8) {
         let scale = |c: u8, max: u16| u32::from(c) * u32::from(max) / 255;
         let v = scale(r, self.red_max)
             .checked_shl(u32::from(self.red_shift))
@@ -189,9 +190,10 @@ pub struct ServerInit {
     pub name: String,
 }
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
 impl ServerInit {
     /// Wire form.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(24 + self.name.len());
         b.extend_from_slice(&self.width.to_be_bytes());
         b.extend_from_slice(&self.height.to_be_bytes());
@@ -224,7 +226,7 @@ impl ServerInit {
 ///
 /// # Errors
 /// I/O, or a length over [`MAX_TEXT`].
-pub async fn read_text<R: AsyncRead + Unpin>(r: &mut R) -> Result<String, Error> {
+pub(crate) async fn read_text<R: AsyncRead + Unpin>(r: &mut R) -> Result<String, Error> {
     let len = r.read_u32().await?;
     if len > MAX_TEXT {
         return Err(Error::Protocol(format!(
@@ -236,11 +238,12 @@ pub async fn read_text<R: AsyncRead + Unpin>(r: &mut R) -> Result<String, Error>
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
+#[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
 /// Writes `u32 length` + text.
 ///
 /// # Errors
 /// I/O.
-pub async fn write_text<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> Result<(), Error> {
+pub(crate) async fn write_text<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> Result<(), Error> {
     w.write_u32(text.len() as u32).await?;
     w.write_all(text.as_bytes()).await?;
     Ok(())

@@ -228,7 +228,7 @@ fn upgrade(
 const STALL: &str = "stall";
 
 /// Frame and message limits of the simulated gateway.
-pub fn ws_config() -> WebSocketConfig {
+pub(crate) fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_frame_size(Some(16 << 20))
         .max_message_size(Some(64 << 20))

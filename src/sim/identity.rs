@@ -15,7 +15,7 @@ use crate::http_util::{self, Body};
 
 /// Failure injection and counters of the identity fakes.
 #[derive(Debug, Default)]
-pub struct IdentityKnobs {
+pub(crate) struct IdentityKnobs {
     /// Both services fail: STS answers `InternalError`, the metadata service HTTP 500.
     down: AtomicBool,
     /// `AssumeRoleWithWebIdentity` requests received.
@@ -67,7 +67,7 @@ fn rfc3339(unix: i64) -> String {
 }
 
 /// `POST /` with `X-TC-Action: AssumeRoleWithWebIdentity` and `Authorization: SKIP`.
-pub fn assume_role_with_web_identity(
+pub(crate) fn assume_role_with_web_identity(
     state: &SimState,
     headers: &HashMap<String, String>,
     body: &[u8],

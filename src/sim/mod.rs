@@ -62,7 +62,7 @@ impl SimInstance {
     }
 
     /// An instance in `state`.
-    pub fn with_state(id: &str, state: &str) -> Self {
+    pub(crate) fn with_state(id: &str, state: &str) -> Self {
         SimInstance {
             state: state.to_owned(),
             ..Self::running(id)
@@ -72,7 +72,7 @@ impl SimInstance {
 
 /// The default instance set: `ins-demo0001`…`0003` and `lhins-demo0001` running,
 /// `ins-stopped1` stopped.
-pub fn default_instances() -> Vec<SimInstance> {
+pub(crate) fn default_instances() -> Vec<SimInstance> {
     vec![
         SimInstance::running("ins-demo0001"),
         SimInstance::running("ins-demo0002"),
@@ -282,7 +282,7 @@ impl SimState {
     }
 
     /// The simulator's wall clock (Unix seconds), skewed by the knob.
-    pub fn now_unix(&self) -> i64 {
+    pub(crate) fn now_unix(&self) -> i64 {
         crate::cloud::unix_now() + self.clock_offset.load(Ordering::Relaxed)
     }
 
@@ -301,11 +301,6 @@ impl SimState {
         *self.faults.lock() = f;
     }
 
-    /// Changes the faults in place.
-    pub fn update_faults(&self, f: impl FnOnce(&mut Faults)) {
-        f(&mut self.faults.lock());
-    }
-
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.stats.lock().clone()
@@ -322,7 +317,7 @@ impl SimState {
     }
 
     /// Adds or replaces an instance.
-    pub fn put_instance(&self, inst: SimInstance) {
+    pub(crate) fn put_instance(&self, inst: SimInstance) {
         self.instances.lock().insert(inst.id.clone(), inst);
     }
 
@@ -558,7 +553,7 @@ pub enum SimError {
 ///
 /// # Errors
 /// [`SimError::Instances`].
-pub fn load_instances(path: &std::path::Path) -> Result<Vec<SimInstance>, SimError> {
+pub(crate) fn load_instances(path: &std::path::Path) -> Result<Vec<SimInstance>, SimError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct File {
@@ -670,7 +665,7 @@ impl SimHandle {
     }
 
     /// The one JSON line `tcvnc sim` prints.
-    pub fn describe(&self) -> serde_json::Value {
+    pub(crate) fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "api": self.api_url,
             "gateway": self.gateway_url,
@@ -684,10 +679,5 @@ impl SimHandle {
     /// Stops every simulator task.
     pub async fn shutdown(&self) {
         self.shutdown.drain(Duration::from_secs(5)).await;
-    }
-
-    /// The simulator's shutdown handle.
-    pub fn shutdown_handle(&self) -> &Shutdown {
-        &self.shutdown
     }
 }

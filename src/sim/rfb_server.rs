@@ -9,9 +9,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use crate::rfb::messages::{self, ClientMessage, PixelFormat, ServerInit, Version};
 
 /// Framebuffer width.
-pub const WIDTH: u16 = 640;
+pub(crate) const WIDTH: u16 = 640;
 /// Framebuffer height.
-pub const HEIGHT: u16 = 480;
+pub(crate) const HEIGHT: u16 = 480;
 /// Side of the moving square.
 const SQUARE: u16 = 64;
 

@@ -73,11 +73,6 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
         self.r.mode
     }
 
-    /// Pings sent since the last pong.
-    pub fn unanswered_pings(&self) -> u32 {
-        self.w.unanswered_pings()
-    }
-
     /// The next bytes from the peer, answering its pings meanwhile. Cancel-safe: a
     /// cancelled call loses no data, and a close it read is returned again by the next.
     ///
@@ -109,7 +104,7 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
     /// Sends the close frame the reader owes the peer, if any (the answer to its close,
     /// or the code of a violation), and ends the write side; bounded by 2 s, errors
     /// ignored (the peer may be gone). Nothing happens when nothing is owed.
-    pub async fn answer_close(&mut self) {
+    pub(crate) async fn answer_close(&mut self) {
         if self.w.close_owed() {
             let _ = tokio::time::timeout(
                 std::time::Duration::from_secs(2),
@@ -200,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
     }
 
     /// Bytes already received but not yet consumed (handed to the bridge after a handshake).
-    pub fn take_pending(&mut self) -> Bytes {
+    pub(crate) fn take_pending(&mut self) -> Bytes {
         std::mem::take(&mut self.r.pending)
     }
 
@@ -215,14 +210,6 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
             joined.extend_from_slice(&self.r.pending);
             self.r.pending = joined.freeze();
         }
-    }
-
-    /// Queues `data` without flushing.
-    ///
-    /// # Errors
-    /// The transport error.
-    pub async fn feed(&mut self, data: Bytes) -> std::io::Result<()> {
-        self.w.feed(data).await
     }
 
     /// Sends what is queued.

@@ -35,21 +35,21 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 pub const MAX_FRAME: usize = 16 << 20;
 /// Largest message our tungstenite peers accept (this module streams messages and has
 /// no message limit of its own: it never gathers one).
-pub const MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const MAX_MESSAGE: usize = 64 << 20;
 /// Close code: normal closure (also the answer to a close frame without a code).
-pub const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
 /// Close code: the peer broke RFC 6455 (reserved bits, masking, opcodes, fragmentation,
 /// an invalid close code).
-pub const CLOSE_PROTOCOL: u16 = 1002;
+pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code: a message of a type the channel does not carry (text on a binary channel).
-pub const CLOSE_UNSUPPORTED: u16 = 1003;
+pub(crate) const CLOSE_UNSUPPORTED: u16 = 1003;
 /// Close code: data inconsistent with its type (a close reason that is not UTF-8, bad
 /// base64 text).
-pub const CLOSE_INVALID_DATA: u16 = 1007;
+pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code: a frame larger than [`MAX_FRAME`].
-pub const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 /// How a [`Recv::Failed`] caused by the peer breaking the protocol begins.
-pub const PROTOCOL_ERROR: &str = "websocket protocol error";
+pub(crate) const PROTOCOL_ERROR: &str = "websocket protocol error";
 /// Read size while data flows.
 pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// Read size after a read that did not fill the buffer (idle, or small messages).
@@ -57,7 +57,7 @@ pub(super) const SMALL_READ: usize = 4 * 1024;
 /// Queued output beyond which `feed` writes before queueing more.
 pub(super) const WRITE_LIMIT: usize = 512 * 1024;
 /// Free bytes [`WsWriter::feed_framed`] wants before a payload: the largest frame header.
-pub const HEADROOM: usize = 14;
+pub(crate) const HEADROOM: usize = 14;
 /// Pings answered one by one when several arrive at once (beyond, only the latest).
 pub(super) const MAX_OWED_PONGS: usize = 16;
 /// Slices per vectored write.

@@ -72,7 +72,7 @@ fn pings_are_answered_and_pongs_counted() {
     rt().block_on(async {
         let (mut c, mut s) = pair(Mode::Binary);
         c.ping().await.expect("ping");
-        assert_eq!(c.unanswered_pings(), 1);
+        assert_eq!(c.halves().1.unanswered_pings(), 1);
         // The server's reader owes a pong; its recv answers while waiting for data.
         let server = async {
             let mut b = [0u8; 2];
@@ -82,7 +82,7 @@ fn pings_are_answered_and_pongs_counted() {
         let client = async {
             // The pong arrives before the data; recv consumes it on the way.
             loop {
-                if c.unanswered_pings() == 0 {
+                if c.halves().1.unanswered_pings() == 0 {
                     break;
                 }
                 tokio::select! {
@@ -221,7 +221,7 @@ proptest! {
             while at < data.len() {
                 let end = (at + cuts[i % cuts.len()]).min(data.len());
                 if i % 2 == 0 {
-                    tx.feed(Bytes::copy_from_slice(&data[at..end])).await.expect("feed");
+                    tx.halves().1.feed(Bytes::copy_from_slice(&data[at..end])).await.expect("feed");
                 } else {
                     // The bridge's zero-copy path: header space in front of the payload.
                     let mut b = BytesMut::with_capacity(HEADROOM + end - at);

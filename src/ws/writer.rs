@@ -150,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
     ///
     /// # Errors
     /// The transport error.
-    pub async fn feed(&mut self, data: Bytes) -> std::io::Result<()> {
+    pub(crate) async fn feed(&mut self, data: Bytes) -> std::io::Result<()> {
         self.make_room(data.len()).await?;
         match self.mode {
             Mode::Binary => self.push(OP_BINARY, data),
@@ -196,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
 
     /// Resolves when a pong or a close is owed to the peer (then call [`Self::flush`]).
     /// Cancel-safe.
-    pub async fn control_wanted(&mut self) {
+    pub(crate) async fn control_wanted(&mut self) {
         self.ctl.wake.notified().await;
     }
 
@@ -211,17 +211,12 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
     }
 
     /// Pings sent since the last pong.
-    pub fn unanswered_pings(&self) -> u32 {
+    pub(crate) fn unanswered_pings(&self) -> u32 {
         self.ctl.pings.load(Ordering::Relaxed)
     }
 
-    /// Whether a close frame was queued or sent: nothing more can be.
-    pub fn is_closing(&self) -> bool {
-        self.closing
-    }
-
     /// Whether the reader owes the peer a close frame (it read one, or a violation).
-    pub fn close_owed(&self) -> bool {
+    pub(crate) fn close_owed(&self) -> bool {
         !self.closing && self.ctl.close_owed()
     }
 

@@ -32,11 +32,11 @@ pub use proxy::Proxies;
 pub use refresh::{Phase, Status};
 
 /// Default CVM metadata service.
-pub const METADATA_ENDPOINT: &str = "http://metadata.tencentyun.com";
+pub(crate) const METADATA_ENDPOINT: &str = "http://metadata.tencentyun.com";
 /// Default STS endpoint for `AssumeRoleWithWebIdentity`.
-pub const STS_ENDPOINT: &str = "https://sts.tencentcloudapi.com";
+pub(crate) const STS_ENDPOINT: &str = "https://sts.tencentcloudapi.com";
 /// System-wide profile file.
-pub const ETC_PROFILE: &str = "/etc/tencentcloud/credentials";
+pub(crate) const ETC_PROFILE: &str = "/etc/tencentcloud/credentials";
 
 /// A usable key pair, with a session token when temporary.
 #[derive(Clone)]
@@ -79,7 +79,7 @@ impl Credential {
     }
 
     /// Whether a refresh is due at `now` (server clock).
-    pub fn needs_refresh(&self, now: i64) -> bool {
+    pub(crate) fn needs_refresh(&self, now: i64) -> bool {
         self.refresh_at.is_some_and(|t| now >= t)
     }
 
@@ -171,7 +171,7 @@ pub struct Env(HashMap<String, String>);
 
 impl Env {
     /// The process environment.
-    pub fn from_process() -> Self {
+    pub(crate) fn from_process() -> Self {
         Env(std::env::vars().collect())
     }
 
@@ -194,7 +194,7 @@ impl Env {
     }
 
     /// Whether the variable is present at all (even empty).
-    pub fn is_set(&self, key: &str) -> bool {
+    pub(crate) fn is_set(&self, key: &str) -> bool {
         self.0.contains_key(key)
     }
 }

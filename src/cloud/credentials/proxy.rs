@@ -39,7 +39,7 @@ impl Proxies {
     /// # Errors
     /// [`Error::Proxy`] when a variable is not a URL (its value is not repeated: it may
     /// carry a password).
-    pub fn from_env(env: &Env) -> Result<Self, Error> {
+    pub(crate) fn from_env(env: &Env) -> Result<Self, Error> {
         let no_proxy = first(env, &["NO_PROXY", "no_proxy"])
             .and_then(|(_, v)| reqwest::NoProxy::from_string(v));
         let mut out = Proxies::default();
