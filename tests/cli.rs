@@ -112,6 +112,43 @@ async fn url_command() {
     sim.shutdown().await;
 }
 
+/// `tcvnc url` spends at most one URL per run, plus one retry of an unknown outcome: with
+/// every answer garbled after minting, it stops after two URLs and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_command_spends_at_most_two_urls() {
+    let sim = sim().await;
+    sim.state.set_faults(tcvnc::sim::Faults {
+        garble_after_mint: 100,
+        ..tcvnc::sim::Faults::default()
+    });
+    let home = tempfile::tempdir().expect("tmp");
+    let api = sim.api_url.clone();
+    let h = home.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        tcvnc(
+            &h,
+            &[
+                "url",
+                "ins-demo0001",
+                "--region",
+                "ap-guangzhou",
+                "--endpoint",
+                &api,
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("(a URL may have been spent)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(sim.state.mints("ins-demo0001"), 2);
+    sim.shutdown().await;
+}
+
 /// `tcvnc check` validates config and credentials and prints states, minting nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_command() {
