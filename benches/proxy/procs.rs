@@ -326,6 +326,7 @@ secret_id = "{id}"
 secret_key_file = "{key}"
 [budget]
 api_requests_per_second = 2000
+allow_above_documented_limits = true
 [upstream]
 ca_file = "{ca}"
 [http]
@@ -333,6 +334,7 @@ listen = "{http}"
 [session]
 max_sessions = 100000
 connections_per_peer_per_minute = 1000000
+unauthenticated_per_peer = 100000
 "#,
             api = sim.api,
             id = tcvnc::sim::DEMO_SECRET_ID,
@@ -412,7 +414,7 @@ pub fn start_role(work: &Path, role: &str, args: &[String]) -> Result<(Proc, Soc
 /// raised like the daemon's, so a timed call never waits for a slot.
 async fn api_client(api: &str) -> Result<std::sync::Arc<tcvnc::cloud::client::CloudClient>> {
     let text = format!(
-        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{api}\"\n[credentials]\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n[budget]\napi_requests_per_second = 2000\n",
+        "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{api}\"\n[credentials]\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n[budget]\napi_requests_per_second = 2000\nallow_above_documented_limits = true\n",
         tcvnc::sim::DEMO_SECRET_ID,
         tcvnc::sim::DEMO_SECRET_KEY
     );
