@@ -6,7 +6,8 @@
 //! either still in flight or ended less than a second (plus a small margin) ago. Its
 //! arrival is then at least a second after the latest possible arrival of the request N
 //! places before it, whatever the network's jitter, a cold TLS handshake or a slow
-//! answer did to either. A [`ApiTicket`] is settled when its request ends (or on drop).
+//! answer did to either. Sends are also spaced `1/N` apart, so a burst of viewers is
+//! smoothed. A [`ApiTicket`] is settled when its request ends (or on drop).
 //! The key names the account, not the SecretId: a CVM role's SecretId changes at every
 //! refresh, the account's limit does not.
 
@@ -44,8 +45,16 @@ struct Entry {
 }
 
 #[derive(Debug, Default)]
+struct Window {
+    entries: VecDeque<Entry>,
+    /// No request leaves before this: sends are spaced `1/rate` apart, so a burst of
+    /// viewers is smoothed (and never opens a connection per request at once).
+    next_send: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
 struct KeyLog {
-    entries: Mutex<VecDeque<Entry>>,
+    window: Mutex<Window>,
     settled: Notify,
 }
 
@@ -74,16 +83,27 @@ impl ApiTicket {
         self.mark();
     }
 
-    /// The request never left the host (connect failure): it stops counting at once.
+    /// The request never left the host (connect failure): it stops counting at once, and
+    /// the next request need not keep its spacing.
     pub(crate) fn refund(mut self) {
         self.done = true;
-        self.log.entries.lock().retain(|e| e.id != self.id);
+        let mut w = self.log.window.lock();
+        w.entries.retain(|e| e.id != self.id);
+        w.next_send = None;
+        drop(w);
         self.log.settled.notify_waiters();
     }
 
     fn mark(&self) {
         let now = Instant::now();
-        if let Some(e) = self.log.entries.lock().iter_mut().find(|e| e.id == self.id) {
+        if let Some(e) = self
+            .log
+            .window
+            .lock()
+            .entries
+            .iter_mut()
+            .find(|e| e.id == self.id)
+        {
             e.ended = Some(now);
         }
         self.log.settled.notify_waiters();
@@ -143,9 +163,9 @@ impl ApiLimiter {
     pub(crate) fn shrink(&self) {
         let now = Instant::now();
         self.keys.lock().retain(|_, log| {
-            let mut e = log.entries.lock();
-            KeyLog::prune(&mut e, now);
-            !e.is_empty() || Arc::strong_count(log) > 1
+            let mut w = log.window.lock();
+            KeyLog::prune(&mut w.entries, now);
+            !w.entries.is_empty() || Arc::strong_count(log) > 1
         });
     }
 
@@ -169,27 +189,36 @@ impl ApiLimiter {
             // When the oldest entry that keeps the window full will have aged out; `None`
             // when it is still in flight (woken when it settles).
             let wake: Option<Instant> = {
-                let mut entries = log.entries.lock();
-                KeyLog::prune(&mut entries, now);
-                if entries.len() < rate {
+                let mut w = log.window.lock();
+                KeyLog::prune(&mut w.entries, now);
+                let spaced = w.next_send.is_none_or(|t| now >= t);
+                if w.entries.len() < rate && spaced {
                     let id = self
                         .next_id
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    entries.push_back(Entry { id, ended: None });
+                    w.entries.push_back(Entry { id, ended: None });
+                    w.next_send =
+                        Some(now + SECOND / u32::try_from(rate).unwrap_or(u32::MAX).max(1));
                     return Ok(ApiTicket {
                         log: log.clone(),
                         id,
                         done: false,
                     });
                 }
-                let mut ends: Vec<Option<Instant>> = entries.iter().map(|e| e.ended).collect();
-                // In-flight entries sort last (they end no earlier than now).
-                ends.sort_by_key(|e| e.map_or((1, now), |t| (0, t)));
-                let idx = entries.len() - rate;
-                ends.get(idx)
-                    .copied()
-                    .flatten()
-                    .map(|t| t + SECOND + MARGIN)
+                let entries = &w.entries;
+                if entries.len() < rate {
+                    // Only the spacing holds this one back.
+                    w.next_send
+                } else {
+                    let mut ends: Vec<Option<Instant>> = entries.iter().map(|e| e.ended).collect();
+                    // In-flight entries sort last (they end no earlier than now).
+                    ends.sort_by_key(|e| e.map_or((1, now), |t| (0, t)));
+                    let idx = entries.len() - rate;
+                    ends.get(idx)
+                        .copied()
+                        .flatten()
+                        .map(|t| (t + SECOND + MARGIN).max(w.next_send.unwrap_or(t)))
+                }
             };
             match (wake, deadline) {
                 (Some(w), Some(d)) if w > d => return Err(w - now),

@@ -20,6 +20,8 @@ use crate::redact;
 
 /// Content-Type sent and signed, byte for byte.
 const CONTENT_TYPE: &str = "application/json";
+/// Idle API connections kept per host.
+const API_IDLE_CONNECTIONS: usize = 4;
 /// Answers larger than this are refused.
 const MAX_BODY: usize = 1 << 20;
 /// Longest error message kept from the cloud.
@@ -165,6 +167,9 @@ impl CloudClient {
             .tls_backend_preconfigured((*tls).clone())
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.timeout)
+            // Warm connections for the next calls, but not one per request of a burst:
+            // idle sockets beyond these are closed (a daemon near its file limit).
+            .pool_max_idle_per_host(API_IDLE_CONNECTIONS)
             .user_agent(concat!("tcvnc/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Transport {
