@@ -132,6 +132,17 @@ impl std::fmt::Debug for CloudClient {
     }
 }
 
+/// One instance in an answer's instance list (`InstanceSet`, `InstanceStatusSet`).
+#[derive(Deserialize)]
+struct InstanceItem {
+    #[serde(rename = "InstanceId")]
+    id: String,
+    #[serde(rename = "InstanceState", default)]
+    state: String,
+    #[serde(rename = "InstanceName", default)]
+    name: String,
+}
+
 /// One request to make.
 #[derive(Clone, Copy)]
 struct Call<'a> {
@@ -365,29 +376,9 @@ impl CloudClient {
         ids: &[String],
         region: &str,
     ) -> Result<Vec<InstanceInfo>, Error> {
-        #[derive(Deserialize)]
-        struct Item {
-            #[serde(rename = "InstanceId")]
-            id: String,
-            #[serde(rename = "InstanceState", default)]
-            state: String,
-            #[serde(rename = "InstanceName", default)]
-            name: String,
-        }
-        let body = serde_json::json!({ "InstanceIds": ids, "Limit": 100 })
-            .to_string()
-            .into_bytes();
-        let resp = self.call("DescribeInstances", region, body).await?;
-        let items: Vec<Item> = resp
-            .get("InstanceSet")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| Error::Parse {
-                host: self.host_for(region),
-                cause: format!("InstanceSet: {e}"),
-            })?
-            .unwrap_or_default();
+        let items = self
+            .instance_set("DescribeInstances", "InstanceSet", ids, region)
+            .await?;
         Ok(items
             .into_iter()
             .map(|i| InstanceInfo {
@@ -409,36 +400,36 @@ impl CloudClient {
         ids: &[String],
         region: &str,
     ) -> Result<Vec<(String, String)>, Error> {
-        if self.product == Product::Lighthouse {
-            return Ok(self
-                .describe_instances(ids, region)
-                .await?
-                .into_iter()
-                .map(|i| (i.id, i.state))
-                .collect());
-        }
-        #[derive(Deserialize)]
-        struct Item {
-            #[serde(rename = "InstanceId")]
-            id: String,
-            #[serde(rename = "InstanceState", default)]
-            state: String,
-        }
+        let (action, set) = match self.product {
+            Product::Lighthouse => ("DescribeInstances", "InstanceSet"),
+            Product::Cvm => ("DescribeInstancesStatus", "InstanceStatusSet"),
+        };
+        let items = self.instance_set(action, set, ids, region).await?;
+        Ok(items.into_iter().map(|i| (i.id, i.state)).collect())
+    }
+
+    /// Calls `action` for `ids` and reads the list `set` of its answer.
+    async fn instance_set(
+        &self,
+        action: &'static str,
+        set: &str,
+        ids: &[String],
+        region: &str,
+    ) -> Result<Vec<InstanceItem>, Error> {
         let body = serde_json::json!({ "InstanceIds": ids, "Limit": 100 })
             .to_string()
             .into_bytes();
-        let resp = self.call("DescribeInstancesStatus", region, body).await?;
-        let items: Vec<Item> = resp
-            .get("InstanceStatusSet")
+        let resp = self.call(action, region, body).await?;
+        Ok(resp
+            .get(set)
             .cloned()
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| Error::Parse {
                 host: self.host_for(region),
-                cause: format!("InstanceStatusSet: {e}"),
+                cause: format!("{set}: {e}"),
             })?
-            .unwrap_or_default();
-        Ok(items.into_iter().map(|i| (i.id, i.state)).collect())
+            .unwrap_or_default())
     }
 
     /// A call that mints nothing: retried by error class (bounded, jittered), each try

@@ -283,17 +283,12 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
         );
         return r;
     }
-    let mut resp = if let Some(cookie) = &set_cookie {
-        if path == "/" || path == "/index.html" {
-            // Take the token out of the address bar and history: the cookie carries on.
-            let mut r = http_util::text(StatusCode::SEE_OTHER, "signed in; continue at /\n");
-            r.headers_mut()
-                .insert(http::header::LOCATION, http::HeaderValue::from_static("/"));
-            let _ = cookie;
-            r
-        } else {
-            routed(&app, &cfg, req, peer, &path)
-        }
+    let mut resp = if set_cookie.is_some() && (path == "/" || path == "/index.html") {
+        // Take the token out of the address bar and history: the cookie carries on.
+        let mut r = http_util::text(StatusCode::SEE_OTHER, "signed in; continue at /\n");
+        r.headers_mut()
+            .insert(http::header::LOCATION, http::HeaderValue::from_static("/"));
+        r
     } else {
         routed(&app, &cfg, req, peer, &path)
     };

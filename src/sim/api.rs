@@ -440,13 +440,9 @@ fn vnc_url(
     (ok(state, json!({ "InstanceVncUrl": url })), true)
 }
 
-fn describe_instances(
-    state: &SimState,
-    product: Product,
-    region: Option<&str>,
-    params: &Value,
-) -> Response<Body> {
-    let ids: Vec<String> = params
+/// The request's `InstanceIds` (strings only; absent: none).
+fn instance_ids(params: &Value) -> Vec<String> {
+    params
         .get("InstanceIds")
         .and_then(Value::as_array)
         .map(|a| {
@@ -454,7 +450,16 @@ fn describe_instances(
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn describe_instances(
+    state: &SimState,
+    product: Product,
+    region: Option<&str>,
+    params: &Value,
+) -> Response<Body> {
+    let ids = instance_ids(params);
     let c = codes(product);
     if let Some(bad) = ids.iter().find(|id| !cloud::instance_id_valid(product, id)) {
         return error(
@@ -485,15 +490,7 @@ fn describe_instances_status(
     region: Option<&str>,
     params: &Value,
 ) -> Response<Body> {
-    let ids: Vec<String> = params
-        .get("InstanceIds")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let ids = instance_ids(params);
     if ids.len() > 100 {
         return error(
             state,
