@@ -85,6 +85,8 @@ pub struct Conn {
     pub peer: std::net::SocketAddr,
     /// Our address on this connection (the interface it reached).
     pub local: std::net::SocketAddr,
+    /// The address the listener is bound to (`0.0.0.0:6080` for a wildcard bind).
+    pub listen: std::net::SocketAddr,
 }
 
 /// Accepts HTTP/1 connections on `listener` until shutdown, serving each with `handler`.
@@ -99,6 +101,9 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let handler = Arc::new(handler);
+    let listen = listener
+        .local_addr()
+        .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         let Some((stream, peer)) = crate::net::accept(&listener, &shutdown, "http").await else {
             return;
@@ -107,6 +112,7 @@ pub async fn serve<H, F>(
         let conn_ends = Conn {
             peer,
             local: stream.local_addr().unwrap_or(peer),
+            listen,
         };
         let handler = handler.clone();
         let sd = shutdown.clone();

@@ -161,17 +161,19 @@ fn split_host(value: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
-/// DNS rebinding defence: the `Host` must name this server: the address the connection
-/// reached, `localhost`, `127.0.0.1` or `[::1]` (all with the listening port), or a name
-/// in `http.allowed_hosts` (`name` for any port, `name:port` for one).
-fn host_allowed(cfg: &Config, req: &Request<Incoming>, local: SocketAddr) -> Result<(), String> {
+/// DNS rebinding defence: the `Host` must name this server: the address the listener is
+/// bound to or the connection reached, `localhost`, `127.0.0.1` or `[::1]` (all with the
+/// listening port), or a name in `http.allowed_hosts` (`name` for any port, `name:port`
+/// for one).
+fn host_allowed(cfg: &Config, req: &Request<Incoming>, conn: Conn) -> Result<(), String> {
+    let local = conn.local;
     let raw = header(req, "host").unwrap_or_default();
     let Some((host, port)) = split_host(raw) else {
         return Err(format!(
             "Host header {raw:?} is missing or malformed: this server answers to its own address, localhost, or the names in http.allowed_hosts"
         ));
     };
-    let local_ip = match local.ip() {
+    let literal = |ip: std::net::IpAddr| match ip {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
@@ -179,7 +181,11 @@ fn host_allowed(cfg: &Config, req: &Request<Incoming>, local: SocketAddr) -> Res
         },
     };
     let ours = port == local.port()
-        && (host == "localhost" || host == "127.0.0.1" || host == "[::1]" || host == local_ip);
+        && (host == "localhost"
+            || host == "127.0.0.1"
+            || host == "[::1]"
+            || host == literal(local.ip())
+            || host == literal(conn.listen.ip()));
     let listed = cfg.http.as_ref().is_some_and(|h| {
         h.allowed_hosts.iter().any(|a| match split_host(a) {
             Some((ah, ap)) if a.contains(':') && !a.ends_with(']') => ah == host && ap == port,
@@ -221,7 +227,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
         }
         _ => {}
     }
-    if let Err(reason) = host_allowed(&cfg, &req, conn.local) {
+    if let Err(reason) = host_allowed(&cfg, &req, conn) {
         if app.summaries.first("host_refused", "http") {
             tracing::warn!(%peer, path, "{reason}");
         }
