@@ -380,3 +380,60 @@ async fn repeated_refusals_are_summarised_in_the_log() {
     })
     .await;
 }
+
+/// A viewer that leaves while the console's RFB handshake is under way gets its upstream
+/// closed at once with 1000, not when the handshake times out (an hour here: without the
+/// watch, this test would run into its own timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_leaving_during_the_console_handshake_closes_the_upstream() {
+    within(async {
+        // A console that accepts and never says a word; it reports each connection.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let backend = silent.local_addr().expect("addr");
+        let (reached, mut console_reached) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+                let _ = reached.send(());
+            }
+        });
+        let sim = sim_with(SimOptions {
+            backend: Some(backend.to_string()),
+            ..Default::default()
+        })
+        .await;
+        let mut o = Opts::targets(&["ins-demo0001"]);
+        o.session = "handshake_timeout = \"1h\"";
+        let mut d = TestDaemon::start(&sim, &o).await;
+        let mut events = sim.state.events();
+        let mut c = tcp_client(d.tcp("ins-demo0001")).await;
+        let mut v = [0u8; 12];
+        tcvnc::rfb::handshake::RfbIo::read_exact(&mut c, &mut v)
+            .await
+            .expect("version");
+        tcvnc::rfb::handshake::RfbIo::write_all(&mut c, V38)
+            .await
+            .expect("version");
+        // The gateway has reached the console: tcvnc waits for its RFB version now.
+        console_reached
+            .recv()
+            .await
+            .expect("the console is reached");
+        drop(c);
+        let end = wait_event(&mut events, |e| {
+            !matches!(e, tcvnc::sim::GatewayEvent::Accepted(_))
+        })
+        .await;
+        assert_eq!(end, tcvnc::sim::GatewayEvent::ClosedByClient(Some(1000)));
+        d.app
+            .watch_sessions()
+            .wait_for(|n| *n == 0)
+            .await
+            .expect("w");
+        assert!(d.stop().await);
+    })
+    .await;
+}

@@ -240,12 +240,18 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
     /// Sends a close frame with `code` and `reason` (cut to the 123 bytes a frame allows)
     /// and ends the write side; errors are ignored (the peer may be gone). When the
     /// reader owes the peer a close (see [`Self::recv`]), that one is sent instead: one
-    /// close frame per websocket.
+    /// close frame per websocket. As the client (tcvnc towards a gateway), it then lets
+    /// the server end the connection, up to [`CLIENT_LINGER`] (RFC 6455 §7.1.1): dropping
+    /// the socket with the server's answer unread would reset it, and a reset can destroy
+    /// our close frame before the gateway reads it.
     pub async fn close(&mut self, code: u16, reason: &str) {
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(2),
             self.w.close(code, reason),
         )
         .await;
+        if self.r.role == Role::Client {
+            self.linger(CLIENT_LINGER).await;
+        }
     }
 }

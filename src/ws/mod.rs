@@ -56,6 +56,8 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 pub(super) const SMALL_READ: usize = 4 * 1024;
 /// Queued output beyond which `feed` writes before queueing more.
 pub(super) const WRITE_LIMIT: usize = 512 * 1024;
+/// How long a client waits, after its close frame, for the server to end the connection.
+pub const CLIENT_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Free bytes [`WsWriter::feed_framed`] wants before a payload: the largest frame header.
 pub(crate) const HEADROOM: usize = 14;
 /// Pings answered one by one when several arrive at once (beyond, only the latest).
