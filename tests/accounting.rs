@@ -76,19 +76,8 @@ async fn an_unreachable_api_costs_no_budget() {
         };
         let o = Opts::targets(&["ins-demo0001"]);
         let text = config_text(&sim, &o).replace(&sim.api_url, &format!("http://{closed}"));
-        let cfg =
-            tcvnc::config::Config::parse(&text, "t.toml", std::path::Path::new(".")).expect("cfg");
-        let app = tcvnc::app::build(cfg, &Default::default())
-            .await
-            .expect("app");
-        let listeners = tcvnc::listen::Listeners::bind(&app.config())
-            .await
-            .expect("bind");
-        let addr = listeners.tcp[0].1.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(tcvnc::daemon::run(app.clone(), listeners, async move {
-            let _ = rx.await;
-        }));
+        let mut d = TestDaemon::from_text(&text).await;
+        let addr = d.tcp("ins-demo0001");
         for _ in 0..8 {
             let mut c = tcp_client(addr).await;
             let r = rfb_handshake(&mut c, V38, None)
@@ -99,13 +88,16 @@ async fn an_unreachable_api_costs_no_budget() {
                 "tcvnc cannot reach the Tencent Cloud API: try again later"
             );
         }
-        assert_eq!(app.budget.remaining("ins-demo0001"), 30, "nothing was sent");
         assert_eq!(
-            app.budget.next_available_in("ins-demo0001"),
+            d.app.budget.remaining("ins-demo0001"),
+            30,
+            "nothing was sent"
+        );
+        assert_eq!(
+            d.app.budget.next_available_in("ins-demo0001"),
             std::time::Duration::ZERO
         );
-        let _ = tx.send(());
-        assert!(run.await.expect("join"));
+        assert!(d.stop().await);
     })
     .await;
 }

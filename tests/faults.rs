@@ -126,19 +126,8 @@ async fn untrusted_gateway_certificate() {
             .filter(|l| !l.starts_with("ca_file"))
             .map(|l| format!("{l}\n"))
             .collect();
-        let cfg =
-            tcvnc::config::Config::parse(&text, "t.toml", std::path::Path::new(".")).expect("cfg");
-        let app = tcvnc::app::build(cfg, &Default::default())
-            .await
-            .expect("app");
-        let listeners = tcvnc::listen::Listeners::bind(&app.config())
-            .await
-            .expect("bind");
-        let addr = listeners.tcp[0].1.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(tcvnc::daemon::run(app, listeners, async move {
-            let _ = rx.await;
-        }));
+        let mut d = TestDaemon::from_text(&text).await;
+        let addr = d.tcp("ins-demo0001");
         let mut c = tcp_client(addr).await;
         let r = rfb_handshake(&mut c, V38, None)
             .await
@@ -163,8 +152,7 @@ async fn untrusted_gateway_certificate() {
             0,
             "nothing was sent past the failed handshake"
         );
-        let _ = tx.send(());
-        assert!(run.await.expect("join"));
+        assert!(d.stop().await);
     })
     .await;
 }

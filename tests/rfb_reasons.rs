@@ -95,14 +95,8 @@ async fn credential_reason() {
         let mut o = Opts::targets(&["ins-demo0001"]);
         o.targets.push('\n');
         let text = config_text(&sim, &o).replace(tcvnc::sim::DEMO_SECRET_ID, "AKIDotherkey").replace(tcvnc::sim::DEMO_SECRET_KEY, "wrong");
-        let cfg = tcvnc::config::Config::parse(&text, "t.toml", std::path::Path::new(".")).expect("cfg");
-        let app = tcvnc::app::build(cfg, &Default::default()).await.expect("app");
-        let listeners = tcvnc::listen::Listeners::bind(&app.config()).await.expect("bind");
-        let addr = listeners.tcp[0].1.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(tcvnc::daemon::run(app, listeners, async move {
-            let _ = rx.await;
-        }));
+        let mut d = TestDaemon::from_text(&text).await;
+        let addr = d.tcp("ins-demo0001");
         for v in VERSIONS {
             let r = reason_for(addr, v).await;
             assert_eq!(
@@ -110,8 +104,7 @@ async fn credential_reason() {
                 "Tencent Cloud refused tcvnc's credentials (AuthFailure.SignatureFailure): the operator must fix them"
             );
         }
-        let _ = tx.send(());
-        assert!(run.await.expect("join"));
+        assert!(d.stop().await);
     })
     .await;
 }

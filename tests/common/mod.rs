@@ -209,8 +209,12 @@ pub struct TestDaemon {
 
 impl TestDaemon {
     pub async fn start(sim: &SimHandle, o: &Opts) -> TestDaemon {
-        let text = config_text(sim, o);
-        let cfg = tcvnc::config::Config::parse(&text, "test.toml", std::path::Path::new("."))
+        Self::from_text(&config_text(sim, o)).await
+    }
+
+    /// A daemon on port 0 from config text (for configs `Opts` cannot express).
+    pub async fn from_text(text: &str) -> TestDaemon {
+        let cfg = tcvnc::config::Config::parse(text, "test.toml", std::path::Path::new("."))
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let app = tcvnc::app::build(cfg, &tcvnc::cloud::credentials::Env::default())
             .await
