@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use tcvnc::sim::{Faults, SimInstance, SimOptions};
+use tcvnc::sim::{Faults, SimOptions};
 use tcvnc::ws::Recv;
 
 fn requests(sim: &tcvnc::sim::SimHandle, action: &str) -> u64 {
@@ -107,12 +107,7 @@ async fn an_unreachable_api_costs_no_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_who_leave_spend_nothing() {
     within(async {
-        let ids: Vec<String> = (1..=11).map(|i| format!("ins-gone{i:04}")).collect();
-        let sim = sim_with(SimOptions {
-            instances: ids.iter().map(|i| SimInstance::running(i)).collect(),
-            ..Default::default()
-        })
-        .await;
+        let (sim, ids) = sim_with_running("ins-gone", 11).await;
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut o = Opts::targets(&refs);
         // One API request a second, and the first one takes 1.5 s: everyone after it
@@ -273,12 +268,7 @@ async fn a_stopped_instance_does_not_drain_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_limit_holds_under_jittered_latency() {
     within(async {
-        let ids: Vec<String> = (1..=30).map(|i| format!("ins-jitt{i:04}")).collect();
-        let sim = sim_with(SimOptions {
-            instances: ids.iter().map(|i| SimInstance::running(i)).collect(),
-            ..Default::default()
-        })
-        .await;
+        let (sim, ids) = sim_with_running("ins-jitt", 30).await;
         sim.state.set_faults(Faults {
             latency: Some(std::time::Duration::from_millis(30)),
             latency_jitter: Some(std::time::Duration::from_millis(50)),

@@ -254,16 +254,7 @@ async fn thirty_one_connects_mint_thirty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_instances_respect_the_api_rate() {
     within(async {
-        let ids: Vec<String> = (1..=50).map(|i| format!("ins-load{i:04}")).collect();
-        let instances = ids
-            .iter()
-            .map(|i| tcvnc::sim::SimInstance::running(i))
-            .collect();
-        let sim = sim_with(SimOptions {
-            instances,
-            ..Default::default()
-        })
-        .await;
+        let (sim, ids) = sim_with_running("ins-load", 50).await;
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut o = Opts::targets(&refs);
         // Fifty viewers greet at once from one address.

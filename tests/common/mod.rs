@@ -24,6 +24,21 @@ pub async fn sim_with(opts: SimOptions) -> SimHandle {
     SimHandle::start(opts).await.expect("simulator starts")
 }
 
+/// A simulator whose only instances are `n` running ones named `<prefix>0001`…, and
+/// their ids (`prefix` is `ins-` and four letters, so the ids are valid).
+pub async fn sim_with_running(prefix: &str, n: usize) -> (SimHandle, Vec<String>) {
+    let ids: Vec<String> = (1..=n).map(|i| format!("{prefix}{i:04}")).collect();
+    let sim = sim_with(SimOptions {
+        instances: ids
+            .iter()
+            .map(|i| tcvnc::sim::SimInstance::running(i))
+            .collect(),
+        ..Default::default()
+    })
+    .await;
+    (sim, ids)
+}
+
 pub fn tls() -> Arc<rustls::ClientConfig> {
     tcvnc::tls::client_config(None).expect("tls config")
 }
