@@ -121,7 +121,10 @@ impl App {
             config.upstream.origin.clone(),
             config.upstream.subprotocols.clone(),
             config.upstream.connect_timeout,
-        );
+        )
+        .prefer(crate::tls::client_config_aes_only(
+            config.upstream.ca_file.as_deref(),
+        )?);
         let s = &config.session;
         let max_sessions = s.max_sessions;
         Ok(App {

@@ -12,11 +12,10 @@ use std::time::Duration;
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
 use crate::cloud::VncUrl;
+use crate::tls::stream::TlsClient;
 use crate::ws::{Mode, Role, WsIo};
 
 /// The `User-Agent` tcvnc sends.
@@ -75,7 +74,7 @@ pub enum Error {
 
 /// TCP or TLS, whichever the URL asked for (`ws://` for tests and private gateways,
 /// `wss://` for the cloud's); the TLS stream is boxed so both arms are small.
-pub(crate) type MaybeTls = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+pub(crate) type MaybeTls = Either<TcpStream, Box<TlsClient>>;
 
 /// The headers of a 101 answer that the handshake checks (RFC 6455 §4.1), each list
 /// holding every value the gateway sent.
@@ -201,7 +200,9 @@ pub struct Upstream {
 /// Dials console URLs with fixed settings.
 #[derive(Clone)]
 pub struct Dialer {
-    tls: TlsConnector,
+    tls: Arc<rustls::ClientConfig>,
+    /// Tried first when set: AES-GCM suites only (see [`crate::tls::client_config_aes_only`]).
+    tls_aes_only: Option<Arc<rustls::ClientConfig>>,
     origin: Option<String>,
     subprotocols: Vec<String>,
     connect_timeout: Duration,
@@ -225,11 +226,20 @@ impl Dialer {
         connect_timeout: Duration,
     ) -> Self {
         Dialer {
-            tls: TlsConnector::from(tls),
+            tls,
+            tls_aes_only: None,
             origin,
             subprotocols,
             connect_timeout,
         }
+    }
+
+    /// Offers `aes_only` first, and every suite only to a gateway that refuses it for
+    /// want of a common cipher suite (before the URL is sent: nothing is spent).
+    #[must_use]
+    pub fn prefer(mut self, aes_only: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls_aes_only = aes_only;
+        self
     }
 
     /// Opens `url` once. The whole dial (TCP, TLS, upgrade) is bounded by the connect timeout.
@@ -247,7 +257,7 @@ impl Dialer {
         }
     }
 
-    async fn dial_inner(&self, url: &VncUrl, addr: &str) -> Result<Upstream, Error> {
+    async fn tcp(&self, url: &VncUrl, addr: &str) -> Result<TcpStream, Error> {
         let tcp = TcpStream::connect((url.host(), url.port()))
             .await
             .map_err(|e| Error::Connect {
@@ -255,6 +265,11 @@ impl Dialer {
                 cause: e.to_string(),
             })?;
         crate::net::configure_socket(&tcp);
+        Ok(tcp)
+    }
+
+    async fn dial_inner(&self, url: &VncUrl, addr: &str) -> Result<Upstream, Error> {
+        let tcp = self.tcp(url, addr).await?;
         let mut stream = if url.is_tls() {
             let name =
                 rustls_pki_types::ServerName::try_from(url.host().to_owned()).map_err(|e| {
@@ -264,7 +279,23 @@ impl Dialer {
                         hint: "",
                     }
                 })?;
-            let tls = self.tls.connect(name, tcp).await.map_err(|e| {
+            let tls = match &self.tls_aes_only {
+                Some(aes_only) => {
+                    match TlsClient::connect(aes_only.clone(), name.clone(), tcp).await {
+                        Err(e) if crate::tls::stream::no_common_suite(&e) => {
+                            tracing::info!(
+                                gateway = %addr,
+                                "the console gateway has no AES-GCM cipher suite; retrying with ChaCha20-Poly1305"
+                            );
+                            let tcp = self.tcp(url, addr).await?;
+                            TlsClient::connect(self.tls.clone(), name, tcp).await
+                        }
+                        other => other,
+                    }
+                }
+                None => TlsClient::connect(self.tls.clone(), name, tcp).await,
+            }
+            .map_err(|e| {
                 let cause = e.to_string();
                 let hint = if cause.contains("certificate") || cause.contains("Certificate") {
                     "; if the gateway uses a private CA, set upstream.ca_file"
@@ -375,5 +406,114 @@ impl Dialer {
             io: WsIo::new(stream, Role::Client, mode, leftover),
             subprotocol: protocol,
         })
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A TLS gateway offering `suites` only, answering one websocket upgrade; reports the
+    /// suite each handshake settled on.
+    async fn gateway(
+        suites: &[rustls::SupportedCipherSuite],
+        dir: &std::path::Path,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let mut p = (*crate::tls::provider()).clone();
+        p.cipher_suites = suites.to_vec();
+        let acceptor = crate::sim::gateway::tls_acceptor_with(
+            [127, 0, 0, 1].into(),
+            &dir.join("ca.pem"),
+            Arc::new(p),
+            true,
+        )
+        .expect("acceptor");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let suite = tls.get_ref().1.negotiated_cipher_suite();
+                let _ = tx.send(format!("{:?}", suite.map(|s| s.suite())));
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tls.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let key = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                let accept =
+                    tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+                let answer = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.flush().await;
+            }
+        });
+        (addr, rx)
+    }
+
+    fn dialer(dir: &std::path::Path) -> Dialer {
+        let ca = dir.join("ca.pem");
+        let all = crate::tls::client_config(Some(&ca)).expect("config");
+        let aes_only = crate::tls::client_config_aes_only(Some(&ca)).expect("config");
+        Dialer::new(all, None, Vec::new(), Duration::from_secs(5)).prefer(aes_only)
+    }
+
+    fn url(addr: std::net::SocketAddr) -> VncUrl {
+        VncUrl::parse(&format!("wss://{addr}/vnc?s=t0ken&password=")).expect("url")
+    }
+
+    #[tokio::test]
+    async fn a_gateway_preferring_chacha_gets_aes_gcm_where_the_cpu_has_aes() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // ChaCha20 first, as OpenSSL's "intermediate" servers order their own suites.
+        let (addr, mut suites) = gateway(
+            &[
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+                cs::TLS13_AES_128_GCM_SHA256,
+            ],
+            dir.path(),
+        )
+        .await;
+        dialer(dir.path()).dial(&url(addr)).await.expect("dial");
+        let chosen = suites.recv().await.expect("a handshake");
+        if crate::tls::hardware_aes() {
+            assert!(chosen.contains("AES_128_GCM"), "{chosen}");
+        } else {
+            assert!(chosen.contains("CHACHA20"), "{chosen}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gateway_with_chacha_only_is_retried_with_every_suite() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (addr, mut suites) = gateway(&[cs::TLS13_CHACHA20_POLY1305_SHA256], dir.path()).await;
+        dialer(dir.path())
+            .dial(&url(addr))
+            .await
+            .expect("dial after the retry");
+        // One handshake completed (the refused offer never completes one), with ChaCha20.
+        let chosen = suites.recv().await.expect("a handshake");
+        assert!(chosen.contains("CHACHA20"), "{chosen}");
+        assert!(suites.try_recv().is_err(), "one completed handshake");
     }
 }

@@ -27,12 +27,13 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) 
 
 /// Connects to a path and opens a backend session in `mode`; returns once the backend
 /// said it is ready (so timing excludes session setup).
-async fn open(addr: SocketAddr, mode: u8, n: u64) -> Result<TcpStream> {
+async fn open(addr: SocketAddr, mode: u8, n: u64, block: u32) -> Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
-    let mut hdr = [0u8; 9];
+    let mut hdr = [0u8; 13];
     hdr[0] = mode;
-    hdr[1..].copy_from_slice(&n.to_be_bytes());
+    hdr[1..9].copy_from_slice(&n.to_be_bytes());
+    hdr[9..].copy_from_slice(&block.to_be_bytes());
     s.write_all(&hdr).await?;
     let mut r = [0u8; 1];
     within("backend ready", async { Ok(s.read_exact(&mut r).await?) }).await?;
@@ -42,24 +43,49 @@ async fn open(addr: SocketAddr, mode: u8, n: u64) -> Result<TcpStream> {
     Ok(s)
 }
 
+/// How a bulk transfer moves its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The viewer writes blocks of this size (0: 1 MiB).
+    Upload(u32),
+    /// The console writes blocks of this size (0: 1 MiB).
+    Download(u32),
+    /// The console writes RFB-shaped updates with pauses.
+    Rfb,
+}
+
 /// Moves `n` bytes one way; returns the transfer's duration and a hook's values taken
 /// just before and after it (CPU readings).
 pub async fn bulk<H: FnMut() -> Result<Vec<f64>>>(
     addr: SocketAddr,
-    upload: bool,
+    shape: Shape,
     n: u64,
     data: &[u8],
     mut hook: H,
 ) -> Result<(Duration, Vec<f64>, Vec<f64>)> {
-    let mut s = open(addr, if upload { b'U' } else { b'D' }, n).await?;
+    let (mode, block, upload) = match shape {
+        Shape::Upload(b) => (b'U', b, true),
+        Shape::Download(b) => (b'D', b, false),
+        Shape::Rfb => (b'F', 0, false),
+    };
+    let block = match block {
+        0 => data.len(),
+        b => (b as usize).min(data.len()),
+    };
+    let mut s = open(addr, mode, n, block as u32).await?;
     let before = hook()?;
     let t0 = Instant::now();
     if upload {
         let mut left = n;
         within("upload", async {
+            let mut at = 0usize;
             while left > 0 {
-                let k = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                s.write_all(&data[..k]).await?;
+                let k = usize::try_from(left).unwrap_or(usize::MAX).min(block);
+                if at + k > data.len() {
+                    at = 0;
+                }
+                s.write_all(&data[at..at + k]).await?;
+                at += k;
                 left -= k as u64;
             }
             let mut a = [0u8; 1];
@@ -94,7 +120,7 @@ pub async fn bulk<H: FnMut() -> Result<Vec<f64>>>(
 
 /// `iters` echo round trips of `size` bytes after `warm` unmeasured ones; nanoseconds each.
 pub async fn rtt(addr: SocketAddr, size: usize, warm: usize, iters: usize) -> Result<Vec<u64>> {
-    let mut s = open(addr, b'E', 0).await?;
+    let mut s = open(addr, b'E', 0, 0).await?;
     let msg: Vec<u8> = (0..size).map(|i| (i * 7 + 1) as u8).collect();
     let mut back = vec![0u8; size];
     let mut out = Vec::with_capacity(iters);

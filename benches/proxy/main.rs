@@ -41,19 +41,32 @@ pub struct Plan {
     pub idle_small: usize,
     /// Idle sessions, large case (capped by the open-file limit).
     pub idle_large: usize,
+    /// Bulk shapes to run (`download-8`, `upload-64`, `rfb`…); empty: all.
+    pub shapes: Vec<String>,
 }
 
 impl Plan {
+    /// Bytes moved per bulk transfer at gateway frame size `frame`: a quarter at 1 KiB,
+    /// where every path is slowest, so that the suite stays within its time.
+    pub fn bytes_at(&self, frame: usize) -> u64 {
+        if frame < 8 * 1024 {
+            self.bulk_bytes / 4
+        } else {
+            self.bulk_bytes
+        }
+    }
+
     fn full() -> Plan {
         Plan {
             mode: "full",
             runs: 5,
-            bulk_bytes: 1 << 30,
+            bulk_bytes: 256 << 20,
             rtt_iters: 20_000,
             rtt_warm: 500,
             setup_iters: 200,
             idle_small: 1_000,
             idle_large: 10_000,
+            shapes: Vec::new(),
         }
     }
 
@@ -61,12 +74,13 @@ impl Plan {
         Plan {
             mode: "quick",
             runs: 2,
-            bulk_bytes: 64 << 20,
+            bulk_bytes: 16 << 20,
             rtt_iters: 2_000,
             rtt_warm: 100,
             setup_iters: 20,
             idle_small: 100,
             idle_large: 300,
+            shapes: Vec::new(),
         }
     }
 }
@@ -111,12 +125,19 @@ fn main() -> Result<()> {
                     .ok_or_else(|| anyhow!("--only data|bulk|rtt,setup,idle"))?;
                 only = list.split(',').map(str::to_owned).collect();
             }
+            "--shapes" => {
+                i += 1;
+                let list = args
+                    .get(i)
+                    .ok_or_else(|| anyhow!("--shapes download-8,upload-64,rfb"))?;
+                plan.shapes = list.split(',').map(str::to_owned).collect();
+            }
             "--runs" => {
                 i += 1;
                 plan.runs = args.get(i).ok_or_else(|| anyhow!("--runs N"))?.parse()?;
             }
             other => bail!(
-                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle"
+                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle, --shapes download-8,upload-64,rfb"
             ),
         }
         i += 1;
@@ -189,7 +210,27 @@ fn websocat_version() -> String {
         .unwrap_or_else(|e| format!("unavailable: {e}"))
 }
 
-/// Bulk throughput, CPU per GiB and echo round trips over the four paths.
+/// Frame sizes of the gateways in the bulk cases: a websockify-style gateway's few KiB per
+/// read, and the 64 KiB of a gateway that reads in large blocks.
+pub const FRAMES: [usize; 3] = [1024, 8 * 1024, 64 * 1024];
+
+/// The name of a bulk case: direction, gateway frame size (or `rfb-shaped`), gateway.
+pub fn bulk_case(dir: &str, frame: Option<usize>, gateway: &str) -> String {
+    match frame {
+        Some(f) => format!("{dir} {} KiB · {gateway} gateway", f / 1024),
+        None => format!("{dir} rfb-shaped · {gateway} gateway"),
+    }
+}
+
+/// One bulk transfer's path and which cases its numbers belong to.
+struct Leg<'a> {
+    path: &'a DataPath,
+    /// (case, path name in that case)
+    into: Vec<(String, &'static str)>,
+}
+
+/// Bulk throughput and CPU per GiB at each gateway frame size, through the simulator's
+/// gateway and websocat's TLS gateway, and echo round trips over the four paths.
 async fn data_cases(
     plan: &Plan,
     work: &Path,
@@ -198,36 +239,96 @@ async fn data_cases(
     (bulk, rtt): (bool, bool),
     res: &mut Results,
 ) -> Result<()> {
-    step("starting the simulator, tcvnc, websocat and the pipes");
+    step("starting two simulators, two tcvnc, the websocat gateways and clients, and the pipes");
+    let data_targets = || -> Result<Vec<Target>> {
+        Ok(procs::free_addrs(DATA_TARGETS)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| Target {
+                instance: instance_id(i),
+                listen: Some(a),
+                transparent: true,
+            })
+            .collect())
+    };
+    // Path 1: the simulator's gateway (tungstenite over rustls).
     let sim = Sim::start(work, "data", instances, Some(backend)).await?;
-    let targets: Vec<Target> = procs::free_addrs(DATA_TARGETS)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| Target {
-            instance: instance_id(i),
-            listen: Some(a),
-            transparent: true,
-        })
-        .collect();
+    let targets = data_targets()?;
     let tcvnc = Tcvnc::start(work, "data", &sim, &targets).await?;
     let url = sim
         .mint_url(&instance_id(DATA_TARGETS + SETUP_TARGETS))
         .await?;
     let (websocat, ws_addr) = procs::start_websocat(work, "data", &url, &sim.ca_file).await?;
+
+    // Path 2: websocat's TLS gateway (OpenSSL), one per frame size; a second simulator
+    // serves the API and points its URLs at the gateway of the case being run.
+    let sim2 = Sim::start(work, "wsgw", instances, Some(backend)).await?;
+    let wsgw_ca = work.join("wsgw-ca.pem");
+    let p12 = procs::websocat_identity(work, &wsgw_ca)?;
+    let mut gateways = Vec::new();
+    for f in FRAMES {
+        let (p, addr) = procs::start_websocat_gateway(work, f, backend, &p12).await?;
+        gateways.push((f, p, addr));
+    }
+    // tcvnc trusts both CAs (the second simulator's API is plain HTTP on loopback, but its
+    // own gateway is unused here); websocat only needs the gateway's.
+    let mut bundle = std::fs::read_to_string(&sim2.ca_file)?;
+    bundle.push_str(&std::fs::read_to_string(&wsgw_ca)?);
+    let bundle_file = work.join("gateways-ca.pem");
+    std::fs::write(&bundle_file, &bundle)?;
+    let targets2 = data_targets()?;
+    let tcvnc2 = Tcvnc::start_trusting(work, "wsgw", &sim2, &targets2, &bundle_file).await?;
+    let mut ws_clients = Vec::new();
+    for (f, _, gw) in &gateways {
+        sim2.knobs(None, Some(*gw)).await?;
+        let url = sim2
+            .mint_url(&instance_id(DATA_TARGETS + SETUP_TARGETS))
+            .await?;
+        let (p, addr) = procs::start_websocat(work, &format!("wsgw-{f}"), &url, &wsgw_ca).await?;
+        ws_clients.push((p, addr));
+    }
+
+    // The limits: TLS and TCP pipes whose terminator reads the backend a frame at a time.
     let term_ca = work.join("tls-term-ca.pem");
-    let (tls_term, tls_term_addr) = procs::start_role(
-        work,
-        "tls-term",
-        &[backend.to_string(), term_ca.display().to_string()],
-    )?;
-    let (tls_proxy, tls_addr) = procs::start_role(
-        work,
-        "tls-proxy",
-        &[tls_term_addr.to_string(), term_ca.display().to_string()],
-    )?;
-    let (tcp_term, tcp_term_addr) = procs::start_role(work, "tcp-term", &[backend.to_string()])?;
-    let (tcp_proxy, tcp_addr) = procs::start_role(work, "tcp-proxy", &[tcp_term_addr.to_string()])?;
-    let paths = [
+    let (mut pipes, mut pipe_procs) = (Vec::new(), Vec::new());
+    for f in FRAMES {
+        let (tls_term, tls_term_addr) = procs::start_role(
+            work,
+            "tls-term",
+            &[
+                backend.to_string(),
+                term_ca.display().to_string(),
+                f.to_string(),
+            ],
+        )?;
+        let (tls_proxy, tls_addr) = procs::start_role(
+            work,
+            "tls-proxy",
+            &[tls_term_addr.to_string(), term_ca.display().to_string()],
+        )?;
+        let (tcp_term, tcp_term_addr) =
+            procs::start_role(work, "tcp-term", &[backend.to_string(), f.to_string()])?;
+        let (tcp_proxy, tcp_addr) =
+            procs::start_role(work, "tcp-proxy", &[tcp_term_addr.to_string()])?;
+        pipes.push([
+            DataPath {
+                name: "tls-pipe",
+                addrs: vec![tls_addr],
+                proxy_pid: tls_proxy.pid(),
+                gateway_pid: tls_term.pid(),
+            },
+            DataPath {
+                name: "tcp-pipe",
+                addrs: vec![tcp_addr],
+                proxy_pid: tcp_proxy.pid(),
+                gateway_pid: tcp_term.pid(),
+            },
+        ]);
+        // Killed when the data cases end, with the list.
+        pipe_procs.extend([tls_term, tls_proxy, tcp_term, tcp_proxy]);
+    }
+
+    let via_sim = [
         DataPath {
             name: "tcvnc",
             addrs: targets.iter().filter_map(|t| t.listen).collect(),
@@ -240,58 +341,131 @@ async fn data_cases(
             proxy_pid: websocat.pid(),
             gateway_pid: sim.proc.pid(),
         },
-        DataPath {
-            name: "tls-pipe",
-            addrs: vec![tls_addr],
-            proxy_pid: tls_proxy.pid(),
-            gateway_pid: tls_term.pid(),
-        },
-        DataPath {
-            name: "tcp-pipe",
-            addrs: vec![tcp_addr],
-            proxy_pid: tcp_proxy.pid(),
-            gateway_pid: tcp_term.pid(),
-        },
     ];
+    let via_wsgw: Vec<[DataPath; 2]> = gateways
+        .iter()
+        .zip(&ws_clients)
+        .map(|((_, gw, _), (client, addr))| {
+            [
+                DataPath {
+                    name: "tcvnc",
+                    addrs: targets2.iter().filter_map(|t| t.listen).collect(),
+                    proxy_pid: tcvnc2.proc.pid(),
+                    gateway_pid: gw.pid(),
+                },
+                DataPath {
+                    name: "websocat",
+                    addrs: vec![*addr],
+                    proxy_pid: client.pid(),
+                    gateway_pid: gw.pid(),
+                },
+            ]
+        })
+        .collect();
+
     let data = roles::pattern();
-    let gib = plan.bulk_bytes as f64 / f64::from(1u32 << 30);
     let mut turn = 0usize;
     for run in 0..plan.runs {
-        for (case, upload) in [("upload", true), ("download", false)]
-            .into_iter()
-            .filter(|_| bulk)
-        {
-            step(&format!("run {}/{}: bulk {case}", run + 1, plan.runs));
-            for p in &paths {
+        // (direction, frame size index or None for the RFB-shaped case)
+        let mut shapes: Vec<(&str, Option<usize>)> = Vec::new();
+        if bulk {
+            for i in 0..FRAMES.len() {
+                shapes.push(("upload", Some(i)));
+                shapes.push(("download", Some(i)));
+            }
+            shapes.push(("download", None));
+        }
+        shapes.retain(|(dir, fi)| {
+            let id = fi.map_or_else(
+                || "rfb".to_owned(),
+                |i| format!("{dir}-{}", FRAMES[i] / 1024),
+            );
+            plan.shapes.is_empty() || plan.shapes.contains(&id)
+        });
+        for (dir, fi) in shapes {
+            let frame = fi.map(|i| FRAMES[i]);
+            let gi = fi.unwrap_or(FRAMES.len() - 1);
+            step(&format!(
+                "run {}/{}: {}",
+                run + 1,
+                plan.runs,
+                bulk_case(dir, frame, "each")
+            ));
+            sim.knobs(frame, None).await?;
+            sim2.knobs(None, Some(gateways[gi].2)).await?;
+            let (shape, bytes) = match (dir, frame) {
+                ("upload", Some(f)) => (client::Shape::Upload(f as u32), plan.bytes_at(f)),
+                (_, Some(f)) => (client::Shape::Download(f as u32), plan.bytes_at(f)),
+                (_, None) => (client::Shape::Rfb, plan.bulk_bytes / 8),
+            };
+            let (cs, cw) = (
+                bulk_case(dir, frame, "sim"),
+                bulk_case(dir, frame, "websocat"),
+            );
+            let mut legs = vec![
+                Leg {
+                    path: &via_sim[0],
+                    into: vec![(cs.clone(), "tcvnc")],
+                },
+                Leg {
+                    path: &via_sim[1],
+                    into: vec![(cs.clone(), "websocat")],
+                },
+                Leg {
+                    path: &via_wsgw[gi][0],
+                    into: vec![(cw.clone(), "tcvnc")],
+                },
+                Leg {
+                    path: &via_wsgw[gi][1],
+                    into: vec![(cw.clone(), "websocat")],
+                },
+            ];
+            for p in &pipes[gi] {
+                legs.push(Leg {
+                    path: p,
+                    into: vec![(cs.clone(), p.name), (cw.clone(), p.name)],
+                });
+            }
+            // Alternate the order run by run, so a noisy moment does not always hit the
+            // same path.
+            if run % 2 == 1 {
+                legs.reverse();
+            }
+            let gib = bytes as f64 / f64::from(1u32 << 30);
+            for leg in legs {
+                let p = leg.path;
                 let addr = p.addrs[turn % p.addrs.len()];
                 turn += 1;
                 let (proxy, gw) = (p.proxy_pid, p.gateway_pid);
-                let (took, before, after) =
-                    client::bulk(addr, upload, plan.bulk_bytes, &data, || {
-                        Ok(vec![procs::cpu_seconds(proxy)?, procs::cpu_seconds(gw)?])
-                    })
-                    .await
-                    .with_context(|| format!("{case} through {}", p.name))?;
+                let (took, before, after) = client::bulk(addr, shape, bytes, &data, || {
+                    Ok(vec![procs::cpu_seconds(proxy)?, procs::cpu_seconds(gw)?])
+                })
+                .await
+                .with_context(|| format!("{} through {}", leg.into[0].0, p.name))?;
                 let secs = took.as_secs_f64();
-                res.push(case, p.name, "MB/s", plan.bulk_bytes as f64 / secs / 1e6);
-                res.push(
-                    case,
-                    p.name,
-                    "proxy CPU s/GiB",
-                    (after[0] - before[0]) / gib,
-                );
-                res.push(
-                    case,
-                    p.name,
-                    "gateway CPU s/GiB",
-                    (after[1] - before[1]) / gib,
-                );
+                for (case, name) in &leg.into {
+                    res.push(case, name, "MB/s", bytes as f64 / secs / 1e6);
+                    res.push(case, name, "proxy CPU s/GiB", (after[0] - before[0]) / gib);
+                    res.push(
+                        case,
+                        name,
+                        "gateway CPU s/GiB",
+                        (after[1] - before[1]) / gib,
+                    );
+                }
             }
         }
+        sim.knobs(None, None).await?;
+        let rtt_paths = [
+            &via_sim[0],
+            &via_sim[1],
+            &pipes[FRAMES.len() - 1][0],
+            &pipes[FRAMES.len() - 1][1],
+        ];
         for size in [8usize, 1024].into_iter().filter(|_| rtt) {
             let case = format!("rtt {size} B");
             step(&format!("run {}/{}: {case}", run + 1, plan.runs));
-            for p in &paths {
+            for p in rtt_paths {
                 let addr = p.addrs[turn % p.addrs.len()];
                 turn += 1;
                 let mut ns = client::rtt(addr, size, plan.rtt_warm, plan.rtt_iters)
@@ -306,9 +480,9 @@ async fn data_cases(
     }
     let rss = tcvnc.proc.rss_kib()?;
     res.note("tcvnc RSS after data cases (KiB)", rss as f64);
-    drop((tcp_proxy, tcp_term, tls_proxy, tls_term, websocat));
-    drop(tcvnc);
-    drop(sim);
+    drop((websocat, ws_clients, gateways, pipe_procs));
+    drop((tcvnc, tcvnc2));
+    drop((sim, sim2));
     Ok(())
 }
 

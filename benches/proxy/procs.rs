@@ -241,14 +241,23 @@ impl Sim {
             api,
             ca_file: ca,
         };
-        // Benchmark knobs: a token may be reused (websocat dials one fixed URL), and the
-        // API takes more than 10 requests a second (10,000 sessions would take 17 min).
-        sim.post(
-            "/_sim/faults",
-            r#"{"reuse_tokens": true, "api_rate_limit": 5000}"#,
-        )
-        .await?;
+        sim.knobs(None, None).await?;
         Ok(sim)
+    }
+
+    /// Sets the benchmark knobs: a token may be reused (websocat dials one fixed URL),
+    /// the API takes more than 10 requests a second (10,000 sessions would take 17 min),
+    /// the gateway's frames carry at most `frame_max` bytes, and minted URLs point at
+    /// `gateway` instead of the simulator's own gateway.
+    pub async fn knobs(&self, frame_max: Option<usize>, gateway: Option<SocketAddr>) -> Result<()> {
+        let v = serde_json::json!({
+            "reuse_tokens": true,
+            "api_rate_limit": 5000,
+            "frame_max": frame_max,
+            "gateway_base": gateway.map(|g| format!("wss://{g}")),
+        });
+        self.post("/_sim/faults", &v.to_string()).await?;
+        Ok(())
     }
 
     /// Mints a console URL for `instance` (one signed `DescribeInstanceVncUrl`).
@@ -309,6 +318,17 @@ pub struct Tcvnc {
 impl Tcvnc {
     /// Writes a config for `targets` against `sim` and starts `tcvnc serve`.
     pub async fn start(work: &Path, tag: &str, sim: &Sim, targets: &[Target]) -> Result<Tcvnc> {
+        Self::start_trusting(work, tag, sim, targets, &sim.ca_file).await
+    }
+
+    /// The same, trusting the gateway CAs in `ca` (the simulator's and a third party's).
+    pub async fn start_trusting(
+        work: &Path,
+        tag: &str,
+        sim: &Sim,
+        targets: &[Target],
+        ca: &Path,
+    ) -> Result<Tcvnc> {
         let http = loop {
             let a = SocketAddr::from(([127, 0, 0, 1], free_port()?));
             if !targets.iter().any(|t| t.listen == Some(a)) {
@@ -339,7 +359,7 @@ unauthenticated_per_peer = 100000
             api = sim.api,
             id = tcvnc::sim::DEMO_SECRET_ID,
             key = key_file.display(),
-            ca = sim.ca_file.display(),
+            ca = ca.display(),
         );
         for t in targets {
             cfg.push_str(&format!(
@@ -394,6 +414,66 @@ pub async fn start_websocat(
         false,
     )?;
     wait_listening(addr, "websocat").await?;
+    Ok((proc, addr))
+}
+
+/// An identity for websocat's TLS server, issued for 127.0.0.1: writes its CA to `ca_out`
+/// and returns the PKCS#12 file websocat reads (made by the `openssl` command).
+pub fn websocat_identity(work: &Path, ca_out: &Path) -> Result<PathBuf> {
+    let id = tcvnc::sim::gateway::identity([127, 0, 0, 1].into()).map_err(|e| anyhow!("{e}"))?;
+    let (cert, key, p12) = (
+        work.join("wsgw-cert.pem"),
+        work.join("wsgw-key.pem"),
+        work.join("wsgw.p12"),
+    );
+    std::fs::write(&cert, &id.cert_pem)?;
+    std::fs::write(&key, &id.key_pem)?;
+    std::fs::write(ca_out, &id.ca_pem)?;
+    let made = Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:bench", "-inkey"])
+        .arg(&key)
+        .arg("-in")
+        .arg(&cert)
+        .arg("-out")
+        .arg(&p12)
+        .output()
+        .context("openssl (for websocat's PKCS#12 identity)")?;
+    if !made.status.success() {
+        bail!(
+            "openssl pkcs12 failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    Ok(p12)
+}
+
+/// A third-party TLS websocket gateway: websocat's `wss-l:` (OpenSSL underneath, as
+/// many real gateways) in front of `backend`, a frame per read of at most `frame` bytes,
+/// with the identity in `p12` (see [`websocat_identity`]).
+pub async fn start_websocat_gateway(
+    work: &Path,
+    frame: usize,
+    backend: SocketAddr,
+    p12: &Path,
+) -> Result<(Proc, SocketAddr)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut cmd = Command::new(websocat_bin());
+    cmd.arg("-b")
+        .arg("-B")
+        .arg(frame.to_string())
+        .arg("--pkcs12-der")
+        .arg(p12)
+        .arg("--pkcs12-passwd")
+        .arg("bench")
+        .arg(format!("wss-l:{addr}"))
+        .arg(format!("tcp:{backend}"));
+    let (proc, _) = Proc::start(
+        &format!("websocat-gateway-{frame}"),
+        cmd,
+        &work.join(format!("websocat-gateway-{frame}.log")),
+        false,
+    )?;
+    wait_listening(addr, "websocat gateway").await?;
     Ok((proc, addr))
 }
 

@@ -154,34 +154,58 @@ impl Check {
 pub fn checks(r: &Results) -> Vec<Check> {
     let mut out = Vec::new();
     let s = |c: &str, p: &str, m: &str| r.samples(c, p, m).unwrap_or(&[]).to_vec();
-    for case in ["upload", "download"] {
-        let cpu = s(case, "tcvnc", "proxy CPU s/GiB");
+    let ratio = |case: &str, path: &str, other: &str, metric: &str| {
+        spread(&pairwise(
+            &s(case, path, metric),
+            &s(case, other, metric),
+            |a, b| a / b,
+        ))
+    };
+    let bulk: Vec<&String> = r
+        .cases
+        .iter()
+        .map(|(c, _)| c)
+        .filter(|c| c.starts_with("upload ") || c.starts_with("download "))
+        .collect();
+    for case in bulk {
         out.push(Check {
             name: format!("{case}: CPU per byte, tcvnc / websocat"),
-            measured: spread(&pairwise(
-                &cpu,
-                &s(case, "websocat", "proxy CPU s/GiB"),
-                |a, b| a / b,
-            )),
+            measured: ratio(case, "tcvnc", "websocat", "proxy CPU s/GiB"),
             unit: "×",
             limit: 2.0 / 3.0,
             at_most: true,
         });
-        let mbps = s(case, "tcvnc", "MB/s");
-        out.push(Check {
-            name: format!("{case}: throughput, tcvnc / websocat"),
-            measured: spread(&pairwise(&mbps, &s(case, "websocat", "MB/s"), |a, b| a / b)),
-            unit: "×",
-            limit: 1.5,
-            at_most: false,
-        });
-        out.push(Check {
-            name: format!("{case}: throughput, tcvnc / TLS pipe"),
-            measured: spread(&pairwise(&mbps, &s(case, "tls-pipe", "MB/s"), |a, b| a / b)),
-            unit: "×",
-            limit: 0.8,
-            at_most: false,
-        });
+        if case.starts_with("download 64 KiB") {
+            out.push(Check {
+                name: format!("{case}: CPU per byte, tcvnc / TLS pipe"),
+                measured: ratio(case, "tcvnc", "tls-pipe", "proxy CPU s/GiB"),
+                unit: "×",
+                limit: 1.0,
+                at_most: true,
+            });
+        }
+        // The RFB-shaped case is paced by its pauses, not by the paths. Through the
+        // simulator's gateway (rustls, like the TLS pipe's terminator) the TLS pipe is the
+        // limit; websocat's gateway is slower than that terminator, so there tcvnc is
+        // compared with websocat through the same gateway.
+        let paced = case.contains("rfb-shaped");
+        if !paced && case.ends_with("sim gateway") {
+            out.push(Check {
+                name: format!("{case}: throughput, tcvnc / TLS pipe"),
+                measured: ratio(case, "tcvnc", "tls-pipe", "MB/s"),
+                unit: "×",
+                limit: 0.9,
+                at_most: false,
+            });
+        } else if !paced {
+            out.push(Check {
+                name: format!("{case}: throughput, tcvnc / websocat"),
+                measured: ratio(case, "tcvnc", "websocat", "MB/s"),
+                unit: "×",
+                limit: 1.0,
+                at_most: false,
+            });
+        }
     }
     for case in ["rtt 8 B", "rtt 1024 B"] {
         out.push(Check {
@@ -341,7 +365,7 @@ fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Du
     let _ = writeln!(m, "# tcvnc benchmark report\n");
     let _ = writeln!(
         m,
-        "Mode **{}**: {} runs, bulk {} MiB each way, {} round trips per size and run, {} session set-ups, idle sessions at {} and {}. The suite took {:.0} s. Written by `{}`.\n",
+        "Mode **{}**: {} runs, bulk {} MiB each way per gateway frame size (a quarter at 1 KiB, an eighth in the RFB-shaped case), {} round trips per size and run, {} session set-ups, idle sessions at {} and {}. The suite took {:.0} s. Written by `{}`.\n",
         plan.mode,
         plan.runs,
         plan.bulk_bytes >> 20,
@@ -421,20 +445,33 @@ Everything runs on loopback on this one machine, in one run, each component in i
 process so that `/proc/PID/stat` gives each its own CPU time:
 
 * **tcvnc**: client → `tcvnc serve` (targets `transparent = true` for the data cases) →
-  `tcvnc sim` gateway (wss, TLS 1.3) → backend. Every connection mints a URL from the
-  simulated API, as in production.
-* **websocat**: client → `websocat -b tcp-l:… wss://…` → the same simulator gateway →
-  backend. The simulator lets websocat's one URL be reused (`reuse_tokens`, a knob for
+  a TLS websocket gateway → backend. Every connection mints a URL from the simulated
+  API, as in production.
+* **websocat**: client → `websocat -b tcp-l:… wss://…` → the same gateway → backend.
+  The simulator lets websocat's one URL be reused (`reuse_tokens`, a knob for
   benchmarks only).
 * **tls-pipe**: client → a rustls TLS client pipe → a rustls TLS server pipe → backend
-  (no websocket framing), both with tokio's `copy_bidirectional` and 64 KiB buffers.
+  (no websocket framing), both with tokio's `copy_bidirectional`; the server pipe reads
+  the backend a gateway frame at a time, so its TLS records are the size of the
+  gateways' frames, and the proxy pipe reads 64 KiB at a time.
 * **tcp-pipe**: the same with plain TCP.
 
+Two gateways frame the console's bytes: the **simulator's** (`tcvnc sim`: tungstenite
+over rustls, TLS 1.3), with its `frame_max` knob capping each read of the console and so
+each frame; and **websocat's TLS server** (`websocat -b -B FRAME wss-l:… tcp:backend`,
+OpenSSL underneath as in many real gateways: a frame per read of at most FRAME bytes).
+A second simulator serves the API for the websocat gateway's cases, its minted URLs
+pointing at that gateway (`gateway_base`, a benchmark knob).
+
 The backend lives in the harness process: it uploads, downloads (1 MiB of 32-bit
-framebuffer-like pixels, repeated) or echoes. Bulk cases time from the backend's ready
-byte to the last byte (upload: the backend's acknowledgement); CPU is the proxy
-process's user + system time over the same span, divided by GiB moved (the gateway's
-is shown too). Round trips send 8 B or 1 KiB and wait for the echo, one at a time after
+framebuffer-like pixels, repeated, written in blocks of the frame size) or echoes.
+Uploads are written by the client in blocks of the frame size. The RFB-shaped case
+writes updates as a VNC server does: a 4-byte header, then 1–40 rectangles, each a
+12-byte header and 64 B–96 KiB of pixels, one write each, and a 10 ms pause after each
+update; through 64 KiB gateway frames. Bulk cases time from the backend's ready byte
+to the last byte (upload: the backend's acknowledgement); CPU is the proxy process's
+user + system time over the same span, divided by GiB moved (the gateway's is shown
+too). Round trips send 8 B or 1 KiB and wait for the echo, one at a time after
 a warm-up. Paths and cases are interleaved run by run, so a noisy moment hits all paths.
 
 Set-up is a viewer's connect to ServerInit (RFB 3.8, security None) against the
@@ -453,28 +490,50 @@ API limit is raised for the idle cases (`api_rate_limit`, benchmarks only; tcvnc
 fn chart(path: &Path, r: &Results) -> Result<()> {
     use plotters::prelude::*;
     let paths = ["tcvnc", "websocat", "tls-pipe", "tcp-pipe"];
-    type Panel<'a> = (&'a str, [(&'a str, &'a str); 2], &'a str);
-    let panels: [Panel; 3] = [
+    type Panel<'a> = (&'a str, [(&'a str, &'a str); 3], &'a str);
+    let panels: [Panel; 4] = [
         (
-            "Bulk throughput, MB/s",
-            [("upload", "upload"), ("download", "download")],
+            "Bulk throughput, download (simulator gateway), MB/s",
+            [
+                ("download 1 KiB · sim gateway", "1 KiB frames"),
+                ("download 8 KiB · sim gateway", "8 KiB frames"),
+                ("download 64 KiB · sim gateway", "64 KiB frames"),
+            ],
             "MB/s",
         ),
         (
-            "Proxy CPU, s per GiB",
-            [("upload", "upload"), ("download", "download")],
+            "Proxy CPU, download (simulator gateway), s per GiB",
+            [
+                ("download 1 KiB · sim gateway", "1 KiB frames"),
+                ("download 8 KiB · sim gateway", "8 KiB frames"),
+                ("download 64 KiB · sim gateway", "64 KiB frames"),
+            ],
+            "proxy CPU s/GiB",
+        ),
+        (
+            "Proxy CPU, download (websocat gateway), s per GiB",
+            [
+                ("download 1 KiB · websocat gateway", "1 KiB frames"),
+                ("download 8 KiB · websocat gateway", "8 KiB frames"),
+                ("download 64 KiB · websocat gateway", "64 KiB frames"),
+            ],
             "proxy CPU s/GiB",
         ),
         (
             "Round trip p99, µs",
-            [("rtt 8 B", "8 B"), ("rtt 1024 B", "1 KiB")],
+            [("rtt 8 B", "8 B"), ("rtt 1024 B", "1 KiB"), ("", "")],
             "p99 µs",
         ),
     ];
-    let root = SVGBackend::new(path, (1500, 480)).into_drawing_area();
+    let root = SVGBackend::new(path, (1600, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let areas = root.split_evenly((1, 3));
-    let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
+    let areas = root.split_evenly((2, 2));
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+    ];
+    let width = 0.8 / 3.0;
     for (area, (title, series, metric)) in areas.iter().zip(panels) {
         let mut ymax: f64 = 0.0;
         for (case, _) in series {
@@ -511,6 +570,9 @@ fn chart(path: &Path, r: &Results) -> Result<()> {
             .draw()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for (si, (case, label)) in series.iter().enumerate() {
+            if case.is_empty() {
+                continue;
+            }
             let color = colors[si];
             let mut bars = Vec::new();
             let mut whiskers = Vec::new();
@@ -519,13 +581,13 @@ fn chart(path: &Path, r: &Results) -> Result<()> {
                     continue;
                 };
                 let s = spread(v);
-                let x0 = pi as f64 - 0.4 + si as f64 * 0.4;
+                let x0 = pi as f64 - 0.4 + si as f64 * width;
                 bars.push(Rectangle::new(
-                    [(x0 + 0.02, 0.0), (x0 + 0.38, s.median)],
+                    [(x0 + 0.02, 0.0), (x0 + width - 0.02, s.median)],
                     color.filled(),
                 ));
                 whiskers.push(PathElement::new(
-                    vec![(x0 + 0.2, s.min), (x0 + 0.2, s.max)],
+                    vec![(x0 + width / 2.0, s.min), (x0 + width / 2.0, s.max)],
                     BLACK,
                 ));
             }

@@ -2,9 +2,11 @@
 //! CPU time is its own: a plain TCP pipe and a plain rustls TLS pipe, each a proxy and a
 //! terminator (the gateway's place). Also the backend the paths end at.
 //!
-//! Backend protocol: the client sends a 9-byte header (`U`pload, `D`ownload or `E`cho and
-//! a big-endian byte count) and waits for `R`. Upload: the backend reads the count and
-//! answers `A`. Download: the backend writes the count. Echo: every byte comes back.
+//! Backend protocol: the client sends a 13-byte header (`U`pload, `D`ownload, `F`rames
+//! or `E`cho, a big-endian byte count and a big-endian block size) and waits for `R`.
+//! Upload: the backend reads the count and answers `A`. Download: the backend writes the
+//! count in writes of the block size (1 MiB when 0). Frames: the count as RFB-shaped
+//! bursts (see [`rfb_burst`]). Echo: every byte comes back.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,21 +32,32 @@ pub fn run(args: &[String]) -> Result<()> {
         };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         match role {
-            "tcp-proxy" | "tcp-term" => {
+            "tcp-proxy" => {
                 let to: SocketAddr = arg(1)?.parse()?;
                 serve(listener, move |client| async move {
-                    pipe(client, dial(to).await?).await
+                    pipe(client, dial(to).await?, PIPE_BUF).await
+                })
+                .await
+            }
+            "tcp-term" => {
+                let to: SocketAddr = arg(1)?.parse()?;
+                let read: usize = arg(2)?.parse()?;
+                serve(listener, move |client| async move {
+                    pipe(client, dial(to).await?, read).await
                 })
                 .await
             }
             "tls-term" => {
+                // The gateway's place: it reads the backend `read` bytes at a time, so
+                // that its TLS records are as large as a gateway's frames would be.
                 let to: SocketAddr = arg(1)?.parse()?;
                 let ca = PathBuf::from(arg(2)?);
+                let read: usize = arg(3)?.parse()?;
                 let acceptor = tcvnc::sim::gateway::tls_acceptor([127, 0, 0, 1].into(), &ca)
                     .map_err(|e| anyhow!("{e}"))?;
                 serve(listener, move |client| {
                     let acceptor = acceptor.clone();
-                    async move { pipe(acceptor.accept(client).await?, dial(to).await?).await }
+                    async move { pipe(acceptor.accept(client).await?, dial(to).await?, read).await }
                 })
                 .await
             }
@@ -57,7 +70,8 @@ pub fn run(args: &[String]) -> Result<()> {
                     let connector = connector.clone();
                     async move {
                         let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
-                        pipe(client, connector.connect(name, dial(to).await?).await?).await
+                        let tls = connector.connect(name, dial(to).await?).await?;
+                        pipe(client, tls, PIPE_BUF).await
                     }
                 })
                 .await
@@ -74,13 +88,13 @@ async fn dial(to: SocketAddr) -> Result<TcpStream> {
     Ok(s)
 }
 
-/// Copies both ways until both sides are done.
-async fn pipe<A, B>(mut a: A, mut b: B) -> Result<()>
+/// Copies both ways until both sides are done; `b_to_a` bytes at most per read of `b`.
+async fn pipe<A, B>(mut a: A, mut b: B, b_to_a: usize) -> Result<()>
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, PIPE_BUF, PIPE_BUF).await?;
+    tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, PIPE_BUF, b_to_a).await?;
     Ok(())
 }
 
@@ -124,6 +138,32 @@ pub fn pattern() -> Arc<Vec<u8>> {
     Arc::new(v)
 }
 
+/// The pause between two RFB-shaped updates (a console that redraws 100 times a second
+/// at most, as a busy screen does).
+pub const RFB_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The writes of one RFB-shaped update, as a VNC server makes them: the 4-byte
+/// FramebufferUpdate header, then per rectangle its 12-byte header and its pixels
+/// (between 64 B, a cursor or a glyph, and 64 KiB, a tile row of a ZRLE update), 1 to 40
+/// rectangles, about 640 KiB at most. Deterministic from `seed`.
+pub fn rfb_burst(seed: &mut u32) -> Vec<usize> {
+    let mut next = || {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 17;
+        *seed ^= *seed << 5;
+        *seed
+    };
+    let rects = 1 + next() % 40;
+    let mut out = vec![4];
+    for _ in 0..rects {
+        out.push(12);
+        // Sizes spread on a log scale, as an update's rectangles are.
+        let shift = 6 + next() % 11; // 64 B .. 64 KiB
+        out.push((1usize << shift) + (next() as usize % (1usize << shift)) / 2);
+    }
+    out
+}
+
 /// The backend: accepts connections on `listener` until the process ends.
 pub async fn backend(listener: TcpListener) {
     let data = pattern();
@@ -142,11 +182,15 @@ pub async fn backend(listener: TcpListener) {
 }
 
 async fn backend_conn(mut s: TcpStream, data: &[u8]) -> Result<()> {
-    let mut hdr = [0u8; 9];
+    let mut hdr = [0u8; 13];
     if s.read_exact(&mut hdr).await.is_err() {
         return Ok(()); // a readiness probe
     }
-    let n = u64::from_be_bytes(hdr[1..].try_into()?);
+    let n = u64::from_be_bytes(hdr[1..9].try_into()?);
+    let block = match u32::from_be_bytes(hdr[9..13].try_into()?) {
+        0 => data.len(),
+        b => (b as usize).min(data.len()),
+    };
     s.write_all(b"R").await?;
     match hdr[0] {
         b'U' => {
@@ -163,11 +207,33 @@ async fn backend_conn(mut s: TcpStream, data: &[u8]) -> Result<()> {
             s.write_all(b"A").await?;
         }
         b'D' => {
-            let mut left = n;
+            let (mut left, mut at) = (n, 0usize);
             while left > 0 {
-                let k = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                s.write_all(&data[..k]).await?;
+                let k = usize::try_from(left).unwrap_or(usize::MAX).min(block);
+                if at + k > data.len() {
+                    at = 0;
+                }
+                s.write_all(&data[at..at + k]).await?;
+                at += k;
                 left -= k as u64;
+            }
+        }
+        b'F' => {
+            let (mut left, mut at, mut seed) = (n, 0usize, 0x2545_F491u32);
+            while left > 0 {
+                for k in rfb_burst(&mut seed) {
+                    let k = usize::try_from(left).unwrap_or(usize::MAX).min(k);
+                    if k == 0 {
+                        break;
+                    }
+                    if at + k > data.len() {
+                        at = 0;
+                    }
+                    s.write_all(&data[at..at + k]).await?;
+                    at += k;
+                    left -= k as u64;
+                }
+                tokio::time::sleep(RFB_PAUSE).await;
             }
         }
         b'E' => {

@@ -24,11 +24,26 @@ use super::{SimError, SimState, SubprotocolMode};
 use crate::http_util::{self, Body};
 use crate::shutdown::Shutdown;
 
-/// Generates a CA and a leaf for `ip` and `localhost`, writes the CA to `ca_file`.
+/// A gateway identity: a fresh CA and a leaf for one address and `localhost`.
+#[derive(Debug)]
+pub struct Identity {
+    /// The CA certificate, PEM (what clients trust).
+    pub ca_pem: String,
+    /// The leaf certificate, PEM.
+    pub cert_pem: String,
+    /// The leaf's PKCS#8 private key, PEM.
+    pub key_pem: String,
+    ca_der: rustls_pki_types::CertificateDer<'static>,
+    cert_der: rustls_pki_types::CertificateDer<'static>,
+    key_der: Vec<u8>,
+}
+
+/// Generates a CA and a leaf for `ip` and `localhost` (also used by the benchmarks to
+/// put a third-party TLS gateway in the simulator's place).
 ///
 /// # Errors
 /// [`SimError::Tls`].
-pub fn tls_acceptor(ip: IpAddr, ca_file: &Path) -> Result<TlsAcceptor, SimError> {
+pub fn identity(ip: IpAddr) -> Result<Identity, SimError> {
     let fail = |e: &dyn std::fmt::Display| SimError::Tls(e.to_string());
     let mut ca_params =
         rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
@@ -53,16 +68,48 @@ pub fn tls_acceptor(ip: IpAddr, ca_file: &Path) -> Result<TlsAcceptor, SimError>
     let leaf = leaf_params
         .signed_by(&leaf_key, &ca)
         .map_err(|e| fail(&e))?;
+    Ok(Identity {
+        ca_pem: ca.pem(),
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+        ca_der: ca.der().clone(),
+        cert_der: leaf.der().clone(),
+        key_der: leaf_key.serialize_der(),
+    })
+}
 
-    std::fs::write(ca_file, ca.pem())
+/// Generates a CA and a leaf for `ip` and `localhost`, writes the CA to `ca_file`.
+///
+/// # Errors
+/// [`SimError::Tls`].
+pub fn tls_acceptor(ip: IpAddr, ca_file: &Path) -> Result<TlsAcceptor, SimError> {
+    tls_acceptor_with(ip, ca_file, crate::tls::provider(), false)
+}
+
+/// The same with a chosen crypto provider and, with `server_order`, the server's order of
+/// cipher suites deciding instead of the client's (tests play gateways with other
+/// preferences, as OpenSSL servers that put ChaCha20 first).
+///
+/// # Errors
+/// [`SimError::Tls`].
+pub fn tls_acceptor_with(
+    ip: IpAddr,
+    ca_file: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    server_order: bool,
+) -> Result<TlsAcceptor, SimError> {
+    let fail = |e: &dyn std::fmt::Display| SimError::Tls(e.to_string());
+    let id = identity(ip)?;
+    std::fs::write(ca_file, &id.ca_pem)
         .map_err(|e| SimError::Tls(format!("cannot write CA file {}: {e}", ca_file.display())))?;
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(id.key_der.into());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| fail(&e))?
         .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+        .with_single_cert(vec![id.cert_der, id.ca_der], key)
         .map_err(|e| fail(&e))?;
+    config.ignore_client_order = server_order;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -283,9 +330,13 @@ where
     let to_client = async {
         let mut buf = bytes::BytesMut::new();
         let mut sent: u64 = 0;
+        let read_max = faults.frame_max.unwrap_or(64 * 1024).clamp(1, 64 * 1024);
         loop {
-            buf.reserve(64 * 1024);
-            let n = br.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
+            buf.reserve(read_max);
+            let n = br
+                .read_buf(&mut bytes::BufMut::limit(&mut buf, read_max))
+                .await
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Ok(None);
             }

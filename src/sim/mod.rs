@@ -156,6 +156,14 @@ pub struct Faults {
     /// Gateway: after this many bytes to the client, stop reading and writing (pings
     /// included) while keeping the connection open.
     pub stall_after_bytes: Option<u64>,
+    /// Gateway: at most this many bytes per frame to the client. Gateways frame what
+    /// each read of the console gave (websockify and QEMU's own send a frame per read, often
+    /// a few KiB); unset, a frame carries up to one 64 KiB read.
+    pub frame_max: Option<usize>,
+    /// Benchmarks only: minted URLs point at this `wss://host:port` instead of the
+    /// simulator's gateway (a third-party gateway, such as websocat, in front of the
+    /// same console).
+    pub gateway_base: Option<String>,
 }
 
 /// What happened to a gateway session, for tests to wait on.
@@ -446,7 +454,10 @@ impl SimState {
             .mints
             .entry(instance.to_owned())
             .or_default() += 1;
-        let base = self.gateway_base.lock().clone();
+        let base = self
+            .faults()
+            .gateway_base
+            .unwrap_or_else(|| self.gateway_base.lock().clone());
         let url = format!("{base}/vnc?s={token}&password=&isWindows=false&isUbuntu=false");
         percent_encoding::utf8_percent_encode(&url, crate::cloud::vnc_url::COMPONENT).to_string()
     }
