@@ -500,7 +500,8 @@ fn tcvnc(home: &std::path::Path, args: &[&str]) -> Output {
 }
 
 /// `tcvnc url NAME` resolves the name (without and with `[discovery]`) and mints for its
-/// id; a shared name exits 64 naming both ids and spends nothing; an unknown one 69.
+/// id; a shared name exits 64 naming both ids and spends nothing; an unknown one 69;
+/// `tcvnc check` lists what discovery finds and warns of the shared name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_command_resolves_names() {
     let sim = sim_of(vec![
@@ -570,6 +571,19 @@ async fn url_command_resolves_names() {
             "{err}"
         );
     }
+    let check = run(vec!["check".into(), "-c".into(), cfg.display().to_string()])
+        .await
+        .expect("join");
+    assert!(check.status.success(), "{}", text(&check));
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        report.contains("discovery: 3 instances in ap-guangzhou"),
+        "{report}"
+    );
+    assert!(
+        report.contains("the name \"db\" is shared by ins-dupa0001, ins-dupb0002"),
+        "{report}"
+    );
     let out = run(plain("nobody")).await.expect("join");
     assert_eq!(out.status.code(), Some(69), "{}", text(&out));
     assert!(
