@@ -52,6 +52,8 @@ pub struct App {
     pub dialer: Dialer,
     /// Who holds each console.
     pub consoles: Consoles,
+    /// The instances `[discovery]` found (refreshed by the daemon's task).
+    pub discovery: Arc<crate::discovery::Discovery>,
     /// One permit per concurrent session (`session.max_sessions`), taken only by
     /// clients that have greeted and authenticated.
     pub sessions: Arc<Semaphore>,
@@ -142,6 +144,7 @@ impl App {
             cloud,
             dialer,
             consoles: Consoles::default(),
+            discovery: Arc::default(),
             shutdown,
             metrics,
             ready: AtomicBool::new(false),

@@ -64,7 +64,7 @@ pub enum Command {
         /// SecretKey the API accepts.
         #[arg(long, requires = "secret_id")]
         secret_key: Option<String>,
-        /// TOML file with [[instance]] tables (id, state, region, name) replacing the defaults.
+        /// TOML file with [[instance]] tables (id, state, region, name, zone, tags) replacing the defaults.
         #[arg(long)]
         instances: Option<PathBuf>,
         /// Where to write the gateway's CA certificate (PEM).

@@ -3,6 +3,7 @@
 //! Every error names the file, the key and what was expected; secrets are read from
 //! their files here, so only checked values reach `run()`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,17 @@ struct RawConfig {
     session: RawSession,
     #[serde(default)]
     target: Vec<RawTarget>,
+    discovery: Option<RawDiscovery>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    regions: Option<Vec<String>>,
+    tags: Option<BTreeMap<String, String>>,
+    names: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    refresh: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -271,6 +283,24 @@ pub struct Target {
     pub transparent: bool,
 }
 
+/// `[discovery]`: instances listed through `DescribeInstances`, refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// Regions listed, in order (`[cloud] region` when not set).
+    pub regions: Vec<String>,
+    /// Tags an instance must all carry (key → value).
+    pub tags: BTreeMap<String, String>,
+    /// Name patterns (`*` any run of characters, `?` one); an instance matching any is
+    /// listed. Empty: every name.
+    pub names: Vec<String>,
+    /// How often the list is refreshed.
+    pub refresh: Duration,
+}
+
+/// The most tags `[discovery]` may filter on: the cloud takes 10 filters per request and
+/// one is kept for `instance-name`.
+pub(crate) const MAX_DISCOVERY_TAGS: usize = 9;
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -293,6 +323,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[[target]]`s.
     pub targets: Vec<Target>,
+    /// `[discovery]`, when configured.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 struct Ctx<'a> {
@@ -727,16 +759,7 @@ impl Config {
             let region = t.region.or_else(|| cloud.region.clone()).ok_or_else(|| {
                 ctx.err(key("region"), "no region: set it here or in [cloud] region")
             })?;
-            if region.is_empty()
-                || !region
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
-                return Err(ctx.err(
-                    key("region"),
-                    format!("{region:?} is not a region such as ap-guangzhou"),
-                ));
-            }
+            check_region(ctx, &key("region"), &region)?;
             let listen = t
                 .listen
                 .as_deref()
@@ -797,6 +820,11 @@ impl Config {
             });
         }
 
+        let discovery = raw
+            .discovery
+            .map(|d| discovery(ctx, d, cloud.region.as_deref()))
+            .transpose()?;
+
         let mut secret_files = ctx.secret_files.take();
         if credentials.secret_key_inline && ctx.file.ends_with(".toml") {
             secret_files.push(("credentials.secret_key".into(), PathBuf::from(ctx.file)));
@@ -811,6 +839,7 @@ impl Config {
             http,
             session,
             targets,
+            discovery,
         })
     }
 
@@ -917,6 +946,96 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// A region name: lowercase letters, digits and dashes (`ap-guangzhou`).
+fn check_region(ctx: &Ctx<'_>, key: &str, region: &str) -> Result<(), ConfigError> {
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(ctx.err(
+            key,
+            format!("{region:?} is not a region such as ap-guangzhou"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates `[discovery]`: regions (default `[cloud] region`), at most
+/// [`MAX_DISCOVERY_TAGS`] tags, non-empty name patterns, a refresh of at least 1 s.
+fn discovery(
+    ctx: &Ctx<'_>,
+    d: RawDiscovery,
+    default_region: Option<&str>,
+) -> Result<DiscoveryConfig, ConfigError> {
+    let regions = match d.regions {
+        Some(r) => r,
+        None => vec![default_region
+            .ok_or_else(|| {
+                ctx.err(
+                    "discovery.regions",
+                    "no region: list regions here, e.g. regions = [\"ap-guangzhou\"], or set [cloud] region",
+                )
+            })?
+            .to_owned()],
+    };
+    if regions.is_empty() {
+        return Err(ctx.err(
+            "discovery.regions",
+            "is empty; list at least one region, e.g. regions = [\"ap-guangzhou\"]",
+        ));
+    }
+    for (i, r) in regions.iter().enumerate() {
+        let key = format!("discovery.regions[{i}]");
+        check_region(ctx, &key, r)?;
+        if regions[..i].contains(r) {
+            return Err(ctx.err(key, format!("{r} is listed twice")));
+        }
+    }
+    let tags = d.tags.unwrap_or_default();
+    if tags.len() > MAX_DISCOVERY_TAGS {
+        return Err(ctx.err(
+            "discovery.tags",
+            format!(
+                "{} tags; the API filters on at most {MAX_DISCOVERY_TAGS} tags at once",
+                tags.len()
+            ),
+        ));
+    }
+    for (k, v) in &tags {
+        if k.is_empty() || k.chars().any(char::is_control) || v.chars().any(char::is_control) {
+            return Err(ctx.err(
+                "discovery.tags",
+                format!(
+                    "{k:?} = {v:?} is not a tag; expected a non-empty key, e.g. env = \"staging\""
+                ),
+            ));
+        }
+    }
+    let names = d.names.unwrap_or_default();
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() || n.chars().any(char::is_control) {
+            return Err(ctx.err(
+                format!("discovery.names[{i}]"),
+                format!("{n:?} is not a name pattern; expected e.g. \"web-*\" (* any characters, ? one)"),
+            ));
+        }
+    }
+    let refresh = d.refresh.unwrap_or(Duration::from_secs(60));
+    if refresh < Duration::from_secs(1) {
+        return Err(ctx.err(
+            "discovery.refresh",
+            "must be at least 1s (every refresh costs API requests), e.g. \"60s\"",
+        ));
+    }
+    Ok(DiscoveryConfig {
+        regions,
+        tags,
+        names,
+        refresh,
+    })
+}
+
 fn nonzero_dur(
     ctx: &Ctx<'_>,
     key: &str,
@@ -992,6 +1111,14 @@ listen = "127.0.0.1:5901"
             ("[credentials]\nsecret_id = \"AKID\"\nsecret_key_file = \"missing\"\n", "credentials.secret_key_file"),
             ("[upstream]\nsubprotocols = [\"a b\"]\n", "upstream.subprotocols[0]"),
             ("[http]\nallowed_origins = [\"https://x/\"]\n", "http.allowed_origins[0]"),
+            ("[discovery]\n", "discovery.regions"),
+            ("[discovery]\nregions = []\n", "discovery.regions"),
+            ("[discovery]\nregions = [\"AP\"]\n", "discovery.regions[0]"),
+            ("[discovery]\nregions = [\"ap-beijing\", \"ap-beijing\"]\n", "listed twice"),
+            ("[discovery]\nregions = [\"ap-beijing\"]\nrefresh = \"0s\"\n", "discovery.refresh"),
+            ("[discovery]\nregions = [\"ap-beijing\"]\nnames = [\"\"]\n", "discovery.names[0]"),
+            ("[discovery]\nregions = [\"ap-beijing\"]\ntags = { \"\" = \"x\" }\n", "discovery.tags"),
+            ("[discovery]\nregion = \"ap-beijing\"\n", "unknown field"),
         ];
         for (text, want) in cases {
             let e = parse(text).expect_err(text).to_string();
@@ -1043,5 +1170,32 @@ mod example_tests {
         )
         .expect("the example is valid");
         assert_eq!(c.targets.len(), 1);
+        assert!(c.discovery.is_none(), "discovery is opt-in");
+    }
+
+    /// The example's commented-out `[discovery]` parses once uncommented.
+    #[test]
+    fn example_discovery_parses() {
+        let text = include_str!("../config/tcvnc.example.toml");
+        let start = text
+            .find("# [discovery]")
+            .expect("the example documents [discovery]");
+        let section: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = super::Config::parse(
+            &format!("{}{section}", &text[..start]),
+            "tcvnc.example.toml",
+            std::path::Path::new("."),
+        )
+        .expect("the uncommented example is valid");
+        let d = c.discovery.expect("[discovery]");
+        assert_eq!(d.regions, ["ap-guangzhou"]);
+        assert_eq!(d.names, ["web-*"]);
+        assert_eq!(d.tags.get("env").map(String::as_str), Some("staging"));
+        assert_eq!(d.refresh, std::time::Duration::from_secs(60));
     }
 }

@@ -22,6 +22,7 @@
 //! - [`guard`]: who may come in: per-address rates, unauthenticated slots, guessing ceilings.
 //! - [`session`]: one client from accept to close; [`session::mint`] decides on each API outcome.
 //! - [`claims`]: which session holds each console.
+//! - [`discovery`]: instances found through `DescribeInstances` (`[discovery]`), refreshed; ids and names resolved to targets.
 //! - [`budget`]: the per-instance URL window and the API rate limit.
 //! - [`cloud`]: signing, credentials, the API client and its errors, the console URL, instance states.
 //! - [`upstream`]: dialling the console URL (TLS, upgrade, checks).
@@ -41,6 +42,7 @@ pub mod cloud;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod exit;
 pub mod guard;
 pub mod http_util;

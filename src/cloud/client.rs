@@ -434,7 +434,7 @@ impl CloudClient {
 
     /// A call that mints nothing: retried by error class (bounded, jittered), each try
     /// through the API rate limit.
-    async fn call(
+    pub(super) async fn call(
         &self,
         action: &'static str,
         region: &str,

@@ -1,15 +1,17 @@
 //! The Tencent Cloud API: products and endpoints, signing, credentials, the client and
-//! its errors, and the one-time `InstanceVncUrl`.
+//! its errors, instance listings (`listing`), and the one-time `InstanceVncUrl`.
 
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod listing;
 pub mod sign;
 pub mod states;
 pub mod vnc_url;
 
 pub use client::{ClientOptions, CloudClient, InstanceInfo, MintOutcome, Minted};
 pub use error::{ApiError, Class, Error, Kind};
+pub use listing::{Filter, InstancePage, ListedInstance};
 pub use vnc_url::VncUrl;
 
 use std::net::IpAddr;

@@ -1,5 +1,5 @@
-//! `tcvnc check`: validate the config and the credentials, and report each target's state
-//! (through `DescribeInstances`, which spends no URL).
+//! `tcvnc check`: validate the config and the credentials, report each target's state and
+//! what `[discovery]` finds (through `DescribeInstances`, which spends no URL).
 
 use std::path::Path;
 
@@ -44,6 +44,40 @@ pub(super) async fn run(config: Option<&Path>) -> Result<(), CmdError> {
                     println!("{id}  {region}  NOT FOUND");
                     missing.push(id.clone());
                 }
+            }
+        }
+    }
+    if let Some(d) = &cfg.discovery {
+        let found = crate::discovery::list::list(&client, d)
+            .await
+            .map_err(|e| match e {
+                crate::discovery::ListError::Cloud { ref error, .. }
+                    if error.is_cloud_refusal() =>
+                {
+                    CmdError::Refused(e.to_string())
+                }
+                e => CmdError::Other(e.to_string()),
+            })?;
+        println!(
+            "discovery: {} instances in {}",
+            found.len(),
+            d.regions.join(", ")
+        );
+        for i in &found {
+            println!("{}  {}  {}  {}", i.id, i.region, i.state, i.name);
+        }
+        for i in &found {
+            let same: Vec<&str> = found
+                .iter()
+                .filter(|o| o.name == i.name)
+                .map(|o| o.id.as_str())
+                .collect();
+            if same.len() > 1 && same[0] == i.id {
+                println!(
+                    "warning: the name {:?} is shared by {}: reach them by id",
+                    i.name,
+                    same.join(", ")
+                );
             }
         }
     }

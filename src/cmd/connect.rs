@@ -1,10 +1,11 @@
-//! `tcvnc connect INSTANCE`: a one-shot local listener for one instance and a viewer on it.
+//! `tcvnc connect INSTANCE`: a one-shot local listener for one instance (an id, or a name
+//! resolved through `DescribeInstances`) and a viewer on it.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::{check_instance, region_for, CmdError};
+use super::{is_name, target_by_id, target_by_name, CmdError};
 use crate::cloud::credentials::Env;
 use crate::config::Config;
 use crate::listen::Listeners;
@@ -44,23 +45,18 @@ pub(super) async fn run(
 ) -> Result<(), CmdError> {
     let env = Env::from_process();
     let mut cfg = Config::locate(config)?.unwrap_or_else(Config::defaults);
-    check_instance(&cfg, instance)?;
-    let region = region_for(&cfg, instance, region, &env)?;
-    let base = cfg.target(instance).cloned();
+    let target = if is_name(&cfg, instance) {
+        let client = crate::app::cloud_client(&cfg, None, &env, None).await?;
+        target_by_name(&cfg, instance, region, &env, &client).await?
+    } else {
+        target_by_id(&cfg, instance, region, &env)?
+    };
     cfg.targets = vec![crate::config::Target {
-        instance: instance.to_owned(),
-        region,
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        ..base.unwrap_or(crate::config::Target {
-            instance: String::new(),
-            region: String::new(),
-            listen: None,
-            on_busy: crate::config::OnBusy::Reject,
-            password: None,
-            upstream_password: None,
-            transparent: false,
-        })
+        ..target
     }];
+    // One instance, resolved: nothing to discover while the viewer runs.
+    cfg.discovery = None;
     cfg.http = None;
     let app = crate::app::build(cfg, &env).await?;
     let listeners = Listeners::bind(&app.config())

@@ -92,6 +92,89 @@ fn check_instance(cfg: &crate::config::Config, instance: &str) -> Result<(), Cmd
     )))
 }
 
+/// Whether a command's INSTANCE argument is an instance name rather than an id: it does
+/// not start with the product's id prefix (a malformed id stays a usage error).
+fn is_name(cfg: &crate::config::Config, arg: &str) -> bool {
+    !arg.is_empty() && !arg.starts_with(cfg.cloud.product.id_prefix())
+}
+
+/// The target for the instance id `instance`: its `[[target]]`, else one in the region
+/// from [`region_for`].
+fn target_by_id(
+    cfg: &crate::config::Config,
+    instance: &str,
+    flag: Option<String>,
+    env: &crate::cloud::credentials::Env,
+) -> Result<crate::config::Target, CmdError> {
+    check_instance(cfg, instance)?;
+    let region = region_for(cfg, instance, flag, env)?;
+    Ok(match cfg.target(instance) {
+        Some(t) => crate::config::Target {
+            region,
+            ..t.clone()
+        },
+        None => crate::discovery::plain_target(instance, &region),
+    })
+}
+
+/// The target for the instance named `name`, resolved as `/vnc/<name>` is: through
+/// `[discovery]` when configured (its regions, or only `--region`), else among the
+/// instances named so in the region from [`region_for`]. Spends no URL.
+///
+/// # Errors
+/// A name two instances carry (64, naming both ids); no such instance (69); the
+/// listing's own failure.
+async fn target_by_name(
+    cfg: &crate::config::Config,
+    name: &str,
+    flag: Option<String>,
+    env: &crate::cloud::credentials::Env,
+    client: &crate::cloud::CloudClient,
+) -> Result<crate::config::Target, CmdError> {
+    use crate::discovery::{self, list, ListError, Resolved, Snapshot};
+    if name.chars().any(char::is_control) {
+        return Err(CmdError::Usage(format!("{name:?} is not an instance name")));
+    }
+    let d = match &cfg.discovery {
+        Some(d) => crate::config::DiscoveryConfig {
+            regions: flag.map_or_else(|| d.regions.clone(), |r| vec![r]),
+            ..d.clone()
+        },
+        None => crate::config::DiscoveryConfig {
+            regions: vec![region_for(cfg, name, flag, env)?],
+            tags: Default::default(),
+            names: vec![name.to_owned()],
+            refresh: std::time::Duration::from_secs(60),
+        },
+    };
+    let found = list::list(client, &d).await.map_err(|e| match e {
+        ListError::Cloud { ref error, .. } if error.is_cloud_refusal() => {
+            CmdError::Refused(e.to_string())
+        }
+        e => CmdError::Other(e.to_string()),
+    })?;
+    let snap = Snapshot {
+        instances: found,
+        ..Snapshot::default()
+    };
+    match discovery::resolve(cfg, &snap, name) {
+        Resolved::Target(t) => {
+            tracing::info!(name, instance = %t.instance, region = %t.region, "name resolved");
+            Ok(*t)
+        }
+        Resolved::Ambiguous(c) => Err(CmdError::Usage(discovery::ambiguous_text(name, &c))),
+        Resolved::NotFound => Err(CmdError::Refused(format!(
+            "no instance named {name:?} in {}{}: check the name (exact and case-sensitive) or pass the instance id",
+            d.regions.join(", "),
+            if cfg.discovery.is_some() {
+                " among the instances [discovery] lists"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
 /// The region for `instance`: the flag, its target, `[cloud] region`, else
 /// `TENCENTCLOUD_REGION`.
 fn region_for(

@@ -1,9 +1,10 @@
 //! `tcvnc url INSTANCE`: mint one console URL and print the browser console address. At
-//! most one URL per run, plus one retry of an unknown outcome.
+//! most one URL per run, plus one retry of an unknown outcome. INSTANCE is an id or a
+//! name (resolved through `DescribeInstances` first, which spends no URL).
 
 use std::path::Path;
 
-use super::{check_instance, load_config, region_for, CmdError};
+use super::{is_name, load_config, target_by_id, target_by_name, CmdError};
 use crate::cloud;
 use crate::cloud::credentials::Env;
 use crate::session::mint::{self, MintError};
@@ -20,11 +21,20 @@ pub(super) async fn run(
         .map(cloud::parse_endpoint)
         .transpose()
         .map_err(|m| CmdError::Usage(format!("--endpoint: {m}")))?;
-    check_instance(&cfg, instance)?;
     let env = Env::from_process();
-    let region = region_for(&cfg, instance, region, &env)?;
-    let client = crate::app::cloud_client(&cfg, endpoint, &env, None).await?;
-    let got = mint::mint(&client, None, instance, &region)
+    let (client, target) = if is_name(&cfg, instance) {
+        let client = crate::app::cloud_client(&cfg, endpoint, &env, None).await?;
+        let target = target_by_name(&cfg, instance, region, &env, &client).await?;
+        (client, target)
+    } else {
+        let target = target_by_id(&cfg, instance, region, &env)?;
+        (
+            crate::app::cloud_client(&cfg, endpoint, &env, None).await?,
+            target,
+        )
+    };
+    let instance = target.instance.as_str();
+    let got = mint::mint(&client, None, instance, &target.region)
         .await
         .map_err(|e| match e {
             MintError::Cloud(c) => CmdError::from(c),

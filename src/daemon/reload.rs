@@ -20,7 +20,8 @@ pub struct ReloadReport {
     /// Instances of targets whose settings changed (region, listen, on_busy, passwords,
     /// transparent).
     pub changed: Vec<String>,
-    /// Other parts that changed: `budget`, `session`, `http`, `upstream`, `cloud.region`.
+    /// Other parts that changed: `budget`, `session`, `http`, `upstream`, `cloud.region`,
+    /// `discovery`.
     pub sections: Vec<&'static str>,
     /// Listeners started and stopped.
     pub listeners: ListenerChanges,
@@ -157,6 +158,9 @@ fn diff(old: &Config, new: &Config) -> ReloadReport {
     if old.cloud.region != new.cloud.region {
         r.sections.push("cloud.region");
     }
+    if old.discovery != new.discovery {
+        r.sections.push("discovery");
+    }
     r
 }
 
@@ -181,6 +185,10 @@ pub async fn reload(
     let plan = listeners.prepare(&new).await?;
     let mut report = diff(&old, &new);
     app.replace_config(new);
+    if report.sections.contains(&"discovery") {
+        // List with the new filters now, not at the end of the old interval.
+        app.discovery.refresh_now();
+    }
     report.listeners = listeners.commit(plan).await;
     Ok(report)
 }

@@ -56,6 +56,13 @@ pub async fn run_reloading(
             }
         }
     });
+    let config = app.clone();
+    app.shutdown.spawn(crate::discovery::run(
+        app.discovery.clone(),
+        app.cloud.clone(),
+        move || config.config(),
+        app.shutdown.clone(),
+    ));
     app.ready.store(true, Ordering::Relaxed);
     crate::systemd::notify_ready(app.live_sessions().len());
     if let Some(interval) = crate::systemd::watchdog_interval() {

@@ -1,6 +1,6 @@
-//! The HTTP listener: `GET /vnc/<instance>` upgraded to a websocket for noVNC (Origin
-//! checked, `binary` echoed when offered), `/healthz`, `/readyz`, `/metrics` and the web
-//! UI. Every path but the two probes checks `Host` (DNS rebinding) and, when configured,
+//! The HTTP listener: `GET /vnc/<instance id or name>` upgraded to a websocket for noVNC
+//! (Origin checked, `binary` echoed when offered), `/healthz`, `/readyz`, `/metrics`,
+//! `/api/consoles` and the web UI. Every path but the two probes checks `Host` (DNS rebinding) and, when configured,
 //! the bearer token (per-address back-off on wrong ones; a browser that opens
 //! `/?token=…` gets an HttpOnly, SameSite=Strict session cookie instead). Refusals
 //! before the upgrade are HTTP statuses; after it, close codes and RFB reasons.
@@ -316,6 +316,9 @@ fn routed(
     peer: SocketAddr,
     path: &str,
 ) -> Response<Body> {
+    if path == "/api/consoles" {
+        return super::api::consoles(app, cfg);
+    }
     if path == "/metrics" {
         for t in &cfg.targets {
             app.metrics
@@ -333,7 +336,7 @@ fn routed(
     if let Some(instance) = path.strip_prefix("/vnc/") {
         return upgrade(app.clone(), cfg, req, peer, instance.to_owned());
     }
-    super::web::serve(cfg, path)
+    super::web::serve(cfg, &app.discovery.snapshot(), path)
 }
 
 fn upgrade(
@@ -341,18 +344,55 @@ fn upgrade(
     cfg: &Config,
     req: Request<Incoming>,
     peer: SocketAddr,
-    instance: String,
+    key: String,
 ) -> Response<Body> {
-    let Some(target) = cfg.target(&instance).cloned() else {
-        let known: Vec<&str> = cfg.targets.iter().map(|t| t.instance.as_str()).collect();
+    use crate::discovery::{self, Resolved};
+    let Ok(key) = percent_encoding::percent_decode_str(&key).decode_utf8() else {
         return http_util::text(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no target for instance {instance:?}; configured: {}\n",
-                known.join(", ")
-            ),
+            StatusCode::BAD_REQUEST,
+            "the instance in the path is not UTF-8\n",
         );
     };
+    let snap = app.discovery.snapshot();
+    let target = match discovery::resolve(cfg, &snap, &key) {
+        Resolved::Target(t) => *t,
+        Resolved::Ambiguous(candidates) => {
+            // Before the upgrade, so a browser or script reads the ids in the body.
+            let text = discovery::ambiguous_text(&key, &candidates);
+            tracing::info!(%peer, "console request refused: {text}");
+            return http_util::text(StatusCode::CONFLICT, format!("{text}\n"));
+        }
+        Resolved::NotFound if cfg.discovery.is_some() && snap.passes == 0 => {
+            let mut r = http_util::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{key:?} is not a target, and discovery has not listed the instances yet: retry in a few seconds\n"),
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("2"),
+            );
+            return r;
+        }
+        Resolved::NotFound => {
+            let known: Vec<&str> = cfg.targets.iter().map(|t| t.instance.as_str()).collect();
+            let discovered = if cfg.discovery.is_some() {
+                format!(
+                    "; discovered: {} instances (see /api/consoles)",
+                    snap.instances.len()
+                )
+            } else {
+                String::new()
+            };
+            return http_util::text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no target for instance {key:?}; configured: {}{discovered}\n",
+                    known.join(", ")
+                ),
+            );
+        }
+    };
+    let instance = target.instance.clone();
     if let Err(reason) = origin_allowed(cfg, &req) {
         tracing::warn!(%peer, %instance, "{reason}");
         return http_util::text(StatusCode::FORBIDDEN, format!("{reason}\n"));

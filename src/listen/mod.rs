@@ -1,8 +1,9 @@
 //! Listeners: one raw TCP listener per target for native viewers, and the HTTP server
-//! (websocket console, health, readiness, web UI). Callers bind ([`Listeners`]);
-//! [`ListenerRegistry`] serves them and lets a reload add and stop TCP listeners as
+//! (websocket console, health, readiness, `/api/consoles`, web UI). Callers bind
+//! ([`Listeners`]); [`ListenerRegistry`] serves them and lets a reload add and stop TCP listeners as
 //! targets come and go.
 
+mod api;
 pub mod http;
 pub mod tcp;
 pub mod web;

@@ -1,6 +1,7 @@
-//! The browser console: `GET /` lists the targets, each linking to noVNC already pointed
-//! at `/vnc/<instance>`; noVNC's files are served from the web root with no path escape,
-//! correct MIME types and caching headers.
+//! The browser console: `GET /` lists the targets and the discovered instances (name,
+//! state, region, tags), each linking to noVNC already pointed at `/vnc/<instance>`;
+//! noVNC's files are served from the web root with no path escape, correct MIME types
+//! and caching headers.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use hyper::{Response, StatusCode};
 
 use crate::config::Config;
+use crate::discovery::Snapshot;
 use crate::http_util::{self, Body};
 
 /// Debian's noVNC package location, used when `http.web_root` is not set.
@@ -30,23 +32,27 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn index(cfg: &Config, root: Option<&Path>) -> Response<Body> {
+fn index(cfg: &Config, snap: &Snapshot, root: Option<&Path>) -> Response<Body> {
     let mut rows = String::new();
-    for t in &cfg.targets {
-        let id = html_escape(&t.instance);
+    for e in crate::discovery::entries(cfg, snap) {
+        let id = html_escape(&e.instance);
         let link = match root {
             Some(_) => format!(
                 "<a href=\"vnc.html?path=vnc/{id}&amp;autoconnect=true&amp;reconnect=false&amp;resize=scale\">open console</a>"
             ),
             None => "no web root".to_owned(),
         };
-        let tcp = t
-            .listen
+        let tcp = e
+            .tcp
             .map(|a| format!("vnc://{a}"))
             .unwrap_or_else(|| "-".into());
+        let tags: Vec<String> = e.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         rows.push_str(&format!(
-            "<tr><td><code>{id}</code></td><td>{}</td><td><code>{}</code></td><td>{link}</td></tr>\n",
-            html_escape(&t.region),
+            "<tr><td><code>{id}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{link}</td></tr>\n",
+            html_escape(e.name.as_deref().unwrap_or("-")),
+            html_escape(e.state.as_deref().unwrap_or("-")),
+            html_escape(&e.region),
+            html_escape(&tags.join(", ")),
             html_escape(&tcp)
         ));
     }
@@ -60,7 +66,7 @@ fn index(cfg: &Config, root: Option<&Path>) -> Response<Body> {
     let page = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tcvnc consoles</title>\
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em 1em;text-align:left}}.warn{{color:#a40}}</style></head>\
-<body><h1>tcvnc consoles</h1>{help}<table><tr><th>instance</th><th>region</th><th>native viewer</th><th>browser</th></tr>\n{rows}</table>\
+<body><h1>tcvnc consoles</h1>{help}<table><tr><th>instance</th><th>name</th><th>state</th><th>region</th><th>tags</th><th>native viewer</th><th>browser</th></tr>\n{rows}</table>\
 <p>Each connection spends one console URL of the instance's budget ({} per minute).</p></body></html>\n",
         cfg.budget.reconnects_per_minute
     );
@@ -119,11 +125,11 @@ pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Serves `/` and static files.
-pub fn serve(cfg: &Config, path: &str) -> Response<Body> {
+/// Serves `/` (the targets and discovered instances) and static files.
+pub fn serve(cfg: &Config, snap: &Snapshot, path: &str) -> Response<Body> {
     let root = web_root(cfg);
     if path == "/" || path == "/index.html" {
-        return index(cfg, root.as_deref());
+        return index(cfg, snap, root.as_deref());
     }
     let not_found = || http_util::text(StatusCode::NOT_FOUND, "not found\n");
     let Some(root) = root else {

@@ -453,6 +453,84 @@ fn instance_ids(params: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// One `DescribeInstances` filter: its name and values.
+type SimFilter = (String, Vec<String>);
+
+/// The `Filters` of a `DescribeInstances` request, checked as the cloud checks them: at
+/// most 10 filters and 100 values, known names only, not together with `InstanceIds`.
+fn filters(params: &Value, with_ids: bool) -> Result<Vec<SimFilter>, (&'static str, String)> {
+    let Some(raw) = params.get("Filters") else {
+        return Ok(Vec::new());
+    };
+    let bad = |m: &str| ("InvalidParameter", m.to_owned());
+    let list = raw
+        .as_array()
+        .ok_or_else(|| bad("`Filters` must be an array of {Name, Values}."))?;
+    if with_ids && !list.is_empty() {
+        return Err(bad("`InstanceIds` and `Filters` cannot be given together."));
+    }
+    if list.len() > 10 {
+        return Err((
+            "InvalidParameterValue.LimitExceeded",
+            "A request takes at most 10 `Filters`.".to_owned(),
+        ));
+    }
+    let mut out = Vec::new();
+    for f in list {
+        let name = f
+            .get("Name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("Each filter needs a string `Name`."))?;
+        let values: Vec<String> = f
+            .get("Values")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("Each filter needs an array `Values`."))?
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("Filter values are strings."))?;
+        let known = matches!(
+            name,
+            "instance-name" | "instance-state" | "zone" | "tag-key" | "tag-value"
+        ) || name.strip_prefix("tag:").is_some_and(|k| !k.is_empty());
+        if !known {
+            return Err((
+                "InvalidFilter",
+                format!("The filter `{name}` is not supported."),
+            ));
+        }
+        out.push((name.to_owned(), values));
+    }
+    if out.iter().map(|(_, v)| v.len()).sum::<usize>() > 100 {
+        return Err((
+            "InvalidFilterValue.LimitExceeded",
+            "A request takes at most 100 `Filter.Values`.".to_owned(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether `inst` passes the filter `name` with `values` (any value matches).
+/// `instance-name` is a fuzzy match, as the cloud's (its error for a bad value is
+/// `InvalidParameterValue.InvalidVagueName`): the name contains the value. tcvnc sends
+/// only exact names and checks them again itself, so it is right either way.
+fn passes(inst: &super::SimInstance, name: &str, values: &[String]) -> bool {
+    values.iter().any(|v| match name {
+        "instance-name" => inst.name.contains(v.as_str()),
+        "instance-state" => &inst.state == v,
+        "zone" => inst.zone.as_ref() == Some(v),
+        "tag-key" => inst.tags.contains_key(v),
+        "tag-value" => inst.tags.values().any(|t| t == v),
+        _ => name
+            .strip_prefix("tag:")
+            .is_some_and(|k| inst.tags.get(k) == Some(v)),
+    })
+}
+
+/// `DescribeInstances`: `InstanceIds` (at most 100) or `Filters`, then `Offset` and
+/// `Limit` (default 20, 1 to 100, else `InvalidParameterValue`); answered with the
+/// `TotalCount` of every match and one page of `InstanceSet` in a stable order. Spends
+/// no URL.
 fn describe_instances(
     state: &SimState,
     product: Product,
@@ -461,6 +539,13 @@ fn describe_instances(
 ) -> Response<Body> {
     let ids = instance_ids(params);
     let c = codes(product);
+    if ids.len() > 100 {
+        return error(
+            state,
+            "InvalidParameterValue",
+            "`InstanceIds` takes at most 100 ids.",
+        );
+    }
     if let Some(bad) = ids.iter().find(|id| !cloud::instance_id_valid(product, id)) {
         return error(
             state,
@@ -468,19 +553,64 @@ fn describe_instances(
             format!("The specified parameter `InstanceIds` is invalid: `{bad}` is malformed."),
         );
     }
+    let filters = match filters(params, !ids.is_empty()) {
+        Ok(f) => f,
+        Err((code, message)) => return error(state, code, message),
+    };
+    let number = |key: &str, default: u64| match params.get(key) {
+        None => Some(default),
+        Some(v) => v.as_u64(),
+    };
+    let (Some(offset), Some(limit)) = (number("Offset", 0), number("Limit", 20)) else {
+        return error(
+            state,
+            "InvalidParameterValue",
+            "`Offset` and `Limit` are non-negative integers.",
+        );
+    };
+    if limit == 0 || limit > 100 {
+        return error(
+            state,
+            "InvalidParameterValue",
+            format!("`Limit` must be between 1 and 100, not {limit}."),
+        );
+    }
     let instances = state.instances.lock();
-    let set: Vec<Value> = instances
+    let mut all: Vec<&super::SimInstance> = instances
         .values()
         .filter(|i| ids.is_empty() || ids.contains(&i.id))
         .filter(|i| i.region.is_none() || i.region.as_deref() == region)
         .filter(|i| i.id.starts_with(product.id_prefix()))
-        .map(|i| json!({ "InstanceId": i.id, "InstanceState": i.state, "InstanceName": i.name }))
+        .filter(|i| filters.iter().all(|(n, v)| passes(i, n, v)))
+        .collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let total = all.len();
+    let set: Vec<Value> = all
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(100))
+        .map(|i| {
+            let tags: Vec<Value> = i
+                .tags
+                .iter()
+                .map(|(k, v)| json!({ "Key": k, "Value": v }))
+                .collect();
+            let zone = i.zone.clone().unwrap_or_default();
+            let mut item = json!({
+                "InstanceId": i.id,
+                "InstanceState": i.state,
+                "InstanceName": i.name,
+                "Tags": tags,
+            });
+            match product {
+                Product::Cvm => item["Placement"] = json!({ "Zone": zone }),
+                Product::Lighthouse => item["Zone"] = json!(zone),
+            }
+            item
+        })
         .collect();
     drop(instances);
-    ok(
-        state,
-        json!({ "TotalCount": set.len(), "InstanceSet": set }),
-    )
+    ok(state, json!({ "TotalCount": total, "InstanceSet": set }))
 }
 
 /// CVM `DescribeInstancesStatus`: `InstanceIds` (at most 100), `Offset`, `Limit` (at most

@@ -9,7 +9,7 @@ pub mod gateway;
 pub mod identity;
 pub mod rfb_server;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -44,6 +44,14 @@ pub struct SimInstance {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// Availability zone (`ap-guangzhou-3`); `DescribeInstances` reports it and filters
+    /// on it (`zone`).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Tags, key → value; `DescribeInstances` reports them and filters on them
+    /// (`tag:<key>`, `tag-key`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 fn running() -> String {
@@ -58,7 +66,32 @@ impl SimInstance {
             state: running(),
             region: None,
             name: id.to_owned(),
+            zone: None,
+            tags: BTreeMap::new(),
         }
+    }
+
+    /// The same instance named `name`.
+    pub fn named(self, name: &str) -> Self {
+        SimInstance {
+            name: name.to_owned(),
+            ..self
+        }
+    }
+
+    /// The same instance in `region` only (zone `<region>-1`).
+    pub fn in_region(self, region: &str) -> Self {
+        SimInstance {
+            region: Some(region.to_owned()),
+            zone: Some(format!("{region}-1")),
+            ..self
+        }
+    }
+
+    /// The same instance with the tag `key` = `value`.
+    pub fn tagged(mut self, key: &str, value: &str) -> Self {
+        self.tags.insert(key.to_owned(), value.to_owned());
+        self
     }
 
     /// An instance in `state`.
@@ -325,7 +358,7 @@ impl SimState {
     }
 
     /// Adds or replaces an instance.
-    pub(crate) fn put_instance(&self, inst: SimInstance) {
+    pub fn put_instance(&self, inst: SimInstance) {
         self.instances.lock().insert(inst.id.clone(), inst);
     }
 
@@ -560,7 +593,8 @@ pub enum SimError {
     },
 }
 
-/// Reads an instances file: TOML with `[[instance]]` tables (`id`, `state`, `region`, `name`).
+/// Reads an instances file: TOML with `[[instance]]` tables (`id`, `state`, `region`,
+/// `name`, `zone`, `tags = { key = "value" }`).
 ///
 /// # Errors
 /// [`SimError::Instances`].

@@ -3,6 +3,10 @@
 
 client:   the SDK's CvmClient calls an endpoint (tcvnc's simulator) and prints one JSON
           line: {"ok": true, "url": ...} or {"ok": false, "code": ...}.
+describe: the SDK's DescribeInstances with Filters (--filter NAME=VALUE[,VALUE]...),
+          Offset and Limit against an endpoint; prints one JSON line:
+          {"ok": true, "total": N, "instances": [{id, name, state, zone, tags}]} or
+          {"ok": false, "code": ...}.
 verifier: an HTTP server that checks each request's signature with the SDK's own
           Sign.sign_tc3 and answers like the API; prints one JSON line per request.
 """
@@ -31,6 +35,45 @@ def client(args):
         print(json.dumps({"ok": True, "url": resp.InstanceVncUrl, "request_id": resp.RequestId}))
     except TencentCloudSDKException as e:
         print(json.dumps({"ok": False, "code": e.get_code(), "message": e.get_message()}))
+
+
+def describe(args):
+    from tencentcloud.common import credential
+    from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+    from tencentcloud.cvm.v20170312 import cvm_client, models
+
+    endpoint = args.api.split("://", 1)[1]
+    profile = ClientProfile(httpProfile=HttpProfile(endpoint=endpoint, protocol="http"))
+    c = cvm_client.CvmClient(credential.Credential(args.secret_id, args.secret_key), args.region, profile)
+    req = models.DescribeInstancesRequest()
+    req.Offset = args.offset
+    req.Limit = args.limit
+    if args.filter:
+        req.Filters = []
+        for f in args.filter:
+            name, values = f.split("=", 1)
+            flt = models.Filter()
+            flt.Name = name
+            flt.Values = values.split(",")
+            req.Filters.append(flt)
+    try:
+        resp = c.DescribeInstances(req)
+    except TencentCloudSDKException as e:
+        print(json.dumps({"ok": False, "code": e.get_code(), "message": e.get_message()}))
+        return
+    instances = [
+        {
+            "id": i.InstanceId,
+            "name": i.InstanceName,
+            "state": i.InstanceState,
+            "zone": i.Placement.Zone if i.Placement else None,
+            "tags": {t.Key: t.Value for t in (i.Tags or [])},
+        }
+        for i in (resp.InstanceSet or [])
+    ]
+    print(json.dumps({"ok": True, "total": resp.TotalCount, "instances": instances}))
 
 
 def verifier(args):
@@ -99,10 +142,18 @@ def main():
     c.add_argument("--secret-key", required=True)
     c.add_argument("--region", default="ap-guangzhou")
     c.add_argument("--instance", default="ins-demo0001")
+    d = sub.add_parser("describe")
+    d.add_argument("--api", required=True)
+    d.add_argument("--secret-id", required=True)
+    d.add_argument("--secret-key", required=True)
+    d.add_argument("--region", default="ap-guangzhou")
+    d.add_argument("--offset", type=int, default=0)
+    d.add_argument("--limit", type=int, default=20)
+    d.add_argument("--filter", action="append")
     v = sub.add_parser("verifier")
     v.add_argument("--secret-key", required=True)
     args = p.parse_args()
-    {"client": client, "verifier": verifier}[args.mode](args)
+    {"client": client, "describe": describe, "verifier": verifier}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+//! `GET /api/consoles`: every console tcvnc serves (the `[[target]]`s, then the
+//! instances `[discovery]` found) with name, state, region, zone, tags, where it came
+//! from, its viewers and the URLs left in its budget, plus how discovery is doing.
+//! Read-only; behind the same Host and token checks as every other path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http_util::{self, Body};
+
+/// The JSON answer.
+pub(super) fn consoles(app: &Arc<App>, cfg: &Config) -> Response<Body> {
+    let snap = app.discovery.snapshot();
+    let mut viewers: HashMap<String, usize> = HashMap::new();
+    for s in app.live_sessions() {
+        *viewers.entry(s.instance.clone()).or_default() += 1;
+    }
+    let consoles: Vec<serde_json::Value> = crate::discovery::entries(cfg, &snap)
+        .into_iter()
+        .map(|e| {
+            let mut v = json!(e);
+            v["viewers"] = json!(viewers.get(&e.instance).copied().unwrap_or(0));
+            v["budget_left"] = json!(app.budget.remaining(&e.instance));
+            v
+        })
+        .collect();
+    let discovery = cfg.discovery.as_ref().map(|d| {
+        json!({
+            "regions": d.regions,
+            "refresh_s": d.refresh.as_secs(),
+            "instances": snap.instances.len(),
+            "refreshed": snap.refreshed.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            "last_error": snap.last_error,
+        })
+    });
+    let mut r = http_util::json(&json!({ "consoles": consoles, "discovery": discovery }));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
