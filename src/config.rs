@@ -44,6 +44,7 @@ struct RawConfig {
     session: RawSession,
     #[serde(default)]
     target: Vec<RawTarget>,
+    fleet: Option<crate::fleet::config::RawFleet>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -293,6 +294,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[[target]]`s.
     pub targets: Vec<Target>,
+    /// `[fleet]`: budgets and claims shared with other tcvnc processes through Redis.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 struct Ctx<'a> {
@@ -797,6 +800,16 @@ impl Config {
             });
         }
 
+        let fleet = raw
+            .fleet
+            .map(|f| {
+                crate::fleet::config::validate(f, |key, p| {
+                    ctx.read_secret(key, p).map_err(|e| (e.key, e.message))
+                })
+            })
+            .transpose()
+            .map_err(|(key, message)| ctx.err(key, message))?;
+
         let mut secret_files = ctx.secret_files.take();
         if credentials.secret_key_inline && ctx.file.ends_with(".toml") {
             secret_files.push(("credentials.secret_key".into(), PathBuf::from(ctx.file)));
@@ -811,6 +824,7 @@ impl Config {
             http,
             session,
             targets,
+            fleet,
         })
     }
 
@@ -835,6 +849,17 @@ impl Config {
             out.push(
                 "credentials.secret_key is written in the config file; prefer secret_key_file (or LoadCredential= under systemd) so the key lives in a file only tcvnc reads".into(),
             );
+        }
+        if let Some(f) = &self.fleet {
+            let per_minute = self.budget.reconnects_per_minute.get();
+            if f.on_unavailable == crate::fleet::OnUnavailable::Local
+                && per_minute < f.replicas.get()
+            {
+                out.push(format!(
+                    "fleet.on_unavailable = \"local\" with fleet.replicas = {} and budget.reconnects_per_minute = {per_minute}: the local share is 0, so new URLs are refused while Redis is away",
+                    f.replicas
+                ));
+            }
         }
         if self.upstream.connect_timeout > Duration::from_secs(15) {
             out.push("upstream.connect_timeout is over 15 s, longer than a URL stays valid".into());

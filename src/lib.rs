@@ -42,6 +42,7 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod fleet;
 pub mod guard;
 pub mod http_util;
 pub mod listen;
