@@ -23,6 +23,7 @@
 //! - [`session`]: one client from accept to close; [`session::mint`] decides on each API outcome.
 //! - [`claims`]: which session holds each console.
 //! - [`budget`]: the per-instance URL window and the API rate limit.
+//! - [`fleet`]: what replicas share through Redis (`[fleet]`): URL windows, the API rate, console claims.
 //! - [`cloud`]: signing, credentials, the API client and its errors, the console URL, instance states.
 //! - [`upstream`]: dialling the console URL (TLS, upgrade, checks).
 //! - [`rfb`]: the RFB handshake on both sides, VNC authentication, messages.

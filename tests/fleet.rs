@@ -546,3 +546,173 @@ async fn fleet_storm() {
         .unwrap_or(60);
     fleet_scenario(secs, 200).await;
 }
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The bucket bound under which `p` of a Prometheus histogram's observations lie.
+fn histogram_quantile(metrics: &str, name: &str, op: &str, p: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!("{name}_bucket{{")) && l.contains(&format!("op=\"{op}\""))
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let n: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, n))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= total * p)
+        .map(|(le, _)| *le)
+}
+
+/// Figures for bench/REPORT.md: what Redis adds to a connect (p50/p99, beside the API
+/// call), and how many mints a second a fleet admits at most under load (never above
+/// the cloud's limits). `cargo test --release --test fleet fleet_costs -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: bench/REPORT.md"]
+async fn fleet_costs() {
+    assert!(available("fleet_costs"), "needs redis-server");
+    let redis = RedisServer::start(None).await;
+    const N: usize = 100;
+    let (sim, ids) = sim_with_running("ins-cost", 2 * N).await;
+    sim.state.set_faults(tcvnc::sim::Faults {
+        api_rate_limit: Some(1_000_000),
+        ..Default::default()
+    });
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // The API spacing is lifted, so that a connect measures the connect and not the wait
+    // for the API's 10 a second.
+    let mk = |fleet: Option<String>| {
+        let mut o = Opts::targets(&refs);
+        o.budget = "api_requests_per_second = 100000\nallow_above_documented_limits = true";
+        o.session = "connections_per_peer_per_minute = 100000";
+        if let Some(f) = fleet {
+            o.targets.push_str(&f);
+        }
+        o
+    };
+    let mut plain = TestDaemon::start(&sim, &mk(None)).await;
+    let mut fleet = TestDaemon::start(&sim, &mk(Some(fleet_section(&redis.url(), 1, "15s")))).await;
+    health(&fleet, true).await;
+    let mut results = Vec::new();
+    for (name, d, range) in [
+        ("without [fleet]", &plain, 0..N),
+        ("with [fleet]", &fleet, N..2 * N),
+    ] {
+        let mut times = Vec::new();
+        for i in range {
+            let t0 = Instant::now();
+            let (mut c, _) = within(view(d.tcp(&ids[i]), [127, 0, 0, 1]))
+                .await
+                .expect("console");
+            times.push(t0.elapsed());
+            c.close(1000, "").await;
+        }
+        times.sort();
+        results.push((name, percentile(&times, 0.5), percentile(&times, 0.99)));
+    }
+    let (_, metrics) = http_get(fleet.http.expect("http"), "/metrics").await;
+    let q = |op: &str, p: f64| {
+        histogram_quantile(&metrics, "tcvnc_fleet_redis_seconds", op, p)
+            .map_or("-".into(), |s| format!("≤ {:.2} ms", s * 1e3))
+    };
+    let api = |p: f64| {
+        let mut buckets: Vec<(f64, f64)> = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("tcvnc_api_request_duration_seconds_bucket{")
+                    && l.contains("DescribeInstanceVncUrl")
+            })
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, l.rsplit(' ').next()?.parse::<f64>().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = buckets.last().map_or(0.0, |b| b.1);
+        buckets
+            .iter()
+            .find(|(_, n)| *n >= total * p)
+            .map_or("-".into(), |(le, _)| format!("≤ {:.1} ms", le * 1e3))
+    };
+    println!("| connect (TCP accept → console's ServerInit), {N} connects | p50 | p99 |");
+    for (name, p50, p99) in &results {
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms |",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "| API call DescribeInstanceVncUrl (simulator on loopback; histogram bound) | {} | {} |",
+        api(0.5),
+        api(0.99)
+    );
+    for op in ["claim", "take", "api", "settle", "api_settle", "release"] {
+        println!(
+            "| Redis script `{op}` (histogram bound) | {} | {} |",
+            q(op, 0.5),
+            q(op, 0.99)
+        );
+    }
+    assert!(plain.stop().await && fleet.stop().await);
+
+    // The most the fleet admits: three replicas, 40 instances, 120 viewers for 20 s, the
+    // simulator's normal limits (10 API calls a second, 30 URLs per instance a minute).
+    sim.state.set_faults(tcvnc::sim::Faults::default());
+    let before = sim.state.stats();
+    let (sim2, ids2) = sim_with_running("ins-rate", 40).await;
+    drop(sim);
+    let _ = before;
+    let mut ds = replicas(&sim2, &ids2, &fleet_section(&redis.url(), 3, "15s")).await;
+    let secs = 20u64;
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for n in 0..120usize {
+        let addr = ds[n % 3].tcp(&ids2[n % ids2.len()]);
+        let from = [127, 2, 0, (n % 250) as u8 + 1];
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                if let Ok(Ok((mut c, _))) =
+                    tokio::time::timeout(Duration::from_secs(10), view(addr, from)).await
+                {
+                    c.close(1000, "").await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let stats = sim2.state.stats();
+    let total: u64 = stats.mints.values().sum();
+    println!(
+        "fleet of 3, 40 instances, 120 viewers, {secs} s: {total} URLs minted ({:.1}/s), most API calls in any 1 s {}, most URLs for one instance in any 60 s {}, cloud refusals {:?}",
+        total as f64 / secs as f64,
+        stats.max_api_per_second,
+        stats.max_mints_per_minute,
+        stats.errors
+    );
+    assert!(stats.max_api_per_second <= 10 && stats.max_mints_per_minute <= 30);
+    for d in &mut ds {
+        assert!(d.stop().await);
+    }
+}

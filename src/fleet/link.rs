@@ -31,7 +31,7 @@ pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// The watcher's probe interval while Redis answers.
 const PROBE: Duration = Duration::from_secs(1);
 /// The longest pause between probes while it does not.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// The URL window's length, which is also how long a rebuild can last.
 pub(crate) const WINDOW_MS: i64 = 60_000;
 
@@ -307,7 +307,7 @@ impl Link {
     }
 
     /// Watches Redis until `shutdown`: a probe a second while it answers, with backoff
-    /// (0.1 s doubling to 5 s, jittered) while it does not.
+    /// (0.1 s doubling to 2 s, jittered) while it does not.
     pub(crate) async fn watch(self: Arc<Self>, shutdown: Shutdown) {
         let mut failures = 0u32;
         let mut delay = Duration::ZERO;
