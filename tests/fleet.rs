@@ -240,6 +240,51 @@ async fn redis_outage_refuses_then_recovers_without_overspend() {
     );
 }
 
+/// `on_unavailable = "local"`: while Redis is away a replica serves from its share of
+/// the window (30 / 3 = 10 URLs per instance), says so on /readyz (still ready) and
+/// counts the fallbacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_fallback_spends_a_share() {
+    if !available("local_fallback_spends_a_share") {
+        return;
+    }
+    let mut redis = RedisServer::start(None).await;
+    let (sim, ids) = sim_with_running("ins-locl", 1).await;
+    let fleet = format!(
+        "{}on_unavailable = \"local\"\n",
+        fleet_section(&redis.url(), 3, "3s")
+    );
+    let mut ds = replicas(&sim, &ids, &fleet).await;
+    redis.kill().await;
+    for d in &ds {
+        health(d, false).await;
+    }
+    let (status, body) = http_get(ds[0].http.expect("http"), "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("local fallback"), "{body}");
+    let a = &ids[0];
+    let mut ok = 0;
+    let refusal = loop {
+        match within(view(ds[0].tcp(a), [127, 0, 0, 1])).await {
+            Ok((mut c, _)) => {
+                ok += 1;
+                c.close(1000, "").await;
+            }
+            Err(r) => break r,
+        }
+    };
+    assert_eq!(ok, 10, "{refusal}");
+    assert!(refusal.contains("used up (10 per minute)"), "{refusal}");
+    let (_, metrics) = http_get(ds[0].http.expect("http"), "/metrics").await;
+    assert!(
+        metrics.contains("tcvnc_fleet_fallbacks_total{what=\"url_local\"}"),
+        "{metrics}"
+    );
+    for d in &mut ds {
+        assert!(d.stop().await);
+    }
+}
+
 // ---- tcvnc processes ----
 
 /// A `tcvnc serve` process: its listeners, its log.
