@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -71,6 +72,9 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Listeners bound and credentials loaded.
     pub ready: AtomicBool,
+    /// What is shared with other tcvnc processes through Redis (`[fleet]`), fixed at
+    /// start (a reload that changes `[fleet]` is refused).
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     next_id: AtomicU64,
     /// The size of `sessions`, which a reload may change.
     session_size: Arc<Mutex<SessionSize>>,
@@ -110,23 +114,43 @@ impl App {
     /// work already watches.
     ///
     /// # Errors
-    /// When the upstream TLS configuration (`upstream.ca_file`) is unusable.
+    /// When the upstream TLS configuration (`upstream.ca_file`) or the Redis URL
+    /// (`fleet.redis`) is unusable.
     pub fn new(
         config: Config,
         cloud: Arc<CloudClient>,
         metrics: Arc<crate::metrics::Metrics>,
         shutdown: Shutdown,
-    ) -> Result<App, crate::tls::Error> {
-        let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())?;
+    ) -> Result<App, CmdError> {
+        let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())
+            .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?;
+        let fleet = match &config.fleet {
+            None => None,
+            Some(f) => {
+                let api_horizon =
+                    config.cloud.connect_timeout + config.cloud.timeout + Duration::from_secs(2);
+                let fleet = crate::fleet::Fleet::new(
+                    f,
+                    config.budget.max_wait + api_horizon + Duration::from_secs(3),
+                    api_horizon,
+                    metrics.clone(),
+                )
+                .map_err(|e| CmdError::Usage(format!("config error: fleet.redis: {e}")))?;
+                let fleet = Arc::new(fleet);
+                cloud.set_api_gate(Some(fleet.api_gate()));
+                Some(fleet)
+            }
+        };
         let dialer = Dialer::new(
             tls,
             config.upstream.origin.clone(),
             config.upstream.subprotocols.clone(),
             config.upstream.connect_timeout,
         )
-        .prefer(crate::tls::client_config_aes_only(
-            config.upstream.ca_file.as_deref(),
-        )?);
+        .prefer(
+            crate::tls::client_config_aes_only(config.upstream.ca_file.as_deref())
+                .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?,
+        );
         let s = &config.session;
         let max_sessions = s.max_sessions;
         Ok(App {
@@ -148,6 +172,7 @@ impl App {
             shutdown,
             metrics,
             ready: AtomicBool::new(false),
+            fleet,
             next_id: AtomicU64::new(1),
             session_size: Arc::new(Mutex::new(SessionSize {
                 total: max_sessions,
@@ -279,8 +304,7 @@ pub async fn build(cfg: Config, env: &Env) -> Result<Arc<App>, CmdError> {
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let shutdown = Shutdown::new();
     let cloud = cloud_client_on(&cfg, None, env, Some(metrics.clone()), shutdown.clone()).await?;
-    let app = App::new(cfg, cloud, metrics, shutdown)
-        .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?;
+    let app = App::new(cfg, cloud, metrics, shutdown)?;
     Ok(Arc::new(app))
 }
 

@@ -45,6 +45,7 @@ struct RawConfig {
     session: RawSession,
     #[serde(default)]
     target: Vec<RawTarget>,
+    fleet: Option<crate::fleet::config::RawFleet>,
     discovery: Option<RawDiscovery>,
 }
 
@@ -325,6 +326,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// `[discovery]`, when configured.
     pub discovery: Option<DiscoveryConfig>,
+    /// `[fleet]`: budgets and claims shared with other tcvnc processes through Redis.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 struct Ctx<'a> {
@@ -824,6 +827,15 @@ impl Config {
             .discovery
             .map(|d| discovery(ctx, d, cloud.region.as_deref()))
             .transpose()?;
+        let fleet = raw
+            .fleet
+            .map(|f| {
+                crate::fleet::config::validate(f, |key, p| {
+                    ctx.read_secret(key, p).map_err(|e| (e.key, e.message))
+                })
+            })
+            .transpose()
+            .map_err(|(key, message)| ctx.err(key, message))?;
 
         let mut secret_files = ctx.secret_files.take();
         if credentials.secret_key_inline && ctx.file.ends_with(".toml") {
@@ -840,6 +852,7 @@ impl Config {
             session,
             targets,
             discovery,
+            fleet,
         })
     }
 
@@ -864,6 +877,17 @@ impl Config {
             out.push(
                 "credentials.secret_key is written in the config file; prefer secret_key_file (or LoadCredential= under systemd) so the key lives in a file only tcvnc reads".into(),
             );
+        }
+        if let Some(f) = &self.fleet {
+            let per_minute = self.budget.reconnects_per_minute.get();
+            if f.on_unavailable == crate::fleet::OnUnavailable::Local
+                && per_minute < f.replicas.get()
+            {
+                out.push(format!(
+                    "fleet.on_unavailable = \"local\" with fleet.replicas = {} and budget.reconnects_per_minute = {per_minute}: the local share is 0, so new URLs are refused while Redis is away",
+                    f.replicas
+                ));
+            }
         }
         if self.upstream.connect_timeout > Duration::from_secs(15) {
             out.push("upstream.connect_timeout is over 15 s, longer than a URL stays valid".into());
@@ -1180,8 +1204,10 @@ mod example_tests {
         let start = text
             .find("# [discovery]")
             .expect("the example documents [discovery]");
+        // The section runs to the first blank line (other commented sections follow).
         let section: String = text[start..]
             .lines()
+            .take_while(|l| !l.trim().is_empty())
             .map(|l| l.strip_prefix("# ").unwrap_or(l))
             .filter(|l| !l.trim_start().starts_with('#'))
             .map(|l| format!("{l}\n"))

@@ -24,6 +24,7 @@
 //! - [`claims`]: which session holds each console.
 //! - [`discovery`]: instances found through `DescribeInstances` (`[discovery]`), refreshed; ids and names resolved to targets.
 //! - [`budget`]: the per-instance URL window and the API rate limit.
+//! - [`fleet`]: what replicas share through Redis (`[fleet]`): URL windows, the API rate, console claims.
 //! - [`cloud`]: signing, credentials, the API client and its errors, the console URL, instance states.
 //! - [`upstream`]: dialling the console URL (TLS, upgrade, checks).
 //! - [`rfb`]: the RFB handshake on both sides, VNC authentication, messages.
@@ -44,6 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod exit;
+pub mod fleet;
 pub mod guard;
 pub mod http_util;
 pub mod listen;

@@ -49,7 +49,22 @@ struct Reason {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Op {
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct What {
+    what: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn fast_histogram() -> Histogram {
+    // 50 µs … ~0.8 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 15))
+}
 
 fn latency_histogram() -> Histogram {
     // 1 ms … ~16 s
@@ -70,6 +85,15 @@ pub struct Metrics {
     upstream_handshake: Histogram,
     bytes: Family<Direction, Counter>,
     closes: Family<Reason, Counter>,
+    fleet: FleetMetrics,
+}
+
+/// The `[fleet]` metrics: Redis's health, its errors, what was done without it.
+struct FleetMetrics {
+    up: Gauge,
+    errors: Family<Op, Counter>,
+    fallbacks: Family<What, Counter>,
+    duration: HistogramFamily<Op>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -100,6 +124,12 @@ impl Metrics {
             upstream_handshake: latency_histogram(),
             bytes: Family::default(),
             closes: Family::default(),
+            fleet: FleetMetrics {
+                up: Gauge::default(),
+                errors: Family::default(),
+                fallbacks: Family::default(),
+                duration: Family::new_with_constructor(fast_histogram),
+            },
             registry: Registry::default(),
         };
         registry.register(
@@ -149,6 +179,26 @@ impl Metrics {
         );
         registry.register("bytes", "Bytes relayed, by direction", m.bytes.clone());
         registry.register("closes", "Session ends, by reason", m.closes.clone());
+        registry.register(
+            "fleet_redis_up",
+            "1 while the fleet's Redis answers ([fleet] only)",
+            m.fleet.up.clone(),
+        );
+        registry.register(
+            "fleet_redis_errors",
+            "Redis calls that failed or timed out, by operation",
+            m.fleet.errors.clone(),
+        );
+        registry.register(
+            "fleet_fallbacks",
+            "What was done without Redis: url_refused, url_local, api_local, claim_local",
+            m.fleet.fallbacks.clone(),
+        );
+        registry.register(
+            "fleet_redis_seconds",
+            "Redis script latency, by operation",
+            m.fleet.duration.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -236,6 +286,32 @@ impl Metrics {
                 instance: instance.into(),
             })
             .set(i64::from(remaining));
+    }
+
+    /// Whether the fleet's Redis answers.
+    pub(crate) fn fleet_up(&self, up: bool) {
+        self.fleet.up.set(i64::from(up));
+    }
+
+    /// A Redis call (`op`) failed.
+    pub(crate) fn fleet_error(&self, op: &'static str) {
+        self.fleet.errors.get_or_create(&Op { op: op.into() }).inc();
+    }
+
+    /// Something done without Redis (`what`: a fixed label).
+    pub(crate) fn fleet_fallback(&self, what: &'static str) {
+        self.fleet
+            .fallbacks
+            .get_or_create(&What { what: what.into() })
+            .inc();
+    }
+
+    /// One Redis call's latency.
+    pub(crate) fn fleet_op(&self, op: &'static str, seconds: f64) {
+        self.fleet
+            .duration
+            .get_or_create(&Op { op: op.into() })
+            .observe(seconds);
     }
 
     /// The text exposition format.

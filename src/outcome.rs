@@ -8,6 +8,7 @@
 use crate::budget::Exhausted;
 use crate::cloud::states::NotRunning;
 use crate::cloud::{self, Kind};
+use crate::fleet::{ClaimRefusal, Refusal, RemoteHolder};
 use crate::guard::Crowded;
 use crate::logsum::Summaries;
 use crate::rfb::handshake;
@@ -83,9 +84,20 @@ pub(crate) enum Failure {
         /// Since when (RFC 3339).
         since: String,
     },
+    /// The instance's console is held through another tcvnc replica (`[fleet]`).
+    #[error("the console of {instance} is in use by {} on replica {} since {}: close that viewer first (on_busy = \"takeover\" works only on the replica that holds the console)", holder.who, holder.replica, holder.since)]
+    BusyElsewhere {
+        /// The instance.
+        instance: String,
+        /// Who holds it, where, since when.
+        holder: RemoteHolder,
+    },
     /// No reconnect budget left within `max_wait`.
     #[error(transparent)]
     Budget(#[from] Exhausted),
+    /// The budget or claims shared through Redis cannot be used (`[fleet]`).
+    #[error(transparent)]
+    Fleet(Refusal),
     /// The cloud API failed.
     #[error(transparent)]
     Cloud(#[from] cloud::Error),
@@ -120,6 +132,8 @@ impl Failure {
             | Failure::Crowded(_)
             | Failure::PeerRate { .. }
             | Failure::Busy { .. }
+            | Failure::BusyElsewhere { .. }
+            | Failure::Fleet(_)
             | Failure::Budget(_) => CLOSE_TRY_AGAIN,
             Failure::Left(_) => CLOSE_NORMAL,
             Failure::NotRunning(_) => CLOSE_ERROR,
@@ -138,8 +152,10 @@ impl Failure {
             Failure::Left(_) => "viewer_left",
             Failure::NotRunning(_) => "not_running",
             Failure::PeerRate { .. } => "peer_rate",
-            Failure::Busy { .. } => "busy",
+            Failure::Busy { .. } | Failure::BusyElsewhere { .. } => "busy",
             Failure::Budget(_) => "budget",
+            Failure::Fleet(Refusal::Rebuilding { .. }) => "fleet_rebuilding",
+            Failure::Fleet(_) => "fleet_unavailable",
             Failure::Cloud(_) => "cloud",
             Failure::Dial(_) => "dial",
             Failure::Upstream(_) => "upstream_handshake",
@@ -160,6 +176,18 @@ impl Failure {
             Failure::Busy {
                 instance, since, ..
             } => format!("the console of {instance} is in use by another viewer since {since}"),
+            Failure::BusyElsewhere { instance, holder } => format!(
+                "the console of {instance} is in use by another viewer since {} (on tcvnc replica {})",
+                holder.since, holder.replica
+            ),
+            Failure::Fleet(Refusal::Rebuilding { retry_after }) => format!(
+                "tcvnc's replicas are rebuilding the budget they share: try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            Failure::Fleet(Refusal::Exhausted(e)) => e.to_string(),
+            Failure::Fleet(Refusal::Unavailable(_)) => {
+                "tcvnc cannot reach the budget its replicas share, so it gives no new console URL now: try again shortly".into()
+            }
             Failure::Cloud(e) => cloud_viewer_text(e),
             Failure::Dial(upstream::Error::Tls { .. }) => {
                 "the console gateway's TLS certificate was not accepted: the operator must check tcvnc's log".into()
@@ -199,6 +227,8 @@ impl Failure {
             | Failure::Crowded(_)
             | Failure::PeerRate { .. }
             | Failure::Busy { .. }
+            | Failure::BusyElsewhere { .. }
+            | Failure::Fleet(Refusal::Rebuilding { .. })
             | Failure::Budget(_)
             | Failure::NotRunning(_)
             | Failure::Left(_)
@@ -224,6 +254,20 @@ impl Failure {
             ),
             Failure::Dial(upstream::Error::Tls { .. }) => true,
             _ => false,
+        }
+    }
+}
+
+impl Failure {
+    /// The failure for a fleet claim refused for `instance`.
+    pub(crate) fn from_claim(instance: &str, r: ClaimRefusal) -> Self {
+        match r {
+            ClaimRefusal::Busy(holder) => Failure::BusyElsewhere {
+                instance: instance.to_owned(),
+                holder,
+            },
+            ClaimRefusal::Unavailable(e) => Failure::Fleet(Refusal::Unavailable(e)),
+            ClaimRefusal::Rebuilding(d) => Failure::Fleet(Refusal::Rebuilding { retry_after: d }),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! answer did to either. Sends are also spaced `1/N` apart, so a burst of viewers is
 //! smoothed. A [`ApiTicket`] is settled when its request ends (or on drop).
 //! The key names the account, not the SecretId: a CVM role's SecretId changes at every
-//! refresh, the account's limit does not.
+//! refresh, the account's limit does not. An [`ApiGate`] (the fleet's, through Redis)
+//! can be set to also hold a request until every process sharing the account may send.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
@@ -67,6 +68,29 @@ impl KeyLog {
     }
 }
 
+/// A second admission shared with other processes (the fleet's, in Redis): asked after
+/// the local one, with the same key and deadline.
+pub trait ApiGate: Send + Sync + std::fmt::Debug {
+    /// Waits until a request for `key` may leave, at most until `deadline`.
+    ///
+    /// # Errors
+    /// The wait still needed when it would pass `deadline`.
+    fn acquire<'a>(
+        &'a self,
+        key: &'a ApiKey,
+        rate: u32,
+        deadline: Option<Instant>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Box<dyn GateTicket>, Duration>>;
+}
+
+/// An admission from an [`ApiGate`]; dropped without either call, it is settled.
+pub trait GateTicket: Send + Sync + std::fmt::Debug {
+    /// The request has ended.
+    fn settle(self: Box<Self>);
+    /// The request never left the host.
+    fn refund(self: Box<Self>);
+}
+
 /// Admission to send one request; settle it when the request has ended.
 #[derive(Debug)]
 #[must_use = "a ticket is settled on drop"]
@@ -74,12 +98,17 @@ pub struct ApiTicket {
     log: Arc<KeyLog>,
     id: u64,
     done: bool,
+    /// The gate's admission, settled or refunded with this one.
+    gate: Option<Box<dyn GateTicket>>,
 }
 
 impl ApiTicket {
     /// The request has ended (answered or failed): it counts until a second from now.
     pub fn settle(mut self) {
         self.done = true;
+        if let Some(g) = self.gate.take() {
+            g.settle();
+        }
         self.mark();
     }
 
@@ -87,6 +116,9 @@ impl ApiTicket {
     /// the next request need not keep its spacing.
     pub(crate) fn refund(mut self) {
         self.done = true;
+        if let Some(g) = self.gate.take() {
+            g.refund();
+        }
         let mut w = self.log.window.lock();
         w.entries.retain(|e| e.id != self.id);
         w.next_send = None;
@@ -113,6 +145,9 @@ impl ApiTicket {
 impl Drop for ApiTicket {
     fn drop(&mut self) {
         if !self.done {
+            if let Some(g) = self.gate.take() {
+                g.settle();
+            }
             self.mark();
         }
     }
@@ -123,6 +158,8 @@ pub struct ApiLimiter {
     per_second: std::sync::atomic::AtomicU32,
     keys: Mutex<HashMap<ApiKey, Arc<KeyLog>>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Asked after the local admission (the fleet's shared rate), when set.
+    gate: parking_lot::RwLock<Option<Arc<dyn ApiGate>>>,
 }
 
 impl std::fmt::Debug for ApiLimiter {
@@ -140,7 +177,13 @@ impl ApiLimiter {
             per_second: std::sync::atomic::AtomicU32::new(per_second.get()),
             keys: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(0),
+            gate: parking_lot::RwLock::new(None),
         }
+    }
+
+    /// Also holds every request until `gate` admits it (the fleet's shared rate).
+    pub(crate) fn set_gate(&self, gate: Option<Arc<dyn ApiGate>>) {
+        *self.gate.write() = gate;
     }
 
     /// The allowed requests per second.
@@ -179,6 +222,26 @@ impl ApiLimiter {
         key: &ApiKey,
         deadline: Option<Instant>,
     ) -> Result<ApiTicket, Duration> {
+        let mut ticket = self.acquire_local(key, deadline).await?;
+        let gate = self.gate.read().clone();
+        if let Some(gate) = gate {
+            match gate.acquire(key, self.per_second(), deadline).await {
+                Ok(g) => ticket.gate = Some(g),
+                Err(wait) => {
+                    ticket.refund();
+                    return Err(wait);
+                }
+            }
+        }
+        Ok(ticket)
+    }
+
+    /// The local admission alone.
+    async fn acquire_local(
+        &self,
+        key: &ApiKey,
+        deadline: Option<Instant>,
+    ) -> Result<ApiTicket, Duration> {
         let log = self.keys.lock().entry(key.clone()).or_default().clone();
         loop {
             let rate = self.per_second() as usize;
@@ -203,6 +266,7 @@ impl ApiLimiter {
                         log: log.clone(),
                         id,
                         done: false,
+                        gate: None,
                     });
                 }
                 let entries = &w.entries;

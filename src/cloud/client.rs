@@ -210,6 +210,11 @@ impl CloudClient {
         self.limiter.set_rate(per_second);
     }
 
+    /// Holds every request also until `gate` admits it (the fleet's shared API rate).
+    pub(crate) fn set_api_gate(&self, gate: Option<Arc<dyn crate::budget::api::ApiGate>>) {
+        self.limiter.set_gate(gate);
+    }
+
     /// Periodic housekeeping: forget rate-limit keys of rotated credentials.
     pub(crate) fn housekeeping(&self) {
         self.limiter.shrink();

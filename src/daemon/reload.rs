@@ -95,6 +95,9 @@ fn restart_needed(old: &Config, new: &Config, http_inherited: bool) -> Vec<Strin
             out.push(what.to_owned());
         }
     }
+    if old.fleet != new.fleet {
+        out.push("[fleet]".to_owned());
+    }
     match (&old.http, &new.http) {
         (None, Some(_)) => out.push("[http] (added)".to_owned()),
         (Some(_), None) => out.push("[http] (removed)".to_owned()),

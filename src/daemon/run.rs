@@ -63,6 +63,9 @@ pub async fn run_reloading(
         move || config.config(),
         app.shutdown.clone(),
     ));
+    if let Some(fleet) = &app.fleet {
+        app.shutdown.spawn(fleet.watch(app.shutdown.clone()));
+    }
     app.ready.store(true, Ordering::Relaxed);
     crate::systemd::notify_ready(app.live_sessions().len());
     if let Some(interval) = crate::systemd::watchdog_interval() {

@@ -219,11 +219,22 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
     match path.as_str() {
         "/healthz" => return http_util::text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            return if app.ready.load(Ordering::Relaxed) {
-                http_util::text(StatusCode::OK, "ready\n")
-            } else {
+            let fleet = app.fleet.as_deref();
+            return if !app.ready.load(Ordering::Relaxed) {
                 http_util::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-            }
+            } else if fleet.is_some_and(|f| f.refusing()) {
+                http_util::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: Redis (fleet) unreachable, new console URLs refused (fleet.on_unavailable = \"refuse\")\n",
+                )
+            } else if fleet.is_some_and(|f| !f.is_up()) {
+                http_util::text(
+                    StatusCode::OK,
+                    "ready: Redis (fleet) unreachable, spending from the local fallback budget\n",
+                )
+            } else {
+                http_util::text(StatusCode::OK, "ready\n")
+            };
         }
         _ => {}
     }

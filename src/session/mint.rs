@@ -8,6 +8,9 @@
 //! | unknown (sent, no usable answer) | settled | once per client |
 //! | cancelled (takeover, the viewer left, shutdown) | refunded if nothing was sent, else settled | — |
 //!
+//! With `[fleet]`, the ticket comes from the instance's window shared through Redis
+//! (settled and refunded the same way), or a refusal saying Redis is away.
+//!
 //! An instance the cloud said was not running is not asked for a URL again until its
 //! state, asked without spending one, says it runs ([`crate::cloud::states`]).
 
@@ -19,6 +22,7 @@ use tokio::time::Instant;
 use crate::budget::{Budget, Exhausted, Ticket};
 use crate::cloud::states::{NotRunning, States};
 use crate::cloud::{self, Class, CloudClient, Kind, MintOutcome, Minted};
+use crate::fleet::{Fleet, FleetTicket, Refusal};
 use crate::metrics::Metrics;
 
 /// Why no URL was had.
@@ -33,6 +37,9 @@ pub enum MintError {
     /// The cloud, the network or the credentials failed.
     #[error(transparent)]
     Cloud(#[from] cloud::Error),
+    /// The fleet's shared budget cannot be used (Redis away, or rebuilding).
+    #[error(transparent)]
+    Fleet(Refusal),
 }
 
 /// What the loop spends from: the instance's budget and what is known of its state.
@@ -44,12 +51,37 @@ pub struct Spend<'a> {
     pub states: &'a States,
     /// Where outcomes are counted.
     pub metrics: &'a Metrics,
+    /// The window shared with other replicas, which replaces `budget`'s when set
+    /// (`budget` still gives the limits).
+    pub fleet: Option<&'a Fleet>,
+}
+
+/// A URL taken from the local window or the fleet's.
+enum Taken {
+    Local(Ticket),
+    Fleet(FleetTicket),
+}
+
+impl Taken {
+    fn settle(self) {
+        match self {
+            Taken::Local(t) => t.settle(),
+            Taken::Fleet(t) => t.settle(),
+        }
+    }
+
+    fn refund(self) {
+        match self {
+            Taken::Local(t) => t.refund(),
+            Taken::Fleet(t) => t.refund(),
+        }
+    }
 }
 
 /// A URL of the budget taken for one attempt: refunded on drop while nothing was sent,
 /// settled once something may have been.
 struct Charge {
-    ticket: Option<Ticket>,
+    ticket: Option<Taken>,
     sent: AtomicBool,
 }
 
@@ -126,17 +158,30 @@ pub async fn mint(
             None => None,
             Some(s) => {
                 let t0 = Instant::now();
-                let taken = if first {
-                    s.budget.take(instance).await
-                } else {
-                    s.budget.try_take(instance)
+                let taken = match s.fleet {
+                    Some(f) => f.take(instance, s.budget, first).await.map(Taken::Fleet),
+                    None if first => s
+                        .budget
+                        .take(instance)
+                        .await
+                        .map(Taken::Local)
+                        .map_err(Refusal::Exhausted),
+                    None => s
+                        .budget
+                        .try_take(instance)
+                        .map(Taken::Local)
+                        .map_err(Refusal::Exhausted),
                 };
                 s.metrics.budget_waited(t0.elapsed().as_secs_f64());
                 match taken {
                     Ok(t) => Some(t),
-                    Err(e) => {
+                    Err(Refusal::Exhausted(e)) => {
                         count("budget_exhausted");
                         return Err(e.into());
+                    }
+                    Err(r) => {
+                        count("fleet_refused");
+                        return Err(MintError::Fleet(r));
                     }
                 }
             }

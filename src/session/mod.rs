@@ -333,6 +333,8 @@ struct Summary {
 /// What [`prepare`] hands the bridge.
 struct Prepared<'a> {
     console: ConsoleGuard<'a>,
+    /// The fleet's claim on the console (other replicas see it busy), released on drop.
+    lease: Option<crate::fleet::Lease>,
     up: Upstream,
     ready: Ready,
     url_age: Duration,
@@ -390,17 +392,36 @@ where
     // The console is exclusive.
     let who = format!("{peer} (session {})", live.id);
     let claimed = tokio::select! {
-        c = app.consoles.claim(instance, live.id, peer.ip(), who, cancel.clone(), target.on_busy) => c,
+        c = app.consoles.claim(instance, live.id, peer.ip(), who.clone(), cancel.clone(), target.on_busy) => c,
         g = watch::gone(client) => Err(Failure::Left(g)),
         () = app.shutdown.cancelled() => Err(Failure::Shutdown),
     };
     let console = claimed.map_err(|f| Refusal::untold(f, state_ref(&state)))?;
+    // And for the fleet: busy on the other replicas too.
+    let lease = match app.fleet.as_deref() {
+        None => None,
+        Some(fleet) => {
+            let claimed = tokio::select! {
+                c = fleet.claim(instance, &who, peer.ip()) => c.map_err(|r| Failure::from_claim(instance, r)),
+                g = watch::gone(client) => Err(Failure::Left(g)),
+                () = app.shutdown.cancelled() => Err(Failure::Shutdown),
+            };
+            match claimed {
+                Ok(lease) => lease,
+                Err(f) => {
+                    drop(console);
+                    return Err(Refusal::untold(f, state_ref(&state)));
+                }
+            }
+        }
+    };
 
     // Budget and mint; a client that leaves before the request is sent spends nothing.
     let spend = Spend {
         budget: &app.budget,
         states: &app.states,
         metrics: &app.metrics,
+        fleet: app.fleet.as_deref(),
     };
     let minted = tokio::select! {
         _ = cancel.cancelled() => Err(stopped()),
@@ -424,7 +445,10 @@ where
         instance,
         request_id = %got.minted.request_id,
         requests_sent = got.sent,
-        budget_left = app.budget.remaining(instance),
+        budget_left = match app.fleet.as_deref() {
+            Some(f) => f.last_left(instance).unwrap_or(0),
+            None => app.budget.remaining(instance),
+        },
         url = %got.minted.url.redacted(),
         "console URL minted"
     );
@@ -518,6 +542,7 @@ where
     };
     Ok(Prepared {
         console,
+        lease,
         up,
         ready,
         url_age,
@@ -565,6 +590,7 @@ where
     let prepared = prepare(ctx, client, state).await;
     let Prepared {
         console,
+        lease,
         mut up,
         ready,
         url_age,
@@ -630,6 +656,9 @@ where
     };
     let end = bridge::run(client, &mut up.io, limits, &cancel, &live.counters, &ready).await;
     console.closing();
+    if let Some(l) = &lease {
+        l.closing();
+    }
     let shutting_down = app.shutdown.is_cancelled();
     end::close(client, &mut up.io, &end, shutting_down, limits).await;
     summary.end = end::describe(&end, shutting_down);
@@ -643,6 +672,8 @@ impl From<mint::MintError> for Failure {
             mint::MintError::Budget(b) => Failure::Budget(b),
             mint::MintError::NotRunning(n) => Failure::NotRunning(n),
             mint::MintError::Cloud(c) => Failure::Cloud(c),
+            mint::MintError::Fleet(crate::fleet::Refusal::Exhausted(b)) => Failure::Budget(b),
+            mint::MintError::Fleet(r) => Failure::Fleet(r),
         }
     }
 }

@@ -216,12 +216,13 @@ fn upgrade(
         Ok(i) => i,
         Err(reason) => return refuse(&state, StatusCode::FORBIDDEN, reason),
     };
-    state.stats.lock().gateway_accepted += 1;
+    let live = LiveUpstream::open(state.clone(), &instance);
     state.emit(super::GatewayEvent::Accepted(instance.clone()));
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let base64_mode = answer == Some("base64");
     let task_state = state.clone();
     shutdown.clone().spawn(async move {
+        let _live = live;
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {
@@ -270,6 +271,38 @@ fn upgrade(
         }
     });
     http_util::switching_protocols(&accept, answer)
+}
+
+/// One gateway session in the simulator's counts while it lives.
+struct LiveUpstream {
+    state: Arc<SimState>,
+    instance: String,
+}
+
+impl LiveUpstream {
+    fn open(state: Arc<SimState>, instance: &str) -> Self {
+        {
+            let mut stats = state.stats.lock();
+            stats.gateway_accepted += 1;
+            let n = stats.live_upstreams.entry(instance.to_owned()).or_default();
+            *n += 1;
+            let n = *n;
+            stats.max_live_upstreams = stats.max_live_upstreams.max(n);
+        }
+        LiveUpstream {
+            state,
+            instance: instance.to_owned(),
+        }
+    }
+}
+
+impl Drop for LiveUpstream {
+    fn drop(&mut self) {
+        let mut stats = self.state.stats.lock();
+        if let Some(n) = stats.live_upstreams.get_mut(&self.instance) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 const STALL: &str = "stall";

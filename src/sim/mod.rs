@@ -223,6 +223,10 @@ pub struct Stats {
     pub gateway_accepted: u64,
     /// Gateway connections refused, by reason.
     pub gateway_refused: HashMap<String, u64>,
+    /// Gateway sessions open now, by instance.
+    pub live_upstreams: HashMap<String, u64>,
+    /// Most gateway sessions open at once for one instance (a console is exclusive).
+    pub max_live_upstreams: u64,
     /// Largest number of mints for one instance in any 60 s window.
     pub max_mints_per_minute: u64,
     /// Largest number of API calls per (action, SecretId) in any 1 s window.

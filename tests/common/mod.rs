@@ -11,6 +11,8 @@ use tcvnc::cloud::{ClientOptions, CloudClient, EndpointPolicy, Product};
 use tcvnc::redact::Secret;
 use tcvnc::sim::{SimHandle, SimOptions, DEMO_SECRET_ID, DEMO_SECRET_KEY};
 
+pub mod redis;
+
 /// Every test gets this long before it is failed.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
