@@ -42,6 +42,7 @@ pub mod client;
 pub mod cloud;
 pub mod cmd;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod discovery;
 pub mod exit;

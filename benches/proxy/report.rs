@@ -437,6 +437,13 @@ fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Du
     )
     .unwrap_or_default();
     let _ = writeln!(m, "{}", notes.trim());
+    let fleet = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/proxy/FLEET.md"),
+    )
+    .unwrap_or_default();
+    if !fleet.trim().is_empty() {
+        let _ = writeln!(m, "\n{}", fleet.trim());
+    }
     m
 }
 

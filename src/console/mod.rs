@@ -1,0 +1,9 @@
+//! Console mode (under construction): tcvnc as an RFB client of the console and an RFB
+//! server to its viewers, with the screen in between (`../shared/DESIGN.md`, "the console
+//! engine"). This module holds its codec layer so far: the framebuffer ([`fb`]), the
+//! decoders of what a console sends ([`decode`]) and the per-viewer encoders
+//! ([`encode`]). Nothing in the daemon uses them yet; targets stay in bridge mode.
+
+pub mod decode;
+pub mod encode;
+pub mod fb;
