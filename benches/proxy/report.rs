@@ -477,7 +477,7 @@ writes updates as a VNC server does: a 4-byte header, then 1–40 rectangles, ea
 12-byte header and 64 B–96 KiB of pixels, one write each, and a 10 ms pause after each
 update; through 64 KiB gateway frames. Bulk cases time from the backend's ready byte
 to the last byte (upload: the backend's acknowledgement); CPU is the proxy process's
-user + system time over the same span, divided by GiB moved (the gateway's is shown
+time on CPU (the sum of its threads' `schedstat`, in nanoseconds) over the same span, divided by GiB moved (the gateway's is shown
 too). Round trips send 8 B or 1 KiB and wait for the echo, one at a time after
 a warm-up. Paths and cases are interleaved run by run, so a noisy moment hits all paths.
 

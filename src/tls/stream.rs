@@ -8,9 +8,10 @@
 //! straight into the caller's buffer; writes are encrypted straight into one outgoing
 //! buffer, several small slices of a vectored write gathered into one record.
 //!
-//! Memory follows the traffic: both buffers stay at [`SMALL`] while a connection is idle
-//! and grow to [`LARGE`] while data flows (a whole TLS record must fit, so a record larger
-//! than the small buffer grows it too).
+//! Memory follows the traffic: an idle connection holds no buffer (the receive buffer is
+//! taken when the socket becomes readable, the send buffer when there is something to
+//! send); reads take [`SMALL`] at a time, and [`LARGE`] while data flows (a whole TLS
+//! record must fit, so a record larger than the small buffer grows it too).
 
 use std::io;
 use std::pin::Pin;
@@ -20,7 +21,10 @@ use std::task::{ready, Context, Poll};
 use rustls::client::UnbufferedClientConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use std::future::Future;
+
+use bytes::{Buf as _, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Buffer size while idle.
@@ -47,14 +51,6 @@ struct Buf {
 }
 
 impl Buf {
-    fn with_size(n: usize) -> Buf {
-        Buf {
-            mem: vec![0; n],
-            start: 0,
-            end: 0,
-        }
-    }
-
     fn held(&self) -> usize {
         self.end - self.start
     }
@@ -87,12 +83,51 @@ impl Buf {
     }
 }
 
+/// The receive buffer: ciphertext read straight into spare capacity (no zero-filling, so
+/// a buffer taken for each burst costs an allocation, not a pass over it).
+#[derive(Debug, Default)]
+struct InBuf {
+    mem: BytesMut,
+    /// Start of the bytes not yet processed.
+    start: usize,
+}
+
+impl InBuf {
+    fn held(&self) -> usize {
+        self.mem.len() - self.start
+    }
+
+    /// Makes room for `want` more bytes (at least `min_size` in all): the processed front
+    /// is dropped and, where the allocation allows, the rest moves to its start.
+    fn room_for(&mut self, want: usize, min_size: usize) {
+        if self.start > 0 {
+            self.mem.advance(self.start);
+            self.start = 0;
+        }
+        let want = want.max(min_size.saturating_sub(self.mem.len()));
+        if self.mem.capacity() - self.mem.len() < want {
+            self.mem.reserve(want);
+        }
+    }
+
+    /// Drops the buffer when nothing is held and it is larger than `size`.
+    fn shrink_when_empty(&mut self, size: usize) {
+        if self.held() == 0 {
+            self.mem.clear();
+            self.start = 0;
+            if self.mem.capacity() > size {
+                self.mem = BytesMut::with_capacity(size);
+            }
+        }
+    }
+}
+
 /// A TLS client connection over TCP, driven through rustls's unbuffered API.
 pub struct TlsClient {
     tcp: TcpStream,
     conn: UnbufferedClientConnection,
     /// Ciphertext received and not yet processed.
-    incoming: Buf,
+    incoming: InBuf,
     /// Plaintext decrypted but not yet read (a record larger than the reader's buffer, or
     /// one decrypted while writing).
     plain: Buf,
@@ -100,6 +135,8 @@ pub struct TlsClient {
     outgoing: Buf,
     /// The last read from the socket filled what was offered: data is flowing.
     flowing: bool,
+    /// The last write was a large one: uploads are flowing.
+    bulk_writes: bool,
     /// The peer's close_notify was received (or the socket ended).
     eof: bool,
     /// Our close_notify is queued.
@@ -172,10 +209,11 @@ impl TlsClient {
         let mut s = TlsClient {
             tcp,
             conn,
-            incoming: Buf::with_size(LARGE),
+            incoming: InBuf::default(),
             plain: Buf::default(),
-            outgoing: Buf::with_size(SMALL),
+            outgoing: Buf::default(),
             flowing: false,
+            bulk_writes: false,
             eof: false,
             closing: false,
             failed: None,
@@ -216,7 +254,7 @@ impl TlsClient {
             }
             o.start += n;
         }
-        self.outgoing.shrink_when_empty(SMALL);
+        self.outgoing.shrink_when_empty(0);
         Ok(())
     }
 
@@ -228,9 +266,8 @@ impl TlsClient {
             return Err(io::Error::new(io::ErrorKind::InvalidData, f.clone()));
         }
         let inc = &mut self.incoming;
-        let UnbufferedStatus { mut discard, state } = self
-            .conn
-            .process_tls_records(&mut inc.mem[inc.start..inc.end]);
+        let UnbufferedStatus { mut discard, state } =
+            self.conn.process_tls_records(&mut inc.mem[inc.start..]);
         let state = match state {
             Ok(s) => s,
             Err(e) => {
@@ -312,25 +349,28 @@ impl TlsClient {
     fn poll_fill(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let inc = &mut this.incoming;
+        if !this.flowing && inc.held() == 0 {
+            // Idle: no buffer is held until the socket has something to read.
+            inc.shrink_when_empty(0);
+            ready!(this.tcp.poll_read_ready(cx))?;
+        }
         // A partial record's header tells how much it needs.
-        let held = &inc.mem[inc.start..inc.end];
+        let held = &inc.mem[inc.start..];
         let record = if held.len() >= 5 {
             5 + usize::from(u16::from_be_bytes([held[3], held[4]]))
         } else {
             0
         };
-        let want = if this.flowing { 64 * 1024 } else { 1 }.max(record.saturating_sub(held.len()));
+        let want =
+            if this.flowing { 64 * 1024 } else { SMALL }.max(record.saturating_sub(held.len()));
         let size = if this.flowing || record > SMALL {
             LARGE
         } else {
             SMALL
         };
         inc.room_for(want, size);
-        let mut rb = ReadBuf::new(&mut inc.mem[inc.end..]);
-        let offered = rb.remaining();
-        ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        inc.end += n;
+        let offered = inc.mem.capacity() - inc.mem.len();
+        let n = ready!(std::pin::pin!(this.tcp.read_buf(&mut inc.mem)).poll(cx))?;
         this.flowing = n == offered && n >= 2048;
         Poll::Ready(Ok(n))
     }
@@ -345,7 +385,13 @@ impl TlsClient {
             }
             o.start += n;
         }
-        self.outgoing.shrink_when_empty(SMALL);
+        // An idle connection holds no send buffer; one that sends in bulk keeps its own.
+        let keep = if self.outgoing.mem.len() > SMALL && self.bulk_writes {
+            LARGE
+        } else {
+            0
+        };
+        self.outgoing.shrink_when_empty(keep);
         Poll::Ready(Ok(()))
     }
 
@@ -361,15 +407,15 @@ impl TlsClient {
             }
         }
         let inc = &mut self.incoming;
-        let UnbufferedStatus { discard, state } = self
-            .conn
-            .process_tls_records(&mut inc.mem[inc.start..inc.end]);
+        let UnbufferedStatus { discard, state } =
+            self.conn.process_tls_records(&mut inc.mem[inc.start..]);
         inc.start += discard;
         let Ok(ConnectionState::WriteTraffic(mut traffic)) = state else {
             return Err(io::Error::other(
                 "the TLS connection cannot send (handshake not complete or closed)",
             ));
         };
+        self.bulk_writes = data.len() >= GATHER;
         let need = data.len() + (data.len() / (16 * 1024) + 1) * RECORD_OVERHEAD;
         let o = &mut self.outgoing;
         o.room_for(need, if need > SMALL { LARGE } else { 0 });
@@ -433,7 +479,7 @@ impl AsyncRead for TlsClient {
             }
             if buf.filled().len() > before || this.plain.held() > 0 {
                 if !this.flowing {
-                    this.incoming.shrink_when_empty(SMALL);
+                    this.incoming.shrink_when_empty(0);
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -519,9 +565,8 @@ impl AsyncWrite for TlsClient {
         if !this.closing && this.failed.is_none() {
             this.closing = true;
             let inc = &mut this.incoming;
-            let UnbufferedStatus { discard, state } = this
-                .conn
-                .process_tls_records(&mut inc.mem[inc.start..inc.end]);
+            let UnbufferedStatus { discard, state } =
+                this.conn.process_tls_records(&mut inc.mem[inc.start..]);
             if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
                 inc.start += discard;
                 let o = &mut this.outgoing;
