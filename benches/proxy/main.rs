@@ -214,6 +214,10 @@ fn websocat_version() -> String {
 /// read, and the 64 KiB of a gateway that reads in large blocks.
 pub const FRAMES: [usize; 3] = [1024, 8 * 1024, 64 * 1024];
 
+/// websocat's buffer in the gateway of the upload cases: larger than any message a proxy
+/// sends (tcvnc's are at most 64 KiB and a header; websocat's at most its own 64 KiB).
+const UPLOAD_GATEWAY_BUFFER: usize = 1 << 20;
+
 /// The name of a bulk case: direction, gateway frame size (or `rfb-shaped`), gateway.
 pub fn bulk_case(dir: &str, frame: Option<usize>, gateway: &str) -> String {
     match frame {
@@ -265,8 +269,11 @@ async fn data_cases(
     let sim2 = Sim::start(work, "wsgw", instances, Some(backend)).await?;
     let wsgw_ca = work.join("wsgw-ca.pem");
     let p12 = procs::websocat_identity(work, &wsgw_ca)?;
+    // websocat's -B is both its read size (the frames it sends) and the largest message
+    // it takes whole: a larger one arrives cut short. The upload cases therefore go
+    // through a gateway with a 1 MiB buffer (the last one), whatever their block size.
     let mut gateways = Vec::new();
-    for f in FRAMES {
+    for f in FRAMES.into_iter().chain([UPLOAD_GATEWAY_BUFFER]) {
         let (p, addr) = procs::start_websocat_gateway(work, f, backend, &p12).await?;
         gateways.push((f, p, addr));
     }
@@ -384,7 +391,11 @@ async fn data_cases(
         });
         for (dir, fi) in shapes {
             let frame = fi.map(|i| FRAMES[i]);
+            // The pipes' terminator reads the backend a frame at a time (index into
+            // FRAMES); websocat's gateway is the one of the frame size for downloads and
+            // the large-buffer one for uploads.
             let gi = fi.unwrap_or(FRAMES.len() - 1);
+            let wi = if dir == "upload" { FRAMES.len() } else { gi };
             step(&format!(
                 "run {}/{}: {}",
                 run + 1,
@@ -392,7 +403,7 @@ async fn data_cases(
                 bulk_case(dir, frame, "each")
             ));
             sim.knobs(frame, None).await?;
-            sim2.knobs(None, Some(gateways[gi].2)).await?;
+            sim2.knobs(None, Some(gateways[wi].2)).await?;
             let (shape, bytes) = match (dir, frame) {
                 ("upload", Some(f)) => (client::Shape::Upload(f as u32), plan.bytes_at(f)),
                 (_, Some(f)) => (client::Shape::Download(f as u32), plan.bytes_at(f)),
@@ -412,11 +423,11 @@ async fn data_cases(
                     into: vec![(cs.clone(), "websocat")],
                 },
                 Leg {
-                    path: &via_wsgw[gi][0],
+                    path: &via_wsgw[wi][0],
                     into: vec![(cw.clone(), "tcvnc")],
                 },
                 Leg {
-                    path: &via_wsgw[gi][1],
+                    path: &via_wsgw[wi][1],
                     into: vec![(cw.clone(), "websocat")],
                 },
             ];

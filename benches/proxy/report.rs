@@ -466,7 +466,9 @@ process so that `/proc/PID/stat` gives each its own CPU time:
 Two gateways frame the console's bytes: the **simulator's** (`tcvnc sim`: tungstenite
 over rustls, TLS 1.3), with its `frame_max` knob capping each read of the console and so
 each frame; and **websocat's TLS server** (`websocat -b -B FRAME wss-l:… tcp:backend`,
-OpenSSL underneath as in many real gateways: a frame per read of at most FRAME bytes).
+OpenSSL underneath as in many real gateways: a frame per read of at most FRAME bytes;
+`-B` also caps the messages it takes whole, so the upload cases use one with a 1 MiB
+buffer).
 A second simulator serves the API for the websocat gateway's cases, its minted URLs
 pointing at that gateway (`gateway_base`, a benchmark knob).
 
