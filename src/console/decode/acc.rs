@@ -19,6 +19,16 @@ pub(crate) fn exactly(b: &[u8], n: usize) -> Parsed<usize> {
     }
 }
 
+/// The big-endian `u16` at the start of `b` (which must hold it).
+pub(crate) fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// The big-endian `u32` at the start of `b` (which must hold it).
+pub(crate) fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 /// The gathered bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Acc {

@@ -12,29 +12,33 @@
 //! (a header, a tile, a row) plus one rectangle's inflated data, bounded by what that
 //! rectangle can need; compressed lengths are capped at 64 MiB.
 //!
-//! - `stream`: the state machine over messages and rectangles; the events.
+//! - `stream`: the state machine over messages and rectangles.
+//! - `event`: what it reports ([`Event`], [`Fed`]).
 //! - `acc`: bytes of a step gathered across feeds.
 //! - `pixel`: a pixel format's pixels (and ZRLE's CPIXEL, Tight's TPIXEL) to `0x00RRGGBB`.
 //! - `inflate`: the persistent zlib streams and the bounded output buffer.
 //! - `hextile`, `zrle`, `tight`: each encoding's rules over complete bytes.
+//! - `pseudo`: pseudo-encodings' and the other server messages' payloads, and their limits.
 //! - [`encoding`]: the encoding numbers and what the engine should ask for.
 //! - `error`: [`DecodeError`].
 
 mod acc;
 pub mod encoding;
 mod error;
+mod event;
 mod hextile;
 mod inflate;
 mod pixel;
+mod pseudo;
 mod stream;
 mod tight;
 mod zrle;
 
 pub use error::DecodeError;
+pub use event::{CursorShape, Event, Fed, Screen};
 pub use inflate::MAX_COMPRESSED;
-pub use stream::{
-    CursorShape, Event, Fed, Screen, UpdateDecoder, MAX_CURSOR_SIDE, MAX_CUT_TEXT, MAX_NAME,
-};
+pub use pseudo::{MAX_CURSOR_SIDE, MAX_CUT_TEXT, MAX_NAME};
+pub use stream::UpdateDecoder;
 
 #[cfg(test)]
 mod tests;

@@ -3,114 +3,18 @@
 //! what changed; it owns the connection's zlib streams and the partial step in hand,
 //! never a socket, a clock or a whole update.
 
-use super::acc::{exactly, Acc, Parsed};
+use super::acc::{be16, be32, exactly, Acc, Parsed};
 use super::encoding::{self as enc, name};
 use super::error::DecodeError;
+use super::event::{Event, Fed};
 use super::hextile::Tiles;
 use super::inflate::{Output, Stream, MAX_COMPRESSED};
 use super::pixel::PixelReader;
+use super::pseudo::{self, MAX_CURSOR_SIDE, MAX_CUT_TEXT};
 use super::tight::{self, Filter, Head};
 use super::zrle;
 use crate::console::fb::{Framebuffer, Rect, MAX_SIDE};
 use crate::rfb::messages::PixelFormat;
-
-/// The most ServerCutText kept; the rest of a longer text is skipped.
-pub const MAX_CUT_TEXT: usize = 1024 * 1024;
-/// The longest desktop name accepted.
-pub const MAX_NAME: u32 = 64 * 1024;
-/// The widest and tallest cursor accepted.
-pub const MAX_CURSOR_SIDE: u16 = 512;
-
-/// A screen of an ExtendedDesktopSize layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Screen {
-    /// The server's id for it.
-    pub id: u32,
-    /// Where it is on the framebuffer.
-    pub rect: Rect,
-    /// Flags (unused by RFB so far).
-    pub flags: u32,
-}
-
-/// A cursor shape (the Cursor pseudo-encoding).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CursorShape {
-    /// Hotspot, from the left.
-    pub hotspot_x: u16,
-    /// Hotspot, from the top.
-    pub hotspot_y: u16,
-    /// Width (0 with `height` 0: no cursor).
-    pub width: u16,
-    /// Height.
-    pub height: u16,
-    /// `width × height` colours, `0x00RRGGBB`, row-major.
-    pub pixels: Vec<u32>,
-    /// The bitmask: rows of `⌈width / 8⌉` bytes, most significant bit leftmost, 1 = drawn.
-    pub mask: Vec<u8>,
-}
-
-/// Something the console said, in stream order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// These pixels were redrawn (already in the framebuffer).
-    Damage(Rect),
-    /// The screen changed size (the framebuffer is resized; take it as all damaged).
-    Resize {
-        /// New width.
-        width: u16,
-        /// New height.
-        height: u16,
-        /// ExtendedDesktopSize's reason (0 server, 1 this client's request, 2 another
-        /// client's); 0 for DesktopSize.
-        reason: u16,
-        /// ExtendedDesktopSize's status (0 ok); 0 for DesktopSize.
-        status: u16,
-        /// ExtendedDesktopSize's screens; empty for DesktopSize.
-        screens: Vec<Screen>,
-    },
-    /// A new cursor shape.
-    Cursor(CursorShape),
-    /// The desktop's new name.
-    DesktopName(String),
-    /// QEMU's keyboard LEDs: bit 0 Scroll, 1 Num, 2 Caps Lock.
-    LedState(u8),
-    /// The console takes QEMU extended key events (scancodes).
-    QemuExtendedKeyEvent,
-    /// QEMU's pointer mode changed.
-    PointerMotion {
-        /// Absolute coordinates (else relative deltas).
-        absolute: bool,
-    },
-    /// A FramebufferUpdate is complete: the framebuffer is the console's screen.
-    UpdateEnd,
-    /// Bell.
-    Bell,
-    /// ServerCutText (Latin-1), at most [`MAX_CUT_TEXT`] bytes of it.
-    CutText {
-        /// The text kept.
-        text: String,
-        /// The console sent more than was kept.
-        truncated: bool,
-    },
-    /// ServerFence (answered by the engine if it negotiated fences).
-    Fence {
-        /// Flags.
-        flags: u32,
-        /// Up to 64 bytes to echo.
-        payload: Vec<u8>,
-    },
-    /// EndOfContinuousUpdates.
-    EndOfContinuousUpdates,
-}
-
-/// What one [`UpdateDecoder::feed`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Fed {
-    /// Bytes of the input consumed: all of it, or up to the end of an update.
-    pub consumed: usize,
-    /// What happened, in order.
-    pub events: Vec<Event>,
-}
 
 /// Which stream a rectangle inflates through, and what its data is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,14 +116,6 @@ macro_rules! gather {
 /// A `gather!` parser for a fixed length.
 fn fixed(n: usize) -> impl Fn(&[u8]) -> Result<Parsed<usize>, DecodeError> {
     move |b| Ok(exactly(b, n))
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 impl UpdateDecoder {
@@ -528,40 +424,15 @@ impl UpdateDecoder {
                 }
             }
             State::Cursor { rect } => {
-                let (w, h) = (usize::from(rect.w), usize::from(rect.h));
-                let pixels_len = w * h * px.bytes();
-                let total = pixels_len + w.div_ceil(8) * h;
+                let total = pseudo::cursor_len(rect, &px);
                 gather!(self, input, State::Cursor { rect }, fixed(total));
-                let b = self.acc.bytes();
-                let mut pixels = vec![0u32; w * h];
-                px.row(&b[..pixels_len], &mut pixels);
-                let shape = CursorShape {
-                    hotspot_x: rect.x,
-                    hotspot_y: rect.y,
-                    width: rect.w,
-                    height: rect.h,
-                    pixels,
-                    mask: b[pixels_len..total].to_vec(),
-                };
+                let shape = pseudo::cursor(rect, &px, &self.acc.bytes()[..total]);
                 self.acc.clear();
                 events.push(Event::Cursor(shape));
                 self.state = self.rect_done(events);
             }
             State::DesktopName => {
-                let n = gather!(self, input, State::DesktopName, |b: &[u8]| {
-                    if b.len() < 4 {
-                        return Ok(Parsed::Need(4));
-                    }
-                    let len = be32(b);
-                    if len > MAX_NAME {
-                        return Err(DecodeError::TooLong {
-                            what: "DesktopName",
-                            len: u64::from(len),
-                            cap: u64::from(MAX_NAME),
-                        });
-                    }
-                    Ok(exactly(b, 4 + len as usize))
-                });
+                let n = gather!(self, input, State::DesktopName, pseudo::desktop_name);
                 let name = String::from_utf8_lossy(&self.acc.bytes()[4..n]).into_owned();
                 self.acc.clear();
                 events.push(Event::DesktopName(name));
@@ -572,24 +443,9 @@ impl UpdateDecoder {
                     self,
                     input,
                     State::ExtendedDesktopSize { rect },
-                    |b: &[u8]| match b.first() {
-                        None => Ok::<_, DecodeError>(Parsed::Need(4)),
-                        Some(&count) => Ok(exactly(b, 4 + 16 * usize::from(count))),
-                    }
+                    pseudo::layout_len
                 );
-                let screens = self.acc.bytes()[4..n]
-                    .chunks_exact(16)
-                    .map(|s| Screen {
-                        id: be32(s),
-                        rect: Rect::new(
-                            be16(&s[4..]),
-                            be16(&s[6..]),
-                            be16(&s[8..]),
-                            be16(&s[10..]),
-                        ),
-                        flags: be32(&s[12..]),
-                    })
-                    .collect();
+                let screens = pseudo::screens(&self.acc.bytes()[4..n]);
                 self.acc.clear();
                 Self::resize(fb, rect.w, rect.h)?;
                 events.push(Event::Resize {
@@ -655,14 +511,7 @@ impl UpdateDecoder {
                 self.state = State::MessageType;
             }
             State::Fence => {
-                let n = gather!(self, input, State::Fence, |b: &[u8]| match b.get(7) {
-                    None => Ok(Parsed::Need(8)),
-                    Some(&len) if len > 64 => Err(DecodeError::invalid(
-                        "ServerFence",
-                        format!("payload of {len} bytes (64 at most)"),
-                    )),
-                    Some(&len) => Ok(exactly(b, 8 + usize::from(len))),
-                });
+                let n = gather!(self, input, State::Fence, pseudo::fence_len);
                 let b = self.acc.bytes();
                 events.push(Event::Fence {
                     flags: be32(&b[3..]),
@@ -672,7 +521,7 @@ impl UpdateDecoder {
                 self.state = State::MessageType;
             }
             State::Qemu => {
-                let skip = gather!(self, input, State::Qemu, qemu_message);
+                let skip = gather!(self, input, State::Qemu, pseudo::qemu_message);
                 self.acc.clear();
                 self.state = match skip {
                     0 => State::MessageType,
@@ -832,40 +681,5 @@ impl UpdateDecoder {
                 tight::draw(rect, &px, filter, data, fb)
             }
         }
-    }
-}
-
-/// A QEMU server message's header; `Done` with the audio bytes to skip.
-fn qemu_message(b: &[u8]) -> Result<Parsed<u32>, DecodeError> {
-    let Some(&sub) = b.first() else {
-        return Ok(Parsed::Need(1));
-    };
-    if sub != 1 {
-        return Err(DecodeError::invalid(
-            "QEMU server message",
-            format!("submessage {sub} is undefined"),
-        ));
-    }
-    if b.len() < 3 {
-        return Ok(Parsed::Need(3));
-    }
-    match be16(&b[1..]) {
-        0 | 1 => Ok(Parsed::Done(0)),
-        2 if b.len() < 7 => Ok(Parsed::Need(7)),
-        2 => {
-            let len = be32(&b[3..]);
-            if len > MAX_COMPRESSED {
-                return Err(DecodeError::TooLong {
-                    what: "QEMU audio data",
-                    len: u64::from(len),
-                    cap: u64::from(MAX_COMPRESSED),
-                });
-            }
-            Ok(Parsed::Done(len))
-        }
-        op => Err(DecodeError::invalid(
-            "QEMU server message",
-            format!("audio operation {op} is undefined"),
-        )),
     }
 }
