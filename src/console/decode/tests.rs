@@ -901,3 +901,82 @@ fn errors_name_what_they_saw() {
         "{e}"
     );
 }
+
+/// Decoding speed of a 1920×1080 full update in ZRLE (raw and palette tiles), Tight
+/// (copy filter) and Raw. Run with
+/// `cargo test --release --lib -- --ignored decode_speed --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check: run by hand in release mode"]
+#[allow(clippy::disallowed_types)] // a wall clock outside tokio, for a measurement
+fn decode_speed() {
+    let (w, h) = (1920u16, 1080u16);
+    let r = Rect::new(0, 0, w, h);
+    let colour = |x: usize, y: usize| ((x * 7) ^ (y * 13)) as u32 & 0xffffff;
+    // ZRLE: tiles alternate raw and a 16-colour packed palette.
+    let mut tiles = Vec::new();
+    for ty in (0..usize::from(h)).step_by(64) {
+        for tx in (0..usize::from(w)).step_by(64) {
+            let (tw, th) = (64.min(usize::from(w) - tx), 64.min(usize::from(h) - ty));
+            if (tx / 64 + ty / 64) % 2 == 0 {
+                tiles.push(0);
+                for y in 0..th {
+                    for x in 0..tw {
+                        tiles.extend(c24(colour(tx + x, ty + y)));
+                    }
+                }
+            } else {
+                tiles.push(16);
+                for c in 0..16u32 {
+                    tiles.extend(c24(c * 0x0f0f0f));
+                }
+                for y in 0..th {
+                    for x in (0..tw).step_by(2) {
+                        tiles.push((((x + y) % 16) << 4 | ((x + y + 1) % 16)) as u8);
+                    }
+                }
+            }
+        }
+    }
+    let mut z = Compress::new(Compression::fast(), true);
+    let c = deflate(&mut z, &tiles);
+    let mut zrle = (c.len() as u32).to_be_bytes().to_vec();
+    zrle.extend(c);
+    let pixels: Vec<u8> = (0..r.area())
+        .flat_map(|i| t24(colour(i % usize::from(w), i / usize::from(w))))
+        .collect();
+    // Tight: strips of 1920×32 (servers keep a rectangle's data under the 4 MiB a
+    // compact length can say), copy filter on stream 0.
+    let mut z = Compress::new(Compression::fast(), true);
+    let mut strips = Vec::new();
+    for y in (0..h).step_by(32) {
+        let strip = Rect::new(0, y, w, 32.min(h - y));
+        let from = usize::from(y) * usize::from(w) * 3;
+        let c = deflate(&mut z, &pixels[from..from + strip.area() * 3]);
+        let n = c.len();
+        let mut d = vec![0x00, (n & 0x7f) as u8 | 0x80, (n >> 7 & 0x7f) as u8 | 0x80];
+        d.push((n >> 14) as u8);
+        d.extend(c);
+        strips.push((strip, enc::TIGHT, d));
+    }
+    let raw: Vec<u8> = (0..r.area())
+        .flat_map(|i| p32(colour(i % usize::from(w), i / usize::from(w))))
+        .collect();
+    let updates = [
+        ("ZRLE", update(&[(r, enc::ZRLE, zrle)])),
+        ("Tight", update(&strips)),
+        ("Raw", update(&[(r, enc::RAW, raw)])),
+    ];
+    for (name, stream) in updates {
+        let mut dec = UpdateDecoder::new(&PixelFormat::RGB888).expect("fmt");
+        let mut fb = Framebuffer::new(w, h);
+        let t = std::time::Instant::now();
+        let rounds = 20;
+        for _ in 0..rounds {
+            let mut dec2 = UpdateDecoder::new(&PixelFormat::RGB888).expect("fmt");
+            feed_all(&mut dec2, &stream, &mut fb, &mut Vec::new()).expect("decodes");
+        }
+        let per = t.elapsed() / rounds;
+        feed_all(&mut dec, &stream, &mut fb, &mut Vec::new()).expect("decodes");
+        eprintln!("{name}: {} bytes, {per:?} a 1920x1080 update", stream.len());
+    }
+}
