@@ -12,6 +12,13 @@
 //! (a header, a tile, a row) plus one rectangle's inflated data, bounded by what that
 //! rectangle can need; compressed lengths are capped at 64 MiB.
 //!
+//! The engine makes one per upstream connection, with the pixel format it set by
+//! SetPixelFormat before its first FramebufferUpdateRequest (and asks for
+//! [`encoding::PREFERRED`]), then feeds it: `feed` returns right after each update ends,
+//! when the framebuffer is exactly the console's screen, with the damage since the last
+//! call. Any error is fatal to the connection. Colours narrower than 8 bits are widened
+//! rounding up, so an encoder's `c * max / 255` gives the console's value back.
+//!
 //! - `stream`: the state machine over messages and rectangles.
 //! - `event`: what it reports ([`Event`], [`Fed`]).
 //! - `acc`: bytes of a step gathered across feeds.
