@@ -1,0 +1,98 @@
+//! Console-mode encoder throughput: one viewer's full-screen update of a 1920×1080
+//! desktop-like screen (tests/rfbref's synthetic desktop) in each encoding, through one
+//! encoder (persistent zlib streams), alternating two screens that differ in a moving
+//! region. Prints milliseconds per frame, MB/s of framebuffer input (4 bytes a pixel)
+//! and the bytes sent per frame. `cargo bench --bench encode [-- FRAMES]`.
+//!
+//! Issue 15's fan-out goal (50 viewers × 10 full-screen updates/s on 2 cores) needs
+//! about 4 ms per viewer-frame; these numbers say how far one viewer's encode is from it.
+
+#[path = "../tests/rfbref/mod.rs"]
+mod rfbref;
+
+use tcvnc::console::encode::{update_header, Encoder, Encoding};
+use tcvnc::console::fb::Rect;
+use tcvnc::rfb::messages::PixelFormat;
+
+#[allow(clippy::disallowed_types)] // wall time of a CPU-bound loop, outside tokio
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+fn main() {
+    let frames: u32 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20);
+    let (w, h) = (1920u16, 1080u16);
+    let a = rfbref::desktop(w, h);
+    let mut b = a.clone();
+    b.fill(Rect::new(400, 300, 500, 200), 0x0020_4060)
+        .expect("in the screen");
+    let screens = [a, b];
+    let rgb888 = PixelFormat {
+        bits_per_pixel: 32,
+        depth: 24,
+        big_endian: false,
+        true_colour: true,
+        red_max: 255,
+        green_max: 255,
+        blue_max: 255,
+        red_shift: 16,
+        green_shift: 8,
+        blue_shift: 0,
+    };
+    let rgb565 = PixelFormat {
+        bits_per_pixel: 16,
+        depth: 16,
+        red_max: 31,
+        green_max: 63,
+        blue_max: 31,
+        red_shift: 11,
+        green_shift: 5,
+        blue_shift: 0,
+        ..rgb888
+    };
+    let cases: [(&str, PixelFormat, &[i32], Encoding); 8] = [
+        ("raw rgb888", rgb888, &[0], Encoding::Raw),
+        ("raw rgb565", rgb565, &[0], Encoding::Raw),
+        ("hextile rgb888", rgb888, &[5], Encoding::Hextile),
+        ("zrle rgb888 (level 1)", rgb888, &[16], Encoding::Zrle),
+        ("zrle rgb888 (level 6)", rgb888, &[16, -250], Encoding::Zrle),
+        ("tight rgb888 (level 1)", rgb888, &[7], Encoding::Tight),
+        ("tight rgb888 jpeg q6", rgb888, &[7, -26], Encoding::Tight),
+        ("zrle rgb565 (level 1)", rgb565, &[16], Encoding::Zrle),
+    ];
+    let input = f64::from(w) * f64::from(h) * 4.0;
+    println!("1920x1080 desktop-like screen, {frames} frames each, one encoder per case");
+    println!(
+        "{:<24} {:>10} {:>10} {:>12}",
+        "case", "ms/frame", "MB/s", "bytes/frame"
+    );
+    let mut out = Vec::new();
+    for (name, pf, list, enc) in cases {
+        let mut e = Encoder::new(pf).expect("format");
+        e.set_encodings(list);
+        // One warm-up frame.
+        out.clear();
+        e.encode_as(enc, &screens[0], screens[0].bounds(), &mut out)
+            .expect("encode");
+        let mut bytes = 0usize;
+        let t = now();
+        for i in 0..frames {
+            let fb = &screens[(i % 2) as usize];
+            out.clear();
+            update_header(0, &mut out);
+            e.encode_as(enc, fb, fb.bounds(), &mut out).expect("encode");
+            bytes += out.len();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let per = secs / f64::from(frames);
+        println!(
+            "{name:<24} {:>10.2} {:>10.0} {:>12}",
+            per * 1e3,
+            input / per / 1e6,
+            bytes / frames as usize
+        );
+    }
+}
