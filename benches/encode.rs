@@ -2,7 +2,7 @@
 //! desktop-like screen (tests/rfbref's synthetic desktop) in each encoding, through one
 //! encoder (persistent zlib streams), alternating two screens that differ in a moving
 //! region. Prints milliseconds per frame, MB/s of framebuffer input (4 bytes a pixel)
-//! and the bytes sent per frame. `cargo bench --bench encode [-- FRAMES]`.
+//! and the bytes sent per frame. `cargo bench --bench encode [-- FRAMES] [CASE-WORD]`.
 //!
 //! Issue 15's fan-out goal (50 viewers × 10 full-screen updates/s on 2 cores) needs
 //! about 4 ms per viewer-frame; these numbers say how far one viewer's encode is from it.
@@ -20,10 +20,13 @@ fn now() -> std::time::Instant {
 }
 
 fn main() {
-    let frames: u32 = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(20);
+        .filter(|a| a != "--bench")
+        .collect();
+    let frames: u32 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(20);
+    // A word that is not a number keeps only the cases whose name contains it.
+    let only = args.iter().find(|a| a.parse::<u32>().is_err());
     let (w, h) = (1920u16, 1080u16);
     let a = rfbref::desktop(w, h);
     let mut b = a.clone();
@@ -53,15 +56,23 @@ fn main() {
         blue_shift: 0,
         ..rgb888
     };
-    let cases: [(&str, PixelFormat, &[i32], Encoding); 8] = [
+    // Levels are RFB compression levels (−256 + n); noVNC sends 2 and quality 6.
+    let cases: [(&str, PixelFormat, &[i32], Encoding); 10] = [
         ("raw rgb888", rgb888, &[0], Encoding::Raw),
         ("raw rgb565", rgb565, &[0], Encoding::Raw),
         ("hextile rgb888", rgb888, &[5], Encoding::Hextile),
-        ("zrle rgb888 (level 1)", rgb888, &[16], Encoding::Zrle),
-        ("zrle rgb888 (level 6)", rgb888, &[16, -250], Encoding::Zrle),
-        ("tight rgb888 (level 1)", rgb888, &[7], Encoding::Tight),
-        ("tight rgb888 jpeg q6", rgb888, &[7, -26], Encoding::Tight),
-        ("zrle rgb565 (level 1)", rgb565, &[16], Encoding::Zrle),
+        ("zrle rgb888 level 2", rgb888, &[16, -254], Encoding::Zrle),
+        ("zrle rgb888 level 6", rgb888, &[16, -250], Encoding::Zrle),
+        ("zrle rgb565 level 2", rgb565, &[16, -254], Encoding::Zrle),
+        ("tight rgb888 level 2", rgb888, &[7, -254], Encoding::Tight),
+        ("tight rgb888 level 6", rgb888, &[7, -250], Encoding::Tight),
+        (
+            "tight rgb888 jpeg q6",
+            rgb888,
+            &[7, -254, -26],
+            Encoding::Tight,
+        ),
+        ("tight rgb565 level 2", rgb565, &[7, -254], Encoding::Tight),
     ];
     let input = f64::from(w) * f64::from(h) * 4.0;
     println!("1920x1080 desktop-like screen, {frames} frames each, one encoder per case");
@@ -71,6 +82,9 @@ fn main() {
     );
     let mut out = Vec::new();
     for (name, pf, list, enc) in cases {
+        if only.is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
         let mut e = Encoder::new(pf).expect("format");
         e.set_encodings(list);
         // One warm-up frame.

@@ -61,6 +61,10 @@ impl Deflater {
         self.run(input, out, FlushCompress::Sync)
     }
 
+    /// Compresses into a region of `out` sized to the input: flate2's `compress_vec`
+    /// would zero-fill all of `out`'s spare capacity on every call (its miniz_oxide
+    /// backend initialises the buffer), which for a reused multi-megabyte buffer costs
+    /// more than the compression.
     fn run(
         &mut self,
         input: &[u8],
@@ -68,26 +72,34 @@ impl Deflater {
         flush: FlushCompress,
     ) -> Result<(), DeflateError> {
         let mut done = 0usize;
-        // Deflate's worst case is a little over its input: one reserve usually suffices.
-        out.reserve(input.len() + input.len() / 16 + 64);
         loop {
-            if out.capacity() - out.len() < 64 {
-                out.reserve((input.len() - done) / 2 + 4096);
-            }
-            let before = self.z.total_in();
-            let written = out.len();
-            self.z
-                .compress_vec(&input[done..], out, flush)
-                .map_err(|e| DeflateError(e.to_string()))?;
-            let took = usize::try_from(self.z.total_in() - before)
-                .map_err(|_| DeflateError("input count overflow".into()))?;
+            let rest = input.len() - done;
+            // Deflate's worst case is a little over its input: one round usually suffices.
+            let room = rest + rest / 16 + 64;
+            let len = out.len();
+            out.resize(len + room, 0);
+            let (before_in, before_out) = (self.z.total_in(), self.z.total_out());
+            let status = self.z.compress(&input[done..], &mut out[len..], flush);
+            let took = usize::try_from(self.z.total_in() - before_in);
+            let wrote = usize::try_from(self.z.total_out() - before_out);
+            let (took, wrote) = match (status, took, wrote) {
+                (Ok(_), Ok(t), Ok(w)) if w <= room => (t, w),
+                (Err(e), ..) => {
+                    out.truncate(len);
+                    return Err(DeflateError(e.to_string()));
+                }
+                _ => {
+                    out.truncate(len);
+                    return Err(DeflateError("byte counts out of range".into()));
+                }
+            };
+            out.truncate(len + wrote);
             done += took;
-            let room_left = out.len() < out.capacity();
-            if done >= input.len() && (room_left || matches!(flush, FlushCompress::None)) {
-                // With room left after a flush the flush is complete (zlib's rule).
+            // With room left after a flush the flush is complete (zlib's rule).
+            if done >= input.len() && (wrote < room || matches!(flush, FlushCompress::None)) {
                 return Ok(());
             }
-            if took == 0 && out.len() == written && room_left {
+            if took == 0 && wrote == 0 {
                 return Err(DeflateError("the stream made no progress".into()));
             }
         }

@@ -125,6 +125,9 @@ impl Palette {
             };
         };
         let (mut runs, mut singles, mut run_len) = (1usize, 0usize, 0u32);
+        // The colour before the current run: text alternates between two colours, which
+        // then need no hash lookup.
+        let (mut alt, mut alt_index) = (first, cur);
         let mut overflow_at = None;
         for (i, (slot, &v)) in idx.iter_mut().zip(vals).enumerate() {
             if v != prev {
@@ -132,14 +135,20 @@ impl Palette {
                 runs += 1;
                 singles += usize::from(run_len == 1);
                 run_len = 0;
+                let (was, was_index) = (prev, cur);
                 prev = v;
-                match self.insert(v, max) {
-                    Some(k) => cur = k,
-                    None => {
-                        overflow_at = Some(i);
-                        break;
+                if v == alt {
+                    cur = alt_index;
+                } else {
+                    match self.insert(v, max) {
+                        Some(k) => cur = k,
+                        None => {
+                            overflow_at = Some(i);
+                            break;
+                        }
                     }
                 }
+                (alt, alt_index) = (was, was_index);
             }
             run_len += 1;
             *slot = cur;
