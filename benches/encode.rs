@@ -4,8 +4,10 @@
 //! region. Prints milliseconds per frame, MB/s of framebuffer input (4 bytes a pixel)
 //! and the bytes sent per frame. `cargo bench --bench encode [-- FRAMES] [CASE-WORD]`.
 //!
-//! Issue 15's fan-out goal (50 viewers × 10 full-screen updates/s on 2 cores) needs
-//! about 4 ms per viewer-frame; these numbers say how far one viewer's encode is from it.
+//! Issue 15's fan-out goal (50 viewers × 10 full-screen updates/s on 2 cores) leaves
+//! about 4 ms per viewer-frame if each viewer is encoded on its own; the "shared" cases
+//! are Tight's shared mode, where one encode serves every viewer of the same format and
+//! levels (`Encoder::set_shared_tight`).
 
 #[path = "../tests/rfbref/mod.rs"]
 mod rfbref;
@@ -57,7 +59,7 @@ fn main() {
         ..rgb888
     };
     // Levels are RFB compression levels (−256 + n); noVNC sends 2 and quality 6.
-    let cases: [(&str, PixelFormat, &[i32], Encoding); 10] = [
+    let cases: [(&str, PixelFormat, &[i32], Encoding); 12] = [
         ("raw rgb888", rgb888, &[0], Encoding::Raw),
         ("raw rgb565", rgb565, &[0], Encoding::Raw),
         ("hextile rgb888", rgb888, &[5], Encoding::Hextile),
@@ -73,6 +75,18 @@ fn main() {
             Encoding::Tight,
         ),
         ("tight rgb565 level 2", rgb565, &[7, -254], Encoding::Tight),
+        (
+            "tight rgb888 level 2 shared",
+            rgb888,
+            &[7, -254],
+            Encoding::Tight,
+        ),
+        (
+            "tight rgb888 jpeg q6 shared",
+            rgb888,
+            &[7, -254, -26],
+            Encoding::Tight,
+        ),
     ];
     let input = f64::from(w) * f64::from(h) * 4.0;
     println!("1920x1080 desktop-like screen, {frames} frames each, one encoder per case");
@@ -87,6 +101,7 @@ fn main() {
         }
         let mut e = Encoder::new(pf).expect("format");
         e.set_encodings(list);
+        e.set_shared_tight(name.ends_with("shared"));
         // One warm-up frame.
         out.clear();
         e.encode_as(enc, &screens[0], screens[0].bounds(), &mut out)

@@ -250,6 +250,58 @@ fn tight_level_change_resets_the_stream() {
     assert_same(&v, &fb, fb.bounds(), "after reset");
 }
 
+/// Shared Tight: encoders with different histories give the same bytes for the same
+/// update, each viewer decodes the bytes the other encoder made, and leaving shared mode
+/// resets the viewer's stream.
+#[test]
+fn shared_tight_bytes_fit_every_viewer() {
+    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let fb1 = desktop(320, 240);
+    let mut fb2 = fb1.clone();
+    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
+        .expect("fill");
+    let (mut a, mut b) = (Encoder::new(f).expect("a"), Encoder::new(f).expect("b"));
+    a.set_encodings(&[7, -254]);
+    b.set_encodings(&[7, -254]);
+    let (mut va, mut vb) = (Viewer::new(f, 320, 240), Viewer::new(f, 320, 240));
+    // Viewer A has a history on its own stream first.
+    decode(
+        &mut va,
+        &update(&mut a, Encoding::Tight, &fb1, &[fb1.bounds()]),
+        "a alone",
+    );
+    assert_eq!(a.tight_share_key(), None);
+    a.set_shared_tight(true);
+    b.set_shared_tight(true);
+    assert!(a.tight_share_key().is_some());
+    assert_eq!(a.tight_share_key(), b.tight_share_key());
+    let from_a = update(&mut a, Encoding::Tight, &fb2, &[fb2.bounds()]);
+    let from_b = update(&mut b, Encoding::Tight, &fb2, &[fb2.bounds()]);
+    assert_eq!(from_a, from_b, "shared bytes do not depend on history");
+    decode(&mut va, &from_b, "b's bytes to a");
+    decode(&mut vb, &from_a, "a's bytes to b");
+    assert_same(&va, &fb2, fb2.bounds(), "viewer a");
+    assert_same(&vb, &fb2, fb2.bounds(), "viewer b");
+    // Back to a stream of its own: the first compressed chunk resets the viewer's.
+    a.set_shared_tight(false);
+    va.tight_resets = 0;
+    decode(
+        &mut va,
+        &update(&mut a, Encoding::Tight, &fb1, &[fb1.bounds()]),
+        "a alone again",
+    );
+    assert_eq!(va.tight_resets & 1, 1);
+    assert_same(&va, &fb1, fb1.bounds(), "viewer a after shared mode");
+    let mut c = Encoder::new(f).expect("c");
+    c.set_encodings(&[7, -254, -26]);
+    c.set_shared_tight(true);
+    assert_ne!(
+        c.tight_share_key(),
+        b.tight_share_key(),
+        "JPEG quality is part of the key"
+    );
+}
+
 /// CopyRect moves pixels the viewer has; overlapping moves work.
 #[test]
 fn copy_rect_moves_what_the_viewer_has() {

@@ -44,6 +44,11 @@ impl Deflater {
         }
     }
 
+    /// Starts the stream afresh (a new zlib header, an empty dictionary).
+    pub(crate) fn reset(&mut self) {
+        self.z.reset();
+    }
+
     /// Compresses `input` into `out` without flushing (the bytes may stay in the stream
     /// until [`Deflater::flush`]).
     ///

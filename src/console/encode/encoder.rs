@@ -45,6 +45,19 @@ pub enum EncodeError {
     Cursor(&'static str),
 }
 
+/// Which viewers can be sent the same Tight bytes: in shared mode
+/// ([`Encoder::set_shared_tight`]) two encoders with equal keys encode any rectangle of the
+/// same pixels to the same bytes, whatever each viewer received before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TightShareKey {
+    /// The viewer's pixel format, as on the wire.
+    format: [u8; 16],
+    /// The zlib level.
+    zlib_level: u8,
+    /// The JPEG quality, when JPEG is used.
+    jpeg_quality: Option<u8>,
+}
+
 /// Buffers reused across rectangles (none holds data between calls).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
@@ -217,6 +230,24 @@ impl Encoder {
             }
         }
         Ok(1)
+    }
+
+    /// Shared Tight: every Tight chunk that compresses resets the zlib stream, so the
+    /// output no longer depends on this viewer's history and can be encoded once for all
+    /// viewers with the same [`TightShareKey`] (then copied to each). Turning it off
+    /// restarts this viewer's stream with a reset bit. ZRLE has no such mode (it cannot
+    /// reset its stream); Raw and Hextile are always shareable (no stream).
+    pub fn set_shared_tight(&mut self, on: bool) {
+        self.tight.set_shared(on);
+    }
+
+    /// The key under which this viewer's Tight output may be shared, in shared mode.
+    pub fn tight_share_key(&self) -> Option<TightShareKey> {
+        self.tight.shared().then(|| TightShareKey {
+            format: self.format.to_bytes(),
+            zlib_level: self.tight.level(),
+            jpeg_quality: self.jpeg_quality(),
+        })
     }
 
     /// Appends a CopyRect rectangle: the viewer copies `dst.w` × `dst.h` pixels from

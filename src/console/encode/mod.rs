@@ -10,7 +10,9 @@
 //!   RGBX), PIXEL, ZRLE's CPIXEL and Tight's TPIXEL.
 //! - [`Encodings`] (`encodings.rs`): what SetEncodings asked for, in the viewer's order.
 //! - `rect.rs`: headers, encoding numbers, Raw (0) and CopyRect (1).
-//! - `hextile.rs` (5), `zrle.rs` (16), `tight.rs` (7: fill, palette, copy, JPEG).
+//! - `hextile.rs` (5), `zrle.rs` (16), `tight.rs` (7: fill, palette, copy, JPEG; a shared
+//!   mode whose bytes depend on the pixels only, for encoding an update once for many
+//!   viewers, [`TightShareKey`]).
 //! - `pseudo.rs`: DesktopSize, ExtendedDesktopSize, DesktopName, LastRect, Cursor.
 //! - `deflate.rs`: a persistent zlib stream, sync-flushed per rectangle; `palette.rs`:
 //!   the colour analysis of a tile the encoders choose subencodings from.
@@ -34,7 +36,7 @@ mod zrle;
 
 pub use deflate::DeflateError;
 pub(crate) use encoder::Scratch;
-pub use encoder::{EncodeError, Encoder, DEFAULT_ZLIB_LEVEL};
+pub use encoder::{EncodeError, Encoder, TightShareKey, DEFAULT_ZLIB_LEVEL};
 pub use encodings::{Encoding, Encodings};
 pub use format::{check as check_format, FormatError};
 pub use pseudo::{

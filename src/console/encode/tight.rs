@@ -6,6 +6,12 @@
 //! formats). The viewer keeps Tight's zlib streams for the connection; tcvnc uses one
 //! (stream 0, one deflate state per viewer) and resets it with the control byte's reset
 //! bit when the compression level changes.
+//!
+//! Shared mode resets stream 0 in every chunk that compresses: the bytes then depend only
+//! on the pixels, the TPIXEL format and the levels, not on what the viewer received
+//! before, so one encoding of an update can be sent to every viewer with the same
+//! [`super::TightShareKey`] (the fan-out of one console to many viewers). It costs a
+//! dictionary reset per chunk and the cross-chunk history.
 
 use super::deflate::Deflater;
 use super::format::Translator;
@@ -40,6 +46,8 @@ pub(crate) struct TightStreams {
     level: u8,
     /// Reset bits for the next control byte (streams replaced since the last one).
     reset: u8,
+    /// Shared mode: stream 0 is reset in every chunk that uses it.
+    shared: bool,
 }
 
 impl TightStreams {
@@ -49,7 +57,31 @@ impl TightStreams {
             streams: [None, None, None, None],
             level,
             reset: 0,
+            shared: false,
         }
+    }
+
+    /// Turns shared mode on or off. Leaving it, the stream restarts (with a reset bit):
+    /// the viewer's stream may hold another encoder's last chunk.
+    pub(crate) fn set_shared(&mut self, on: bool) {
+        if self.shared && !on {
+            for (i, s) in self.streams.iter_mut().enumerate() {
+                if s.take().is_some() {
+                    self.reset |= 1 << i;
+                }
+            }
+        }
+        self.shared = on;
+    }
+
+    /// Whether shared mode is on.
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Its zlib level.
+    pub(crate) fn level(&self) -> u8 {
+        self.level
     }
 
     /// Changes the zlib level: live streams are dropped and the viewer told to reset them.
@@ -70,8 +102,14 @@ impl TightStreams {
         self.streams[id & 3].get_or_insert_with(|| Deflater::new(level))
     }
 
-    /// A control byte: `bits` plus the pending resets, which it consumes.
-    fn control(&mut self, bits: u8) -> u8 {
+    /// A control byte: `bits` plus the pending resets, which it consumes. In shared mode
+    /// no viewer-specific bit is sent: a basic chunk (`basic`) always resets stream 0,
+    /// which also covers any pending reset.
+    fn control(&mut self, bits: u8, basic: bool) -> u8 {
+        if self.shared {
+            self.reset = 0;
+            return if basic { bits | 1 << STREAM } else { bits };
+        }
         let c = bits | self.reset;
         self.reset = 0;
         c
@@ -138,11 +176,11 @@ fn chunk(
     let tpb = tp.bytes();
     match a.colours {
         Some(1) => {
-            out.push(st.control(FILL));
+            out.push(st.control(FILL, false));
             tp.write_value(s.vals.first().copied().unwrap_or(0), out);
         }
         Some(2) => {
-            out.push(st.control(((STREAM as u8) << 4) | EXPLICIT_FILTER));
+            out.push(st.control(((STREAM as u8) << 4) | EXPLICIT_FILTER, true));
             out.push(FILTER_PALETTE);
             out.push(1);
             tp.write_values(s.palette.colours(), out);
@@ -159,7 +197,7 @@ fn chunk(
             compressed(st, &s.bytes, &mut s.zbuf, out)?;
         }
         Some(k) if k >= 3 && k * tpb + area < area * tpb => {
-            out.push(st.control(((STREAM as u8) << 4) | EXPLICIT_FILTER));
+            out.push(st.control(((STREAM as u8) << 4) | EXPLICIT_FILTER, true));
             out.push(FILTER_PALETTE);
             out.push((k - 1) as u8);
             tp.write_values(s.palette.colours(), out);
@@ -172,7 +210,7 @@ fn chunk(
                 }
             }
             // The copy filter, implied by no filter byte.
-            out.push(st.control((STREAM as u8) << 4));
+            out.push(st.control((STREAM as u8) << 4, true));
             s.bytes.clear();
             tp.write_values(&s.vals, &mut s.bytes);
             compressed(st, &s.bytes, &mut s.zbuf, out)?;
@@ -206,7 +244,7 @@ fn jpeg_chunk(
     if s.jpeg.len() > MAX_COMPACT {
         return Ok(false);
     }
-    out.push(st.control(JPEG));
+    out.push(st.control(JPEG, false));
     compact_length(s.jpeg.len(), out);
     out.extend_from_slice(&s.jpeg);
     Ok(true)
@@ -225,7 +263,12 @@ fn compressed(
         return Ok(());
     }
     zbuf.clear();
-    st.stream(STREAM).flush(data, zbuf)?;
+    let shared = st.shared;
+    let z = st.stream(STREAM);
+    if shared {
+        z.reset();
+    }
+    z.flush(data, zbuf)?;
     if zbuf.len() > MAX_COMPACT {
         // Unreachable within the chunk limits (64 KiB of pixels at most).
         return Err(EncodeError::Deflate(super::deflate::DeflateError::new(
