@@ -2,7 +2,9 @@
 //! desktop-like screen (tests/rfbref's synthetic desktop) in each encoding, through one
 //! encoder (persistent zlib streams), alternating two screens that differ in a moving
 //! region. Prints milliseconds per frame, MB/s of framebuffer input (4 bytes a pixel)
-//! and the bytes sent per frame. `cargo bench --bench encode [-- FRAMES] [CASE-WORD]`.
+//! and the bytes sent per frame; first, the memory an idle viewer's encoder keeps (resident
+//! set growth over 50 encoders that each started their zlib stream and released their
+//! buffers). `cargo bench --bench encode [-- FRAMES] [CASE-WORD]`.
 //!
 //! Issue 15's fan-out goal (50 viewers × 10 full-screen updates/s on 2 cores) leaves
 //! about 4 ms per viewer-frame if each viewer is encoded on its own; the "shared" cases
@@ -15,6 +17,14 @@ mod rfbref;
 use tcvnc::console::encode::{update_header, Encoder, Encoding};
 use tcvnc::console::fb::Rect;
 use tcvnc::rfb::messages::PixelFormat;
+
+/// Resident set size in KiB (Linux), 0 where unknown.
+fn rss_kib() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4)
+}
 
 #[allow(clippy::disallowed_types)] // wall time of a CPU-bound loop, outside tokio
 fn now() -> std::time::Instant {
@@ -88,6 +98,26 @@ fn main() {
             Encoding::Tight,
         ),
     ];
+    // Memory an idle viewer keeps: translators, negotiated state and its zlib stream.
+    for (name, list, enc) in [
+        ("zrle", &[16, -254][..], Encoding::Zrle),
+        ("tight", &[7, -254][..], Encoding::Tight),
+    ] {
+        let before = rss_kib();
+        let mut viewers = Vec::new();
+        for _ in 0..50 {
+            let mut e = Encoder::new(rgb888).expect("format");
+            e.set_encodings(list);
+            // A small rectangle: enough to start the zlib stream.
+            let mut out = Vec::new();
+            e.encode_as(enc, &screens[0], Rect::new(0, 0, 64, 64), &mut out)
+                .expect("encode");
+            e.release_buffers();
+            viewers.push(e);
+        }
+        let per = rss_kib().saturating_sub(before) / viewers.len();
+        println!("idle {name} viewer: about {per} KiB (resident growth over 50 viewers)");
+    }
     let input = f64::from(w) * f64::from(h) * 4.0;
     println!("1920x1080 desktop-like screen, {frames} frames each, one encoder per case");
     println!(
