@@ -50,8 +50,26 @@ async fn serve_one(
     init: PixelFormat,
     forced: Encoding,
 ) -> Result<Served, String> {
+    let (s, _) = listener.accept().await.map_err(|e| e.to_string())?;
+    serve_stream(s, fb, init, forced, Lossy::AsAsked).await
+}
+
+/// Whether a viewer's JPEG quality level is honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lossy {
+    AsAsked,
+    Never,
+}
+
+/// [`serve_one`] on any stream.
+async fn serve_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    fb: Framebuffer,
+    init: PixelFormat,
+    forced: Encoding,
+    lossy: Lossy,
+) -> Result<Served, String> {
     let e = |e: std::io::Error| e.to_string();
-    let (mut s, _) = listener.accept().await.map_err(e)?;
     s.write_all(b"RFB 003.008\n").await.map_err(e)?;
     let mut version = [0u8; 12];
     s.read_exact(&mut version).await.map_err(e)?;
@@ -69,6 +87,7 @@ async fn serve_one(
     init_msg.extend_from_slice(&4u32.to_be_bytes());
     init_msg.extend_from_slice(b"test");
     s.write_all(&init_msg).await.map_err(e)?;
+    s.flush().await.map_err(e)?;
     let mut enc = Encoder::new(init).map_err(|e| e.to_string())?;
     let mut served = Served::default();
     let mut out = Vec::new();
@@ -79,7 +98,12 @@ async fn serve_one(
                 served.formats.push(pf);
             }
             ClientMessage::SetEncodings(list) => {
-                enc.set_encodings(&list);
+                let kept: Vec<i32> = list
+                    .iter()
+                    .copied()
+                    .filter(|&i| lossy == Lossy::AsAsked || !(-32..=-23).contains(&i))
+                    .collect();
+                enc.set_encodings(&kept);
                 served.encodings = list;
             }
             ClientMessage::FramebufferUpdateRequest {
@@ -99,6 +123,7 @@ async fn serve_one(
                 update_header(n, &mut out);
                 out.extend_from_slice(&body);
                 s.write_all(&out).await.map_err(e)?;
+                s.flush().await.map_err(e)?;
                 served.updates += 1;
             }
             _ => {}
@@ -222,5 +247,234 @@ async fn e2e_vncdotool_decodes_raw_hextile_zrle() {
             "{what}: {differing} pixels differ, first {first:?}"
         );
         eprintln!("{what}: {} pixels equal", fb.pixels().len());
+    }
+}
+
+/// One loopback port for noVNC: its files from Debian's /usr/share/novnc over HTTP, and
+/// at any websocket upgrade (noVNC's `websockify` path) an RFB server ([`serve_stream`])
+/// over binary messages. Ends after the first websocket session.
+async fn novnc_site(
+    fb: Framebuffer,
+    init: PixelFormat,
+    forced: Encoding,
+    lossy: Lossy,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<Result<Served, String>>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            // The request head, byte by byte (small; the body is empty).
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match tcp.read_u8().await {
+                    Ok(b) => head.push(b),
+                    Err(_) => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let header = |name: &str| {
+                head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_owned())
+                })
+            };
+            if let Some(key) = header("sec-websocket-key") {
+                let mut answer = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+                    derive_accept_key(key.as_bytes())
+                );
+                if header("sec-websocket-protocol").is_some_and(|p| p.contains("binary")) {
+                    answer.push_str("Sec-WebSocket-Protocol: binary\r\n");
+                }
+                answer.push_str("\r\n");
+                tcp.write_all(answer.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ws =
+                    tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Server, None)
+                        .await;
+                let (mut ws_tx, mut ws_rx) = ws.split();
+                let (ours, theirs) = tokio::io::duplex(1 << 20);
+                let server = tokio::spawn(serve_stream(theirs, fb.clone(), init, forced, lossy));
+                let (mut rd, mut wr) = tokio::io::split(ours);
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    tokio::select! {
+                        msg = ws_rx.next() => match msg {
+                            Some(Ok(Message::Binary(b))) => {
+                                if wr.write_all(&b).await.is_err() { break; }
+                            }
+                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                            Some(Ok(_)) => {}
+                        },
+                        n = rd.read(&mut buf) => match n {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if ws_tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                                    break;
+                                }
+                            }
+                        },
+                    }
+                }
+                drop(wr);
+                drop(rd);
+                return server.await.map_err(|e| e.to_string())?;
+            }
+            // A file of noVNC's.
+            let path = head
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .split('?')
+                .next()
+                .unwrap_or("/")
+                .to_owned();
+            let rel = path.trim_start_matches('/');
+            let file = std::path::Path::new("/usr/share/novnc").join(rel);
+            let ok = !rel.contains("..") && file.is_file();
+            let body = if ok {
+                std::fs::read(&file).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let kind = match file.extension().and_then(|e| e.to_str()) {
+                Some("html") => "text/html",
+                Some("js") => "text/javascript",
+                Some("css") => "text/css",
+                Some("svg") => "image/svg+xml",
+                Some("png") => "image/png",
+                _ => "application/octet-stream",
+            };
+            let status = if ok { "200 OK" } else { "404 Not Found" };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = tcp.write_all(reply.as_bytes()).await;
+            let _ = tcp.write_all(&body).await;
+            let _ = tcp.shutdown().await;
+        }
+    });
+    (addr, task)
+}
+
+/// The RGB bytes of a PNG (Pillow, in the venv).
+async fn png_rgb(png: &std::path::Path) -> (u32, u32, Vec<u8>) {
+    let out = png.with_extension("rgb");
+    let script = "import sys\nfrom PIL import Image\nim = Image.open(sys.argv[1]).convert('RGB')\nopen(sys.argv[2], 'wb').write(im.tobytes())\nprint(im.size[0], im.size[1])\n";
+    let res = tokio::process::Command::new(python())
+        .args(["-c", script])
+        .arg(png)
+        .arg(&out)
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let dims = String::from_utf8_lossy(&res.stdout).into_owned();
+    let mut it = dims
+        .split_whitespace()
+        .map(|v| v.parse::<u32>().expect("size"));
+    let (w, h) = (it.next().expect("w"), it.next().expect("h"));
+    (w, h, std::fs::read(&out).expect("rgb"))
+}
+
+/// noVNC (Debian's, in headless Chromium through playwright-core) decodes each encoding
+/// tcvnc sends that it offers: Tight (it asks for it first), ZRLE (noVNC ≥ 1.4),
+/// Hextile and Raw exactly; Tight with its default quality level (6) gets JPEG chunks,
+/// which come back close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_novnc_decodes_every_encoding() {
+    if !e2e("e2e_novnc_decodes_every_encoding") {
+        return;
+    }
+    let fb = rfbref::desktop(320, 240);
+    let bgrx = pf(32, false, [255; 3], [16, 8, 0]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut offered: Vec<i32> = vec![7];
+    for (forced, lossy) in [
+        (Encoding::Tight, Lossy::Never),
+        (Encoding::Zrle, Lossy::Never),
+        (Encoding::Hextile, Lossy::Never),
+        (Encoding::Raw, Lossy::Never),
+        (Encoding::Tight, Lossy::AsAsked),
+    ] {
+        let what = format!("noVNC {forced:?} {lossy:?}");
+        if !offered.contains(&forced.id()) {
+            // Debian bookworm's noVNC 1.3 has no ZRLE decoder (added in 1.4).
+            eprintln!("{what}: not offered by this noVNC ({offered:?}), skipped");
+            continue;
+        }
+        let (addr, site) = novnc_site(fb.clone(), bgrx, forced, lossy).await;
+        let canvas = dir.path().join("canvas.png");
+        let shot = dir.path().join("page.png");
+        let url =
+            format!("http://{addr}/vnc.html?autoconnect=true&reconnect=false&path=websockify");
+        let run = tokio::process::Command::new("node")
+            .arg(e2e_file("browser.mjs"))
+            .arg(&url)
+            .arg(&canvas)
+            .arg(&shot)
+            .kill_on_drop(true)
+            .output();
+        let res = tokio::time::timeout(Duration::from_secs(90), run)
+            .await
+            .expect("browser finishes")
+            .expect("node runs");
+        assert!(
+            res.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let served = tokio::time::timeout(Duration::from_secs(20), site)
+            .await
+            .expect("site ends when the browser leaves")
+            .expect("site task")
+            .expect("site");
+        assert!(served.updates >= 1, "{what}: no update");
+        offered.clone_from(&served.encodings);
+        let first_pixel_encoding = served.encodings.iter().find(|&&i| i >= 0 && i != 1);
+        assert_eq!(
+            first_pixel_encoding,
+            Some(&7),
+            "{what}: noVNC prefers Tight: {:?}",
+            served.encodings
+        );
+        let (w, h, rgb) = png_rgb(&canvas).await;
+        assert_eq!((w, h), (320, 240), "{what}: canvas size");
+        let (mut exact, mut err) = (0usize, 0u64);
+        for (&p, got) in fb.pixels().iter().zip(rgb.chunks_exact(3)) {
+            let want = [(p >> 16) as u8, (p >> 8) as u8, p as u8];
+            if want == got {
+                exact += 1;
+            }
+            err += want
+                .iter()
+                .zip(got)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum::<u64>();
+        }
+        let n = fb.pixels().len();
+        let mean = err as f64 / (n * 3) as f64;
+        eprintln!("{what}: {exact} of {n} pixels exact, mean channel error {mean:.2}");
+        if lossy == Lossy::Never {
+            assert_eq!(exact, n, "{what}: lossless encodings are exact");
+        } else {
+            assert!(exact < n, "{what}: JPEG was used for some chunks");
+            assert!(mean < 4.0, "{what}: mean error {mean}");
+        }
     }
 }
