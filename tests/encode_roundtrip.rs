@@ -515,3 +515,76 @@ proptest! {
         }
     }
 }
+
+/// A screen of a few colours with random pixels sprinkled (runs, palettes and raw tiles
+/// all possible), of any size up to 150 × 90.
+fn any_screen() -> impl Strategy<Value = Framebuffer> {
+    (
+        1u16..150,
+        1u16..90,
+        prop::collection::vec(any::<u32>(), 1..64),
+        any::<u64>(),
+    )
+        .prop_map(|(w, h, colours, seed)| {
+            let mut fb = Framebuffer::new(w, h);
+            let mut s = seed | 1;
+            let px: Vec<u32> = (0..usize::from(w) * usize::from(h))
+                .map(|i| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    // Mostly runs of one colour, sometimes a fresh random pixel.
+                    if s % 7 == 0 {
+                        (s >> 8) as u32 & 0x00ff_ffff
+                    } else {
+                        colours[(i / (1 + (s % 5) as usize)) % colours.len()] & 0x00ff_ffff
+                    }
+                })
+                .collect();
+            fb.put(fb.bounds(), &px).expect("fits");
+            fb
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any screen, any rectangle within it, any encoding, a 32- or 16-bit viewer: the
+    /// reference decoder gets the screen back exactly.
+    #[test]
+    fn any_screen_any_rect_round_trips(
+        fb in any_screen(),
+        (fx, fy, fw, fh) in (0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0),
+        enc in prop::sample::select(ENCODINGS.to_vec()),
+        sixteen in any::<bool>(),
+    ) {
+        let (w, h) = (fb.width(), fb.height());
+        let x = (f64::from(w) * fx) as u16 % w;
+        let y = (f64::from(h) * fy) as u16 % h;
+        let r = Rect::new(x, y, 1 + ((f64::from(w - x - 1)) * fw) as u16, 1 + ((f64::from(h - y - 1)) * fh) as u16);
+        let f = if sixteen {
+            pf(16, 16, true, [31, 63, 31], [11, 5, 0])
+        } else {
+            pf(32, 24, false, [255; 3], [16, 8, 0])
+        };
+        let mut e = Encoder::new(f).expect("format");
+        e.set_encodings(&[enc.id()]);
+        let mut v = Viewer::new(f, w, h);
+        let msg = update(&mut e, enc, &fb, &[r]);
+        let used = v.update(&msg).map_err(|err| TestCaseError::fail(format!("{enc:?} {r:?}: {err}")))?;
+        prop_assert_eq!(used, msg.len());
+        let mask = v.used_mask();
+        for yy in r.y..r.y + r.h {
+            for xx in r.x..r.x + r.w {
+                let p = fb.get(xx, yy).expect("in");
+                let want = v.value_of_rgb((p >> 16) as u8, (p >> 8) as u8, p as u8) & mask;
+                let got = v.screen[usize::from(yy) * usize::from(w) + usize::from(xx)] & mask;
+                prop_assert_eq!(got, want, "{:?} {:?} at {},{}", enc, r, xx, yy);
+            }
+        }
+    }
+}
