@@ -269,9 +269,17 @@ impl Translator {
         self.put(vals, out, |v| v);
     }
 
-    /// Appends the bytes of one wire value.
+    /// Appends the bytes of one wire value (a fixed-size copy per size, not a memcpy
+    /// call: RLE writes one per run).
+    #[inline]
     pub(crate) fn write_value(&self, v: u32, out: &mut Vec<u8>) {
-        out.extend_from_slice(&v.to_le_bytes()[..self.bytes]);
+        let b = v.to_le_bytes();
+        match self.bytes {
+            4 => out.extend_from_slice(&b),
+            3 => out.extend_from_slice(&b[..3]),
+            2 => out.extend_from_slice(&b[..2]),
+            _ => out.push(b[0]),
+        }
     }
 
     /// One loop per pixel size, so the size is no branch inside it.
