@@ -302,6 +302,41 @@ fn shared_tight_bytes_fit_every_viewer() {
     );
 }
 
+/// ZRLE in two halves: tile data made once serves viewers with different stream
+/// histories, each compressing it through its own stream.
+#[test]
+fn zrle_tiles_made_once_serve_every_viewer() {
+    let f = pf(16, 16, false, [31, 63, 31], [11, 5, 0]);
+    let fb1 = desktop(320, 240);
+    let mut fb2 = fb1.clone();
+    fb2.fill(Rect::new(100, 10, 80, 60), 0x00ab_cdef)
+        .expect("fill");
+    let (mut a, mut b) = (Encoder::new(f).expect("a"), Encoder::new(f).expect("b"));
+    a.set_encodings(&[16]);
+    b.set_encodings(&[16, -250]);
+    let (mut va, mut vb) = (Viewer::new(f, 320, 240), Viewer::new(f, 320, 240));
+    decode(
+        &mut va,
+        &update(&mut a, Encoding::Zrle, &fb1, &[fb1.bounds()]),
+        "a history",
+    );
+    let r = Rect::new(5, 5, 300, 200);
+    let mut plain = Vec::new();
+    a.zrle_tiles(&fb2, r, &mut plain).expect("tiles");
+    for (e, v, name) in [(&mut a, &mut va, "a"), (&mut b, &mut vb, "b")] {
+        let mut msg = Vec::new();
+        update_header(1, &mut msg);
+        assert_eq!(e.zrle_from_tiles(r, &plain, &mut msg), Ok(1));
+        decode(v, &msg, name);
+        assert_same(v, &fb2, r, name);
+    }
+    let mut out = Vec::new();
+    assert!(matches!(
+        a.zrle_tiles(&fb2, Rect::new(300, 0, 21, 1), &mut out),
+        Err(EncodeError::OutOfBounds(_))
+    ));
+}
+
 /// CopyRect moves pixels the viewer has; overlapping moves work.
 #[test]
 fn copy_rect_moves_what_the_viewer_has() {

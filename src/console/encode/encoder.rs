@@ -232,6 +232,42 @@ impl Encoder {
         Ok(1)
     }
 
+    /// ZRLE's first half, for encoding an update once for many viewers: appends the
+    /// uncompressed tile data of `r` to `plain`. It depends only on the pixels and the
+    /// pixel format, so it serves every viewer whose [`Encoder::format`] is equal; each
+    /// then compresses it through its own stream with [`Encoder::zrle_from_tiles`].
+    ///
+    /// # Errors
+    /// [`EncodeError::OutOfBounds`].
+    pub fn zrle_tiles(
+        &mut self,
+        fb: &Framebuffer,
+        r: Rect,
+        plain: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        fb.check(r)?;
+        zrle::plain(&self.cpixel, &mut self.scratch, fb, r, plain);
+        Ok(())
+    }
+
+    /// ZRLE's second half: appends the ZRLE rectangle `r` made from `plain` (from
+    /// [`Encoder::zrle_tiles`] of a viewer with the same pixel format) through this
+    /// viewer's zlib stream. Returns the rectangle count (1).
+    ///
+    /// # Errors
+    /// [`EncodeError::Deflate`]; the viewer must then be closed.
+    pub fn zrle_from_tiles(
+        &mut self,
+        r: Rect,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<u16, EncodeError> {
+        let level = self.zlib_level();
+        let z = self.zrle.get_or_insert_with(|| Deflater::new(level));
+        zrle::from_plain(z, r, plain, out)?;
+        Ok(1)
+    }
+
     /// Shared Tight: every Tight chunk that compresses resets the zlib stream, so the
     /// output no longer depends on this viewer's history and can be encoded once for all
     /// viewers with the same [`TightShareKey`] (then copied to each). Turning it off

@@ -10,9 +10,14 @@
 //!   RGBX), PIXEL, ZRLE's CPIXEL and Tight's TPIXEL.
 //! - [`Encodings`] (`encodings.rs`): what SetEncodings asked for, in the viewer's order.
 //! - `rect.rs`: headers, encoding numbers, Raw (0) and CopyRect (1).
-//! - `hextile.rs` (5), `zrle.rs` (16), `tight.rs` (7: fill, palette, copy, JPEG; a shared
-//!   mode whose bytes depend on the pixels only, for encoding an update once for many
-//!   viewers, [`TightShareKey`]).
+//! - `hextile.rs` (5), `zrle.rs` (16), `tight.rs` (7: fill, palette, copy, JPEG).
+//!
+//! For one console fanned out to many viewers, the work can be shared: Raw and Hextile
+//! bytes depend only on the pixels and the format; ZRLE splits into tile data made once
+//! per format ([`Encoder::zrle_tiles`]) and each viewer's own compression of it
+//! ([`Encoder::zrle_from_tiles`]); Tight's shared mode ([`Encoder::set_shared_tight`])
+//! resets the zlib stream in every chunk so its bytes serve every viewer with the same
+//! [`TightShareKey`].
 //! - `pseudo.rs`: DesktopSize, ExtendedDesktopSize, DesktopName, LastRect, Cursor.
 //! - `deflate.rs`: a persistent zlib stream, sync-flushed per rectangle; `palette.rs`:
 //!   the colour analysis of a tile the encoders choose subencodings from.

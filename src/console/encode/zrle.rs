@@ -30,6 +30,70 @@ pub(crate) fn encode(
     header(r, ENC_ZRLE, out);
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
+    tiles(cp, s, fb, r, |bytes| {
+        z.push(bytes, out)?;
+        bytes.clear();
+        Ok(())
+    })?;
+    z.flush(&s.bytes, out)?;
+    s.bytes.clear();
+    patch_length(len_at, out)
+}
+
+/// Appends the uncompressed ZRLE data of `r` (its tiles) to `plain`: what
+/// [`from_plain`] compresses. It depends only on the pixels and the CPIXEL format.
+pub(crate) fn plain(
+    cp: &Translator,
+    s: &mut Scratch,
+    fb: &Framebuffer,
+    r: Rect,
+    plain: &mut Vec<u8>,
+) {
+    let gathered: Result<(), DeflateError> = tiles(cp, s, fb, r, |bytes| {
+        plain.extend_from_slice(bytes);
+        bytes.clear();
+        Ok(())
+    });
+    debug_assert!(gathered.is_ok(), "gathering cannot fail");
+    plain.extend_from_slice(&s.bytes);
+    s.bytes.clear();
+}
+
+/// Appends the ZRLE rectangle `r` made from `plain` (from [`plain`]) through this
+/// viewer's stream.
+///
+/// # Errors
+/// [`DeflateError`] (the stream is then unusable).
+pub(crate) fn from_plain(
+    z: &mut Deflater,
+    r: Rect,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), DeflateError> {
+    header(r, ENC_ZRLE, out);
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    z.flush(plain, out)?;
+    patch_length(len_at, out)
+}
+
+/// Writes the length of the zlib data that follows the 4 bytes at `len_at`.
+fn patch_length(len_at: usize, out: &mut [u8]) -> Result<(), DeflateError> {
+    let len = u32::try_from(out.len() - len_at - 4)
+        .map_err(|_| DeflateError::new("rectangle over 4 GiB compressed"))?;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Makes the tiles of `r` into `s.bytes`, calling `batch(&mut s.bytes)` whenever it
+/// holds [`BATCH`] bytes or more (the caller drains it).
+fn tiles(
+    cp: &Translator,
+    s: &mut Scratch,
+    fb: &Framebuffer,
+    r: Rect,
+    mut batch: impl FnMut(&mut Vec<u8>) -> Result<(), DeflateError>,
+) -> Result<(), DeflateError> {
     s.bytes.clear();
     for ty in (0..r.h).step_by(usize::from(TILE)) {
         for tx in (0..r.w).step_by(usize::from(TILE)) {
@@ -45,16 +109,10 @@ pub(crate) fn encode(
             }
             tile(cp, s, usize::from(t.w));
             if s.bytes.len() >= BATCH {
-                z.push(&s.bytes, out)?;
-                s.bytes.clear();
+                batch(&mut s.bytes)?;
             }
         }
     }
-    z.flush(&s.bytes, out)?;
-    s.bytes.clear();
-    let len = u32::try_from(out.len() - len_at - 4)
-        .map_err(|_| DeflateError::new("rectangle over 4 GiB compressed"))?;
-    out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
 
