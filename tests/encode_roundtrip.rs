@@ -1,0 +1,625 @@
+//! Console-mode encoders against an independent decoder (`tests/rfbref`, written from the
+//! protocol document): every encoding in every pixel format tcvnc serves, on a
+//! desktop-like screen, decodes back to the framebuffer exactly (Tight JPEG within a
+//! small error); refused formats are refused with a reason and never panic.
+
+mod rfbref;
+
+use proptest::prelude::*;
+use rfbref::{desktop, Viewer};
+use tcvnc::console::encode::{
+    check_format, desktop_name, desktop_size, extended_desktop_size, update_header, CursorImage,
+    EncodeError, Encoder, Encoding, FormatError, Screen, SizeReason,
+};
+use tcvnc::console::fb::{Framebuffer, Rect};
+use tcvnc::rfb::messages::PixelFormat;
+
+fn pf(bpp: u8, depth: u8, be: bool, max: [u16; 3], shift: [u8; 3]) -> PixelFormat {
+    PixelFormat {
+        bits_per_pixel: bpp,
+        depth,
+        big_endian: be,
+        true_colour: true,
+        red_max: max[0],
+        green_max: max[1],
+        blue_max: max[2],
+        red_shift: shift[0],
+        green_shift: shift[1],
+        blue_shift: shift[2],
+    }
+}
+
+/// Formats viewers send, and odd ones the spec allows.
+fn formats() -> Vec<(&'static str, PixelFormat)> {
+    vec![
+        ("rgb888-le", pf(32, 24, false, [255; 3], [16, 8, 0])),
+        ("rgb888-be", pf(32, 24, true, [255; 3], [16, 8, 0])),
+        ("rgbx-le", pf(32, 24, false, [255; 3], [0, 8, 16])),
+        ("high-le", pf(32, 24, false, [255; 3], [24, 16, 8])),
+        ("high-be", pf(32, 24, true, [255; 3], [8, 16, 24])),
+        ("depth32-le", pf(32, 32, false, [255; 3], [16, 8, 0])),
+        ("rgb101010-be", pf(32, 30, true, [1023; 3], [20, 10, 0])),
+        ("rgb565-le", pf(16, 16, false, [31, 63, 31], [11, 5, 0])),
+        ("rgb565-be", pf(16, 16, true, [31, 63, 31], [11, 5, 0])),
+        ("rgb555-be", pf(16, 15, true, [31, 31, 31], [10, 5, 0])),
+        ("bgr444-le", pf(16, 12, false, [15, 15, 15], [0, 4, 8])),
+        ("bgr233", pf(8, 8, false, [7, 7, 3], [0, 3, 6])),
+        ("rgb332-be", pf(8, 8, true, [7, 7, 3], [5, 2, 0])),
+    ]
+}
+
+const ENCODINGS: [Encoding; 4] = [
+    Encoding::Raw,
+    Encoding::Hextile,
+    Encoding::Zrle,
+    Encoding::Tight,
+];
+
+/// One FramebufferUpdate of `rects`, each in `enc`.
+fn update(e: &mut Encoder, enc: Encoding, fb: &Framebuffer, rects: &[Rect]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut n = 0u16;
+    for &r in rects {
+        n += e.encode_as(enc, fb, r, &mut body).expect("encode");
+    }
+    let mut msg = Vec::new();
+    update_header(n, &mut msg);
+    msg.extend_from_slice(&body);
+    msg
+}
+
+/// The viewer's screen equals `fb` within `r` (channel bits only; padding is free).
+fn assert_same(v: &Viewer, fb: &Framebuffer, r: Rect, what: &str) {
+    let mask = v.used_mask();
+    let mut bad = 0;
+    let mut first = None;
+    for y in r.y..r.y + r.h {
+        for x in r.x..r.x + r.w {
+            let p = fb.get(x, y).expect("in fb");
+            let want = v.value_of_rgb((p >> 16) as u8, (p >> 8) as u8, p as u8) & mask;
+            let got = v.screen[usize::from(y) * usize::from(v.width) + usize::from(x)] & mask;
+            if got != want {
+                bad += 1;
+                first.get_or_insert((x, y, got, want));
+            }
+        }
+    }
+    assert_eq!(bad, 0, "{what}: {bad} pixels differ, first {first:x?}");
+}
+
+fn decode(v: &mut Viewer, msg: &[u8], what: &str) {
+    let used = v
+        .update(msg)
+        .unwrap_or_else(|e| panic!("{what}: decode: {e}"));
+    assert_eq!(used, msg.len(), "{what}: trailing bytes");
+}
+
+/// Every encoding × every format: several updates on one connection (the zlib streams
+/// carry over), partial and edge rectangles, the screen changing between updates.
+#[test]
+fn every_encoding_in_every_format_decodes_exactly() {
+    let (w, h) = (300u16, 200u16);
+    for (name, f) in formats() {
+        for enc in ENCODINGS {
+            let what = format!("{name} {enc:?}");
+            let mut fb = desktop(w, h);
+            let mut e = Encoder::new(f).unwrap_or_else(|err| panic!("{what}: {err}"));
+            e.set_encodings(&[enc.id()]);
+            let mut v = Viewer::new(f, w, h);
+            let rects = [
+                fb.bounds(),
+                Rect::new(13, 7, 200, 100),
+                Rect::new(w - 1, h - 1, 1, 1),
+                Rect::new(0, h - 10, w, 10),
+                Rect::new(64, 64, 65, 17),
+            ];
+            for (i, &r) in rects.iter().enumerate() {
+                // Change part of the screen, then send it.
+                fb.fill(
+                    Rect::new(20 + i as u16 * 9, 30, 40, 20),
+                    0x0011_2233 * (i as u32 + 1),
+                )
+                .expect("fill");
+                let msg = update(&mut e, enc, &fb, &[r]);
+                decode(&mut v, &msg, &what);
+                assert_same(&v, &fb, r, &format!("{what} rect {i}"));
+            }
+            // Two rectangles in one update.
+            let msg = update(&mut e, enc, &fb, &[Rect::new(0, 0, 50, 50), fb.bounds()]);
+            decode(&mut v, &msg, &what);
+            assert_same(&v, &fb, fb.bounds(), &what);
+        }
+    }
+}
+
+/// A full HD screen through ZRLE, Tight and Hextile: every subencoding shows up, and the
+/// result is exact.
+#[test]
+fn full_hd_uses_every_subencoding() {
+    let fb = desktop(1920, 1080);
+    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    for enc in [Encoding::Zrle, Encoding::Tight, Encoding::Hextile] {
+        let mut e = Encoder::new(f).expect("format");
+        e.set_encodings(&[enc.id()]);
+        let mut v = Viewer::new(f, 1920, 1080);
+        let msg = update(&mut e, enc, &fb, &[fb.bounds()]);
+        decode(&mut v, &msg, &format!("{enc:?}"));
+        assert_same(&v, &fb, fb.bounds(), &format!("{enc:?}"));
+        let raw = 1920 * 1080 * 4;
+        eprintln!(
+            "{enc:?}: {} bytes ({:.1}% of raw)",
+            msg.len(),
+            msg.len() as f64 * 100.0 / raw as f64
+        );
+        match enc {
+            Encoding::Zrle => {
+                let k = &v.zrle_kinds;
+                assert!(
+                    k.contains(&0) && k.contains(&1),
+                    "raw and solid tiles: {k:?}"
+                );
+                assert!(k.iter().any(|s| (2..=16).contains(s)), "packed: {k:?}");
+                assert!(
+                    k.contains(&128) || k.iter().any(|&s| s >= 130),
+                    "rle: {k:?}"
+                );
+            }
+            Encoding::Tight => {
+                let k = &v.tight_kinds;
+                for want in ["fill", "palette2", "palette", "copy"] {
+                    assert!(k.contains(&want), "{want}: {k:?}");
+                }
+                assert!(!k.contains(&"jpeg"), "no JPEG without a quality level");
+            }
+            _ => {
+                let k = &v.hextile_kinds;
+                for want in ["raw", "bg", "mono", "coloured"] {
+                    assert!(k.contains(&want), "{want}: {k:?}");
+                }
+            }
+        }
+    }
+}
+
+/// Tight JPEG for a viewer that sent a quality level: photo-like chunks go JPEG and come
+/// back close; the rest stays exact. 8-bit viewers never get JPEG.
+#[test]
+fn tight_jpeg_for_viewers_that_ask() {
+    let fb = desktop(640, 480);
+    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let mut e = Encoder::new(f).expect("format");
+    e.set_encodings(&[7, -23]);
+    assert_eq!(e.choose(fb.bounds()), Encoding::Tight);
+    let mut v = Viewer::new(f, 640, 480);
+    let msg = update(&mut e, Encoding::Tight, &fb, &[fb.bounds()]);
+    decode(&mut v, &msg, "jpeg");
+    assert!(!v.jpeg_rects.is_empty(), "some JPEG: {:?}", v.tight_kinds);
+    let (mut err, mut n) = (0u64, 0u64);
+    for &(x, y, w, h) in &v.jpeg_rects {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                let p = fb.get(xx as u16, yy as u16).expect("px");
+                let q = v.screen[yy * 640 + xx];
+                for s in [0, 8, 16] {
+                    err += u64::from(((p >> s) & 255).abs_diff((q >> s) & 255));
+                    n += 1;
+                }
+            }
+        }
+    }
+    let mean = err as f64 / n as f64;
+    assert!(mean < 8.0, "mean JPEG error {mean}");
+    // Chunks not sent as JPEG are exact.
+    for c in 0..640 * 480 {
+        let (x, y) = (c % 640, c / 640);
+        if v.jpeg_rects
+            .iter()
+            .any(|&(rx, ry, rw, rh)| x >= rx && x < rx + rw && y >= ry && y < ry + rh)
+        {
+            continue;
+        }
+        let p = fb.get(x as u16, y as u16).expect("px");
+        assert_eq!(v.screen[c] & 0xff_ffff, p, "pixel {x},{y}");
+    }
+    let mut e8 = Encoder::new(pf(8, 8, false, [7, 7, 3], [0, 3, 6])).expect("8 bit");
+    e8.set_encodings(&[7, -23]);
+    assert_eq!(e8.jpeg_quality(), None);
+}
+
+/// A new compression level resets Tight's stream (the reset bit), and the viewer keeps up.
+#[test]
+fn tight_level_change_resets_the_stream() {
+    let fb = desktop(320, 240);
+    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let mut e = Encoder::new(f).expect("format");
+    let mut v = Viewer::new(f, 320, 240);
+    e.set_encodings(&[7, -256 + 9]);
+    decode(
+        &mut v,
+        &update(&mut e, Encoding::Tight, &fb, &[fb.bounds()]),
+        "level 9",
+    );
+    assert_eq!(v.tight_resets, 0);
+    e.set_encodings(&[7, -256 + 1]);
+    decode(
+        &mut v,
+        &update(&mut e, Encoding::Tight, &fb, &[fb.bounds()]),
+        "level 1",
+    );
+    assert_eq!(v.tight_resets, 1, "stream 0 reset");
+    assert_same(&v, &fb, fb.bounds(), "after reset");
+}
+
+/// Shared Tight: encoders with different histories give the same bytes for the same
+/// update, each viewer decodes the bytes the other encoder made, and leaving shared mode
+/// resets the viewer's stream.
+#[test]
+fn shared_tight_bytes_fit_every_viewer() {
+    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let fb1 = desktop(320, 240);
+    let mut fb2 = fb1.clone();
+    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
+        .expect("fill");
+    let (mut a, mut b) = (Encoder::new(f).expect("a"), Encoder::new(f).expect("b"));
+    a.set_encodings(&[7, -254]);
+    b.set_encodings(&[7, -254]);
+    let (mut va, mut vb) = (Viewer::new(f, 320, 240), Viewer::new(f, 320, 240));
+    // Viewer A has a history on its own stream first.
+    decode(
+        &mut va,
+        &update(&mut a, Encoding::Tight, &fb1, &[fb1.bounds()]),
+        "a alone",
+    );
+    assert_eq!(a.tight_share_key(), None);
+    a.set_shared_tight(true);
+    b.set_shared_tight(true);
+    assert!(a.tight_share_key().is_some());
+    assert_eq!(a.tight_share_key(), b.tight_share_key());
+    let from_a = update(&mut a, Encoding::Tight, &fb2, &[fb2.bounds()]);
+    let from_b = update(&mut b, Encoding::Tight, &fb2, &[fb2.bounds()]);
+    assert_eq!(from_a, from_b, "shared bytes do not depend on history");
+    decode(&mut va, &from_b, "b's bytes to a");
+    decode(&mut vb, &from_a, "a's bytes to b");
+    assert_same(&va, &fb2, fb2.bounds(), "viewer a");
+    assert_same(&vb, &fb2, fb2.bounds(), "viewer b");
+    // Back to a stream of its own: the first compressed chunk resets the viewer's.
+    a.set_shared_tight(false);
+    va.tight_resets = 0;
+    decode(
+        &mut va,
+        &update(&mut a, Encoding::Tight, &fb1, &[fb1.bounds()]),
+        "a alone again",
+    );
+    assert_eq!(va.tight_resets & 1, 1);
+    assert_same(&va, &fb1, fb1.bounds(), "viewer a after shared mode");
+    let mut c = Encoder::new(f).expect("c");
+    c.set_encodings(&[7, -254, -26]);
+    c.set_shared_tight(true);
+    assert_ne!(
+        c.tight_share_key(),
+        b.tight_share_key(),
+        "JPEG quality is part of the key"
+    );
+}
+
+/// ZRLE in two halves: tile data made once serves viewers with different stream
+/// histories, each compressing it through its own stream.
+#[test]
+fn zrle_tiles_made_once_serve_every_viewer() {
+    let f = pf(16, 16, false, [31, 63, 31], [11, 5, 0]);
+    let fb1 = desktop(320, 240);
+    let mut fb2 = fb1.clone();
+    fb2.fill(Rect::new(100, 10, 80, 60), 0x00ab_cdef)
+        .expect("fill");
+    let (mut a, mut b) = (Encoder::new(f).expect("a"), Encoder::new(f).expect("b"));
+    a.set_encodings(&[16]);
+    b.set_encodings(&[16, -250]);
+    let (mut va, mut vb) = (Viewer::new(f, 320, 240), Viewer::new(f, 320, 240));
+    decode(
+        &mut va,
+        &update(&mut a, Encoding::Zrle, &fb1, &[fb1.bounds()]),
+        "a history",
+    );
+    let r = Rect::new(5, 5, 300, 200);
+    let mut plain = Vec::new();
+    a.zrle_tiles(&fb2, r, &mut plain).expect("tiles");
+    for (e, v, name) in [(&mut a, &mut va, "a"), (&mut b, &mut vb, "b")] {
+        let mut msg = Vec::new();
+        update_header(1, &mut msg);
+        assert_eq!(e.zrle_from_tiles(r, &plain, &mut msg), Ok(1));
+        decode(v, &msg, name);
+        assert_same(v, &fb2, r, name);
+    }
+    let mut out = Vec::new();
+    assert!(matches!(
+        a.zrle_tiles(&fb2, Rect::new(300, 0, 21, 1), &mut out),
+        Err(EncodeError::OutOfBounds(_))
+    ));
+}
+
+/// CopyRect moves pixels the viewer has; overlapping moves work.
+#[test]
+fn copy_rect_moves_what_the_viewer_has() {
+    let mut fb = desktop(200, 150);
+    let f = pf(16, 16, true, [31, 63, 31], [11, 5, 0]);
+    let mut e = Encoder::new(f).expect("format");
+    e.set_encodings(&[1, 0]);
+    assert!(e.encodings().copy_rect);
+    let mut v = Viewer::new(f, 200, 150);
+    decode(
+        &mut v,
+        &update(&mut e, Encoding::Raw, &fb, &[fb.bounds()]),
+        "raw",
+    );
+    for (dst, sx, sy) in [
+        (Rect::new(10, 20, 100, 50), 15, 25),
+        (Rect::new(0, 0, 200, 100), 0, 50),
+        (Rect::new(50, 60, 30, 30), 0, 0),
+    ] {
+        fb.copy(dst, sx, sy).expect("copy");
+        let mut msg = Vec::new();
+        update_header(1, &mut msg);
+        e.copy_rect(dst, sx, sy, &mut msg);
+        decode(&mut v, &msg, "copyrect");
+        assert_same(&v, &fb, fb.bounds(), "copyrect");
+    }
+}
+
+/// The pseudo-encodings decode to what was meant.
+#[test]
+fn pseudo_encodings() {
+    let f = pf(16, 16, false, [31, 63, 31], [11, 5, 0]);
+    let mut v = Viewer::new(f, 10, 10);
+    let mut msg = Vec::new();
+    update_header(4, &mut msg);
+    desktop_size(640, 480, &mut msg);
+    let long = "é".repeat(600); // 1200 bytes: cut at a character boundary
+    desktop_name(&long, &mut msg);
+    let e = Encoder::new(f).expect("format");
+    let cursor = CursorImage {
+        hot_x: 2,
+        hot_y: 3,
+        width: 9,
+        height: 2,
+        pixels: (0..18).map(|i| i * 0x0010_2030).collect(),
+        mask: vec![0xff, 0x80, 0x55, 0x00],
+    };
+    e.cursor(&cursor, &mut msg).expect("cursor");
+    let screens = [Screen {
+        id: 7,
+        area: Rect::new(0, 0, 800, 600),
+        flags: 0,
+    }];
+    extended_desktop_size(800, 600, SizeReason::OtherClient, 0, &screens, &mut msg);
+    decode(&mut v, &msg, "pseudo");
+    assert_eq!(v.seen, [-223, -307, -239, -308]);
+    let name = v.name.clone().expect("name");
+    assert!(name.len() <= 1024 && name.chars().all(|c| c == 'é') && !name.is_empty());
+    let c = v.cursor.clone().expect("cursor");
+    assert_eq!(
+        (c.hot, c.size, c.mask.clone()),
+        ((2, 3), (9, 2), cursor.mask.clone())
+    );
+    for (i, &p) in cursor.pixels.iter().enumerate() {
+        let want = v.value_of_rgb((p >> 16) as u8, (p >> 8) as u8, p as u8);
+        assert_eq!(c.pixels[i], want, "cursor pixel {i}");
+    }
+    let x = v.ext_size.clone().expect("ext size");
+    assert_eq!((x.reason, x.status, x.width, x.height), (2, 0, 800, 600));
+    assert_eq!(x.screens, [(7, 0, 0, 800, 600, 0)]);
+    assert_eq!((v.width, v.height), (800, 600));
+    let bad = CursorImage {
+        width: 9,
+        height: 2,
+        ..CursorImage::default()
+    };
+    assert!(matches!(
+        e.cursor(&bad, &mut msg),
+        Err(EncodeError::Cursor(_))
+    ));
+}
+
+/// Rectangles outside the screen are errors, whatever the encoding.
+#[test]
+fn out_of_bounds_rectangles_are_errors() {
+    let fb = Framebuffer::new(100, 100);
+    let mut e = Encoder::new(pf(32, 24, false, [255; 3], [16, 8, 0])).expect("format");
+    for enc in ENCODINGS {
+        for r in [
+            Rect::new(90, 0, 11, 1),
+            Rect::new(u16::MAX, u16::MAX, u16::MAX, 1),
+        ] {
+            let mut out = Vec::new();
+            assert!(matches!(
+                e.encode_as(enc, &fb, r, &mut out),
+                Err(EncodeError::OutOfBounds(_))
+            ));
+        }
+        // Empty rectangles are fine (a header and nothing, or nothing).
+        let mut out = Vec::new();
+        e.encode_as(enc, &fb, Rect::new(5, 5, 0, 3), &mut out)
+            .expect("empty");
+    }
+}
+
+/// The colour-map refusal carries a reason a viewer can be shown; a refused
+/// SetPixelFormat leaves the old format in force.
+#[test]
+fn colour_map_is_refused_with_a_reason() {
+    let good = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let cm = PixelFormat {
+        true_colour: false,
+        ..pf(8, 8, false, [0; 3], [0; 3])
+    };
+    let err = Encoder::new(cm).expect_err("refused");
+    assert_eq!(err, FormatError::ColourMap);
+    assert!(err.to_string().contains("colour-map"), "{err}");
+    let mut e = Encoder::new(good).expect("good");
+    assert_eq!(e.set_pixel_format(cm), Err(FormatError::ColourMap));
+    assert_eq!(*e.format(), good);
+    e.set_pixel_format(pf(16, 16, true, [31, 63, 31], [11, 5, 0]))
+        .expect("565");
+    assert_eq!(e.format().bits_per_pixel, 16);
+}
+
+/// An independent statement of which formats are servable.
+fn servable(f: &PixelFormat) -> bool {
+    let ok_max = |m: u16| m != 0 && (u32::from(m) + 1).is_power_of_two();
+    let bits = |m: u16| 32 - u32::from(m).leading_zeros();
+    if !f.true_colour || ![8, 16, 32].contains(&f.bits_per_pixel) {
+        return false;
+    }
+    let ch = [
+        (f.red_max, f.red_shift),
+        (f.green_max, f.green_shift),
+        (f.blue_max, f.blue_shift),
+    ];
+    let mut used = 0u64;
+    for (m, s) in ch {
+        if !ok_max(m) || bits(m) + u32::from(s) > u32::from(f.bits_per_pixel) {
+            return false;
+        }
+        let mask = u64::from(m) << s;
+        if used & mask != 0 {
+            return false;
+        }
+        used |= mask;
+    }
+    true
+}
+
+fn any_format() -> impl Strategy<Value = PixelFormat> {
+    let bpp = prop_oneof![Just(8u8), Just(16), Just(32), any::<u8>()];
+    let max = prop_oneof![
+        (1u32..=16).prop_map(|n| ((1u32 << n) - 1) as u16),
+        any::<u16>()
+    ];
+    let shift = prop_oneof![0u8..32, any::<u8>()];
+    (
+        bpp,
+        any::<u8>(),
+        any::<bool>(),
+        prop_oneof![9 => Just(true), 1 => Just(false)],
+        (max.clone(), max.clone(), max),
+        (shift.clone(), shift.clone(), shift),
+    )
+        .prop_map(
+            |(bpp, depth, be, tc, (rm, gm, bm), (rs, gs, bs))| PixelFormat {
+                bits_per_pixel: bpp,
+                depth,
+                big_endian: be,
+                true_colour: tc,
+                red_max: rm,
+                green_max: gm,
+                blue_max: bm,
+                red_shift: rs,
+                green_shift: gs,
+                blue_shift: bs,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any SetPixelFormat: refused exactly when not servable, never a panic; an accepted
+    /// one round-trips through every encoding.
+    #[test]
+    fn any_pixel_format_is_served_or_refused(f in any_format()) {
+        let accepted = Encoder::new(f);
+        prop_assert_eq!(accepted.is_ok(), servable(&f), "{:?}: {:?}", f, accepted.as_ref().err());
+        prop_assert_eq!(check_format(&f).is_ok(), servable(&f));
+        if let Ok(mut e) = accepted {
+            let fb = desktop(70, 40);
+            for enc in ENCODINGS {
+                e.set_encodings(&[enc.id()]);
+                let mut v = Viewer::new(f, 70, 40);
+                let msg = update(&mut e, enc, &fb, &[fb.bounds()]);
+                let used = v.update(&msg).map_err(|err| TestCaseError::fail(format!("{enc:?}: {err}")))?;
+                prop_assert_eq!(used, msg.len());
+                let mask = v.used_mask();
+                for (i, &p) in fb.pixels().iter().enumerate() {
+                    let want = v.value_of_rgb((p >> 16) as u8, (p >> 8) as u8, p as u8) & mask;
+                    prop_assert_eq!(v.screen[i] & mask, want, "{:?} pixel {}", enc, i);
+                }
+            }
+        }
+    }
+}
+
+/// A screen of a few colours with random pixels sprinkled (runs, palettes and raw tiles
+/// all possible), of any size up to 150 × 90.
+fn any_screen() -> impl Strategy<Value = Framebuffer> {
+    (
+        1u16..150,
+        1u16..90,
+        prop::collection::vec(any::<u32>(), 1..64),
+        any::<u64>(),
+    )
+        .prop_map(|(w, h, colours, seed)| {
+            let mut fb = Framebuffer::new(w, h);
+            let mut s = seed | 1;
+            let px: Vec<u32> = (0..usize::from(w) * usize::from(h))
+                .map(|i| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    // Mostly runs of one colour, sometimes a fresh random pixel.
+                    if s % 7 == 0 {
+                        (s >> 8) as u32 & 0x00ff_ffff
+                    } else {
+                        colours[(i / (1 + (s % 5) as usize)) % colours.len()] & 0x00ff_ffff
+                    }
+                })
+                .collect();
+            fb.put(fb.bounds(), &px).expect("fits");
+            fb
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any screen, any rectangle within it, any encoding, a 32- or 16-bit viewer: the
+    /// reference decoder gets the screen back exactly.
+    #[test]
+    fn any_screen_any_rect_round_trips(
+        fb in any_screen(),
+        (fx, fy, fw, fh) in (0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0),
+        enc in prop::sample::select(ENCODINGS.to_vec()),
+        sixteen in any::<bool>(),
+    ) {
+        let (w, h) = (fb.width(), fb.height());
+        let x = (f64::from(w) * fx) as u16 % w;
+        let y = (f64::from(h) * fy) as u16 % h;
+        let r = Rect::new(x, y, 1 + ((f64::from(w - x - 1)) * fw) as u16, 1 + ((f64::from(h - y - 1)) * fh) as u16);
+        let f = if sixteen {
+            pf(16, 16, true, [31, 63, 31], [11, 5, 0])
+        } else {
+            pf(32, 24, false, [255; 3], [16, 8, 0])
+        };
+        let mut e = Encoder::new(f).expect("format");
+        e.set_encodings(&[enc.id()]);
+        let mut v = Viewer::new(f, w, h);
+        let msg = update(&mut e, enc, &fb, &[r]);
+        let used = v.update(&msg).map_err(|err| TestCaseError::fail(format!("{enc:?} {r:?}: {err}")))?;
+        prop_assert_eq!(used, msg.len());
+        let mask = v.used_mask();
+        for yy in r.y..r.y + r.h {
+            for xx in r.x..r.x + r.w {
+                let p = fb.get(xx, yy).expect("in");
+                let want = v.value_of_rgb((p >> 16) as u8, (p >> 8) as u8, p as u8) & mask;
+                let got = v.screen[usize::from(yy) * usize::from(w) + usize::from(xx)] & mask;
+                prop_assert_eq!(got, want, "{:?} {:?} at {},{}", enc, r, xx, yy);
+            }
+        }
+    }
+}
