@@ -26,9 +26,12 @@
 //! - [`budget`]: the per-instance URL window and the API rate limit.
 //! - [`fleet`]: what replicas share through Redis (`[fleet]`): URL windows, the API rate, console claims.
 //! - [`cloud`]: signing, credentials, the API client and its errors, the console URL, instance states.
-//! - [`upstream`]: dialling the console URL (TLS, upgrade, checks).
+//! - [`upstream`]: dialling the console URL (TLS, upgrade, checks); [`tls`] the crypto
+//!   provider, client configs and the upstream's TLS stream (rustls's unbuffered API).
 //! - [`rfb`]: the RFB handshake on both sides, VNC authentication, messages.
 //! - [`bridge`]: the two pumps; [`client`] the viewer's stream (TCP or websocket); [`ws`] RFC 6455 framing.
+//! - [`console`]: console mode's codec layer so far (framebuffer, decoders, per-viewer
+//!   encoders); not wired into sessions yet.
 //! - [`outcome`]: what each party is told when a session fails; [`logsum`] summarised repeats.
 //! - `sim` (cargo feature `sim`, on by default): the cloud simulator.
 //! - [`metrics`], [`systemd`], [`shutdown`], [`redact`], [`tls`], [`net`], [`http_util`]: plumbing.
