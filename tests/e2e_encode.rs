@@ -262,110 +262,152 @@ async fn novnc_site(
     std::net::SocketAddr,
     tokio::task::JoinHandle<Result<Served, String>>,
 ) {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
-
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
+        // Every connection is read on its own task: Chromium opens connections it uses
+        // later (or never), and one such connection must not hold up the others. The
+        // websocket comes back here; files are served where they were asked for.
+        let (found, mut websockets) = tokio::sync::mpsc::unbounded_channel();
+        let (finished, mut done) = tokio::sync::mpsc::unbounded_channel();
         loop {
-            let (mut tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
-            // The request head, byte by byte (small; the body is empty).
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
-                match tcp.read_u8().await {
-                    Ok(b) => head.push(b),
-                    Err(_) => break,
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (mut tcp, _) = accepted.map_err(|e| e.to_string())?;
+                    let found = found.clone();
+                    tokio::spawn(async move {
+                        let head = read_head(&mut tcp).await;
+                        if head.to_ascii_lowercase().contains("sec-websocket-key:") {
+                            let _ = found.send((tcp, head));
+                        } else {
+                            serve_novnc_file(tcp, &head).await;
+                        }
+                    });
+                    continue;
                 }
+                Some((tcp, head)) = websockets.recv() => {
+                    // Served on its own task too: the page may still be loading files.
+                    let (fb, finished) = (fb.clone(), finished.clone());
+                    tokio::spawn(async move {
+                        let _ = finished.send(serve_websocket(tcp, head, fb, init, forced, lossy).await);
+                    });
+                }
+                Some(result) = done.recv() => return result,
             }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            let header = |name: &str| {
-                head.lines().find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim()
-                        .eq_ignore_ascii_case(name)
-                        .then(|| v.trim().to_owned())
-                })
-            };
-            if let Some(key) = header("sec-websocket-key") {
-                let mut answer = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
-                    derive_accept_key(key.as_bytes())
-                );
-                if header("sec-websocket-protocol").is_some_and(|p| p.contains("binary")) {
-                    answer.push_str("Sec-WebSocket-Protocol: binary\r\n");
-                }
-                answer.push_str("\r\n");
-                tcp.write_all(answer.as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let ws =
-                    tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Server, None)
-                        .await;
-                let (mut ws_tx, mut ws_rx) = ws.split();
-                let (ours, theirs) = tokio::io::duplex(1 << 20);
-                let server = tokio::spawn(serve_stream(theirs, fb.clone(), init, forced, lossy));
-                let (mut rd, mut wr) = tokio::io::split(ours);
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    tokio::select! {
-                        msg = ws_rx.next() => match msg {
-                            Some(Ok(Message::Binary(b))) => {
-                                if wr.write_all(&b).await.is_err() { break; }
-                            }
-                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                            Some(Ok(_)) => {}
-                        },
-                        n = rd.read(&mut buf) => match n {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if ws_tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
-                                    break;
-                                }
-                            }
-                        },
-                    }
-                }
-                drop(wr);
-                drop(rd);
-                return server.await.map_err(|e| e.to_string())?;
-            }
-            // A file of noVNC's.
-            let path = head
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .split('?')
-                .next()
-                .unwrap_or("/")
-                .to_owned();
-            let rel = path.trim_start_matches('/');
-            let file = std::path::Path::new("/usr/share/novnc").join(rel);
-            let ok = !rel.contains("..") && file.is_file();
-            let body = if ok {
-                std::fs::read(&file).unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let kind = match file.extension().and_then(|e| e.to_str()) {
-                Some("html") => "text/html",
-                Some("js") => "text/javascript",
-                Some("css") => "text/css",
-                Some("svg") => "image/svg+xml",
-                Some("png") => "image/png",
-                _ => "application/octet-stream",
-            };
-            let status = if ok { "200 OK" } else { "404 Not Found" };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = tcp.write_all(reply.as_bytes()).await;
-            let _ = tcp.write_all(&body).await;
-            let _ = tcp.shutdown().await;
         }
     });
     (addr, task)
+}
+
+/// The websocket of a noVNC page: bytes between it and a test server of `fb`.
+async fn serve_websocket(
+    mut tcp: tokio::net::TcpStream,
+    head: String,
+    fb: Framebuffer,
+    init: PixelFormat,
+    forced: Encoding,
+    lossy: Lossy,
+) -> Result<Served, String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    if let Some(key) = header("sec-websocket-key") {
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+            derive_accept_key(key.as_bytes())
+        );
+        if header("sec-websocket-protocol").is_some_and(|p| p.contains("binary")) {
+            answer.push_str("Sec-WebSocket-Protocol: binary\r\n");
+        }
+        answer.push_str("\r\n");
+        tcp.write_all(answer.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Server, None).await;
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(serve_stream(theirs, fb.clone(), init, forced, lossy));
+        let (mut rd, mut wr) = tokio::io::split(ours);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                msg = ws_rx.next() => match msg {
+                    Some(Ok(Message::Binary(b))) => {
+                        if wr.write_all(&b).await.is_err() { break; }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+                n = rd.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if ws_tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        drop(wr);
+        drop(rd);
+        return server.await.map_err(|e| e.to_string())?;
+    }
+    Err("a websocket request without a Sec-WebSocket-Key".into())
+}
+
+/// A request head, byte by byte (small; the body is empty).
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match tcp.read_u8().await {
+            Ok(b) => head.push(b),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Answers a request for one of noVNC's files (Debian's copy), then closes.
+async fn serve_novnc_file(mut tcp: tokio::net::TcpStream, head: &str) {
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .to_owned();
+    let rel = path.trim_start_matches('/');
+    let file = std::path::Path::new("/usr/share/novnc").join(rel);
+    let ok = !rel.contains("..") && file.is_file();
+    let body = if ok {
+        std::fs::read(&file).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let kind = match file.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html",
+        Some("js") => "text/javascript",
+        Some("css") => "text/css",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    };
+    let status = if ok { "200 OK" } else { "404 Not Found" };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tcp.write_all(reply.as_bytes()).await;
+    let _ = tcp.write_all(&body).await;
+    let _ = tcp.shutdown().await;
 }
 
 /// The RGB bytes of a PNG (Pillow, in the venv).
@@ -436,7 +478,8 @@ async fn e2e_novnc_decodes_every_encoding() {
             .expect("node runs");
         assert!(
             res.status.success(),
-            "{what}: {}",
+            "{what}: {} {}",
+            String::from_utf8_lossy(&res.stdout),
             String::from_utf8_lossy(&res.stderr)
         );
         let served = tokio::time::timeout(Duration::from_secs(20), site)
