@@ -171,18 +171,7 @@ async fn capture(fb: &Framebuffer, init: PixelFormat, forced: Encoding) -> (Vec<
 }
 
 fn pf(bpp: u8, be: bool, max: [u16; 3], shift: [u8; 3]) -> PixelFormat {
-    PixelFormat {
-        bits_per_pixel: bpp,
-        depth: if bpp == 32 { 24 } else { 16 },
-        big_endian: be,
-        true_colour: true,
-        red_max: max[0],
-        green_max: max[1],
-        blue_max: max[2],
-        red_shift: shift[0],
-        green_shift: shift[1],
-        blue_shift: shift[2],
-    }
+    PixelFormat::true_colour(bpp, if bpp == 32 { 24 } else { 16 }, be, max, shift)
 }
 
 /// Raw, Hextile and ZRLE as vncdotool decodes them: in the server's BGRX format (kept),

@@ -14,37 +14,61 @@ use tcvnc::console::encode::{
 use tcvnc::console::fb::{Framebuffer, Rect};
 use tcvnc::rfb::messages::PixelFormat;
 
-fn pf(bpp: u8, depth: u8, be: bool, max: [u16; 3], shift: [u8; 3]) -> PixelFormat {
-    PixelFormat {
-        bits_per_pixel: bpp,
-        depth,
-        big_endian: be,
-        true_colour: true,
-        red_max: max[0],
-        green_max: max[1],
-        blue_max: max[2],
-        red_shift: shift[0],
-        green_shift: shift[1],
-        blue_shift: shift[2],
-    }
-}
-
 /// Formats viewers send, and odd ones the spec allows.
 fn formats() -> Vec<(&'static str, PixelFormat)> {
     vec![
-        ("rgb888-le", pf(32, 24, false, [255; 3], [16, 8, 0])),
-        ("rgb888-be", pf(32, 24, true, [255; 3], [16, 8, 0])),
-        ("rgbx-le", pf(32, 24, false, [255; 3], [0, 8, 16])),
-        ("high-le", pf(32, 24, false, [255; 3], [24, 16, 8])),
-        ("high-be", pf(32, 24, true, [255; 3], [8, 16, 24])),
-        ("depth32-le", pf(32, 32, false, [255; 3], [16, 8, 0])),
-        ("rgb101010-be", pf(32, 30, true, [1023; 3], [20, 10, 0])),
-        ("rgb565-le", pf(16, 16, false, [31, 63, 31], [11, 5, 0])),
-        ("rgb565-be", pf(16, 16, true, [31, 63, 31], [11, 5, 0])),
-        ("rgb555-be", pf(16, 15, true, [31, 31, 31], [10, 5, 0])),
-        ("bgr444-le", pf(16, 12, false, [15, 15, 15], [0, 4, 8])),
-        ("bgr233", pf(8, 8, false, [7, 7, 3], [0, 3, 6])),
-        ("rgb332-be", pf(8, 8, true, [7, 7, 3], [5, 2, 0])),
+        (
+            "rgb888-le",
+            PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]),
+        ),
+        (
+            "rgb888-be",
+            PixelFormat::true_colour(32, 24, true, [255; 3], [16, 8, 0]),
+        ),
+        (
+            "rgbx-le",
+            PixelFormat::true_colour(32, 24, false, [255; 3], [0, 8, 16]),
+        ),
+        (
+            "high-le",
+            PixelFormat::true_colour(32, 24, false, [255; 3], [24, 16, 8]),
+        ),
+        (
+            "high-be",
+            PixelFormat::true_colour(32, 24, true, [255; 3], [8, 16, 24]),
+        ),
+        (
+            "depth32-le",
+            PixelFormat::true_colour(32, 32, false, [255; 3], [16, 8, 0]),
+        ),
+        (
+            "rgb101010-be",
+            PixelFormat::true_colour(32, 30, true, [1023; 3], [20, 10, 0]),
+        ),
+        (
+            "rgb565-le",
+            PixelFormat::true_colour(16, 16, false, [31, 63, 31], [11, 5, 0]),
+        ),
+        (
+            "rgb565-be",
+            PixelFormat::true_colour(16, 16, true, [31, 63, 31], [11, 5, 0]),
+        ),
+        (
+            "rgb555-be",
+            PixelFormat::true_colour(16, 15, true, [31, 31, 31], [10, 5, 0]),
+        ),
+        (
+            "bgr444-le",
+            PixelFormat::true_colour(16, 12, false, [15, 15, 15], [0, 4, 8]),
+        ),
+        (
+            "bgr233",
+            PixelFormat::true_colour(8, 8, false, [7, 7, 3], [0, 3, 6]),
+        ),
+        (
+            "rgb332-be",
+            PixelFormat::true_colour(8, 8, true, [7, 7, 3], [5, 2, 0]),
+        ),
     ]
 }
 
@@ -137,7 +161,7 @@ fn every_encoding_in_every_format_decodes_exactly() {
 #[test]
 fn full_hd_uses_every_subencoding() {
     let fb = desktop(1920, 1080);
-    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
     for enc in [Encoding::Zrle, Encoding::Tight, Encoding::Hextile] {
         let mut e = Encoder::new(f).expect("format");
         e.set_encodings(&[enc.id()]);
@@ -186,7 +210,7 @@ fn full_hd_uses_every_subencoding() {
 #[test]
 fn tight_jpeg_for_viewers_that_ask() {
     let fb = desktop(640, 480);
-    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
     let mut e = Encoder::new(f).expect("format");
     e.set_encodings(&[7, -23]);
     assert_eq!(e.choose(fb.bounds()), Encoding::Tight);
@@ -221,7 +245,8 @@ fn tight_jpeg_for_viewers_that_ask() {
         let p = fb.get(x as u16, y as u16).expect("px");
         assert_eq!(v.screen[c] & 0xff_ffff, p, "pixel {x},{y}");
     }
-    let mut e8 = Encoder::new(pf(8, 8, false, [7, 7, 3], [0, 3, 6])).expect("8 bit");
+    let mut e8 =
+        Encoder::new(PixelFormat::true_colour(8, 8, false, [7, 7, 3], [0, 3, 6])).expect("8 bit");
     e8.set_encodings(&[7, -23]);
     assert_eq!(e8.jpeg_quality(), None);
 }
@@ -230,7 +255,7 @@ fn tight_jpeg_for_viewers_that_ask() {
 #[test]
 fn tight_level_change_resets_the_stream() {
     let fb = desktop(320, 240);
-    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
     let mut e = Encoder::new(f).expect("format");
     let mut v = Viewer::new(f, 320, 240);
     e.set_encodings(&[7, -256 + 9]);
@@ -255,7 +280,7 @@ fn tight_level_change_resets_the_stream() {
 /// resets the viewer's stream.
 #[test]
 fn shared_tight_bytes_fit_every_viewer() {
-    let f = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
     let fb1 = desktop(320, 240);
     let mut fb2 = fb1.clone();
     fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
@@ -306,7 +331,7 @@ fn shared_tight_bytes_fit_every_viewer() {
 /// histories, each compressing it through its own stream.
 #[test]
 fn zrle_tiles_made_once_serve_every_viewer() {
-    let f = pf(16, 16, false, [31, 63, 31], [11, 5, 0]);
+    let f = PixelFormat::true_colour(16, 16, false, [31, 63, 31], [11, 5, 0]);
     let fb1 = desktop(320, 240);
     let mut fb2 = fb1.clone();
     fb2.fill(Rect::new(100, 10, 80, 60), 0x00ab_cdef)
@@ -341,7 +366,7 @@ fn zrle_tiles_made_once_serve_every_viewer() {
 #[test]
 fn copy_rect_moves_what_the_viewer_has() {
     let mut fb = desktop(200, 150);
-    let f = pf(16, 16, true, [31, 63, 31], [11, 5, 0]);
+    let f = PixelFormat::true_colour(16, 16, true, [31, 63, 31], [11, 5, 0]);
     let mut e = Encoder::new(f).expect("format");
     e.set_encodings(&[1, 0]);
     assert!(e.encodings().copy_rect);
@@ -368,7 +393,7 @@ fn copy_rect_moves_what_the_viewer_has() {
 /// The pseudo-encodings decode to what was meant.
 #[test]
 fn pseudo_encodings() {
-    let f = pf(16, 16, false, [31, 63, 31], [11, 5, 0]);
+    let f = PixelFormat::true_colour(16, 16, false, [31, 63, 31], [11, 5, 0]);
     let mut v = Viewer::new(f, 10, 10);
     let mut msg = Vec::new();
     update_header(4, &mut msg);
@@ -423,7 +448,14 @@ fn pseudo_encodings() {
 #[test]
 fn out_of_bounds_rectangles_are_errors() {
     let fb = Framebuffer::new(100, 100);
-    let mut e = Encoder::new(pf(32, 24, false, [255; 3], [16, 8, 0])).expect("format");
+    let mut e = Encoder::new(PixelFormat::true_colour(
+        32,
+        24,
+        false,
+        [255; 3],
+        [16, 8, 0],
+    ))
+    .expect("format");
     for enc in ENCODINGS {
         for r in [
             Rect::new(90, 0, 11, 1),
@@ -446,10 +478,10 @@ fn out_of_bounds_rectangles_are_errors() {
 /// SetPixelFormat leaves the old format in force.
 #[test]
 fn colour_map_is_refused_with_a_reason() {
-    let good = pf(32, 24, false, [255; 3], [16, 8, 0]);
+    let good = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
     let cm = PixelFormat {
         true_colour: false,
-        ..pf(8, 8, false, [0; 3], [0; 3])
+        ..PixelFormat::true_colour(8, 8, false, [0; 3], [0; 3])
     };
     let err = Encoder::new(cm).expect_err("refused");
     assert_eq!(err, FormatError::ColourMap);
@@ -457,8 +489,14 @@ fn colour_map_is_refused_with_a_reason() {
     let mut e = Encoder::new(good).expect("good");
     assert_eq!(e.set_pixel_format(cm), Err(FormatError::ColourMap));
     assert_eq!(*e.format(), good);
-    e.set_pixel_format(pf(16, 16, true, [31, 63, 31], [11, 5, 0]))
-        .expect("565");
+    e.set_pixel_format(PixelFormat::true_colour(
+        16,
+        16,
+        true,
+        [31, 63, 31],
+        [11, 5, 0],
+    ))
+    .expect("565");
     assert_eq!(e.format().bits_per_pixel, 16);
 }
 
@@ -602,9 +640,9 @@ proptest! {
         let y = (f64::from(h) * fy) as u16 % h;
         let r = Rect::new(x, y, 1 + ((f64::from(w - x - 1)) * fw) as u16, 1 + ((f64::from(h - y - 1)) * fh) as u16);
         let f = if sixteen {
-            pf(16, 16, true, [31, 63, 31], [11, 5, 0])
+            PixelFormat::true_colour(16, 16, true, [31, 63, 31], [11, 5, 0])
         } else {
-            pf(32, 24, false, [255; 3], [16, 8, 0])
+            PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0])
         };
         let mut e = Encoder::new(f).expect("format");
         e.set_encodings(&[enc.id()]);

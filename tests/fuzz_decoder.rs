@@ -29,42 +29,9 @@ fn cases(default: u32) -> ProptestConfig {
 const HELD_LIMIT: usize = 1024 * 1024;
 
 const FORMATS: [PixelFormat; 3] = [
-    PixelFormat {
-        bits_per_pixel: 32,
-        depth: 24,
-        big_endian: false,
-        true_colour: true,
-        red_max: 255,
-        green_max: 255,
-        blue_max: 255,
-        red_shift: 16,
-        green_shift: 8,
-        blue_shift: 0,
-    },
-    PixelFormat {
-        bits_per_pixel: 16,
-        depth: 16,
-        big_endian: true,
-        true_colour: true,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
-    },
-    PixelFormat {
-        bits_per_pixel: 8,
-        depth: 8,
-        big_endian: false,
-        true_colour: true,
-        red_max: 7,
-        green_max: 7,
-        blue_max: 3,
-        red_shift: 0,
-        green_shift: 3,
-        blue_shift: 6,
-    },
+    PixelFormat::true_colour(32, 24, false, [255, 255, 255], [16, 8, 0]),
+    PixelFormat::true_colour(16, 16, true, [31, 63, 31], [11, 5, 0]),
+    PixelFormat::true_colour(8, 8, false, [7, 7, 3], [0, 3, 6]),
 ];
 
 /// Feeds `data` in pieces of `split` bytes until it is used up or an error; asserts the

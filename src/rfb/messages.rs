@@ -89,18 +89,31 @@ pub struct PixelFormat {
 #[cfg_attr(not(feature = "sim"), allow(dead_code))] // the simulator's
 impl PixelFormat {
     /// 32 bpp, depth 24, little-endian, RGB888.
-    pub(crate) const RGB888: PixelFormat = PixelFormat {
-        bits_per_pixel: 32,
-        depth: 24,
-        big_endian: false,
-        true_colour: true,
-        red_max: 255,
-        green_max: 255,
-        blue_max: 255,
-        red_shift: 16,
-        green_shift: 8,
-        blue_shift: 0,
-    };
+    pub(crate) const RGB888: PixelFormat =
+        PixelFormat::true_colour(32, 24, false, [255, 255, 255], [16, 8, 0]);
+
+    /// A true-colour format: bits per pixel, depth, byte order, and the red, green and
+    /// blue maxima and shifts.
+    pub const fn true_colour(
+        bits_per_pixel: u8,
+        depth: u8,
+        big_endian: bool,
+        max: [u16; 3],
+        shift: [u8; 3],
+    ) -> PixelFormat {
+        PixelFormat {
+            bits_per_pixel,
+            depth,
+            big_endian,
+            true_colour: true,
+            red_max: max[0],
+            green_max: max[1],
+            blue_max: max[2],
+            red_shift: shift[0],
+            green_shift: shift[1],
+            blue_shift: shift[2],
+        }
+    }
 
     /// The 16 wire bytes.
     pub(crate) fn to_bytes(self) -> [u8; 16] {

@@ -215,34 +215,48 @@ fn scale(c: u32, max: u32) -> u32 {
 mod tests {
     use super::*;
 
-    fn pf(bpp: u8, depth: u8, be: bool, max: [u16; 3], shift: [u8; 3]) -> PixelFormat {
-        PixelFormat {
-            bits_per_pixel: bpp,
-            depth,
-            big_endian: be,
-            true_colour: true,
-            red_max: max[0],
-            green_max: max[1],
-            blue_max: max[2],
-            red_shift: shift[0],
-            green_shift: shift[1],
-            blue_shift: shift[2],
-        }
-    }
-
     #[test]
     fn formats_convert_to_rgb() {
         let rgb888 = PixelReader::new(&PixelFormat::RGB888).expect("ok");
         assert_eq!(rgb888.pixel(&[0x56, 0x34, 0x12, 0xff]), 0x12_3456);
-        let be = PixelReader::new(&pf(32, 24, true, [255; 3], [16, 8, 0])).expect("ok");
+        let be = PixelReader::new(&PixelFormat::true_colour(
+            32,
+            24,
+            true,
+            [255; 3],
+            [16, 8, 0],
+        ))
+        .expect("ok");
         assert_eq!(be.pixel(&[0xff, 0x12, 0x34, 0x56]), 0x12_3456);
-        let bgr = PixelReader::new(&pf(32, 24, false, [255; 3], [0, 8, 16])).expect("ok");
+        let bgr = PixelReader::new(&PixelFormat::true_colour(
+            32,
+            24,
+            false,
+            [255; 3],
+            [0, 8, 16],
+        ))
+        .expect("ok");
         assert_eq!(bgr.pixel(&[0x12, 0x34, 0x56, 0]), 0x12_3456);
-        let rgb565 = PixelReader::new(&pf(16, 16, true, [31, 63, 31], [11, 5, 0])).expect("ok");
+        let rgb565 = PixelReader::new(&PixelFormat::true_colour(
+            16,
+            16,
+            true,
+            [31, 63, 31],
+            [11, 5, 0],
+        ))
+        .expect("ok");
         assert_eq!(rgb565.pixel(&[0xf8, 0x1f]), 0xff_00ff);
-        let bgr233 = PixelReader::new(&pf(8, 8, false, [7, 7, 3], [0, 3, 6])).expect("ok");
+        let bgr233 = PixelReader::new(&PixelFormat::true_colour(8, 8, false, [7, 7, 3], [0, 3, 6]))
+            .expect("ok");
         assert_eq!(bgr233.pixel(&[0b11_000_111]), 0xff_00ff);
-        assert!(PixelReader::new(&pf(24, 24, false, [255; 3], [16, 8, 0])).is_err());
+        assert!(PixelReader::new(&PixelFormat::true_colour(
+            24,
+            24,
+            false,
+            [255; 3],
+            [16, 8, 0]
+        ))
+        .is_err());
         let mut cmap = PixelFormat::RGB888;
         cmap.true_colour = false;
         assert!(PixelReader::new(&cmap).is_err());
@@ -264,16 +278,51 @@ mod tests {
         assert_eq!((le.cpixel_bytes(), le.tpixel_bytes()), (3, 3));
         assert_eq!(le.cpixel(&[0x56, 0x34, 0x12]), 0x12_3456);
         assert_eq!(le.tpixel(&[0x12, 0x34, 0x56]), 0x12_3456);
-        let high = PixelReader::new(&pf(32, 24, false, [255; 3], [24, 16, 8])).expect("ok");
+        let high = PixelReader::new(&PixelFormat::true_colour(
+            32,
+            24,
+            false,
+            [255; 3],
+            [24, 16, 8],
+        ))
+        .expect("ok");
         assert_eq!(high.cpixel_bytes(), 3);
         assert_eq!(high.cpixel(&[0x56, 0x34, 0x12]), 0x12_3456);
-        let high_be = PixelReader::new(&pf(32, 24, true, [255; 3], [24, 16, 8])).expect("ok");
+        let high_be = PixelReader::new(&PixelFormat::true_colour(
+            32,
+            24,
+            true,
+            [255; 3],
+            [24, 16, 8],
+        ))
+        .expect("ok");
         assert_eq!(high_be.cpixel(&[0x12, 0x34, 0x56]), 0x12_3456);
-        let low_be = PixelReader::new(&pf(32, 24, true, [255; 3], [16, 8, 0])).expect("ok");
+        let low_be = PixelReader::new(&PixelFormat::true_colour(
+            32,
+            24,
+            true,
+            [255; 3],
+            [16, 8, 0],
+        ))
+        .expect("ok");
         assert_eq!(low_be.cpixel(&[0x12, 0x34, 0x56]), 0x12_3456);
-        let deep = PixelReader::new(&pf(32, 30, false, [1023; 3], [20, 10, 0])).expect("ok");
+        let deep = PixelReader::new(&PixelFormat::true_colour(
+            32,
+            30,
+            false,
+            [1023; 3],
+            [20, 10, 0],
+        ))
+        .expect("ok");
         assert_eq!((deep.cpixel_bytes(), deep.tpixel_bytes()), (4, 4));
-        let rgb565 = PixelReader::new(&pf(16, 16, false, [31, 63, 31], [11, 5, 0])).expect("ok");
+        let rgb565 = PixelReader::new(&PixelFormat::true_colour(
+            16,
+            16,
+            false,
+            [31, 63, 31],
+            [11, 5, 0],
+        ))
+        .expect("ok");
         assert_eq!((rgb565.cpixel_bytes(), rgb565.tpixel_bytes()), (2, 2));
     }
 }

@@ -9,31 +9,9 @@ use super::*;
 use crate::console::fb::{Framebuffer, Rect};
 use crate::rfb::messages::PixelFormat;
 
-const RGB565BE: PixelFormat = PixelFormat {
-    bits_per_pixel: 16,
-    depth: 16,
-    big_endian: true,
-    true_colour: true,
-    red_max: 31,
-    green_max: 63,
-    blue_max: 31,
-    red_shift: 11,
-    green_shift: 5,
-    blue_shift: 0,
-};
+const RGB565BE: PixelFormat = PixelFormat::true_colour(16, 16, true, [31, 63, 31], [11, 5, 0]);
 
-const BGR233: PixelFormat = PixelFormat {
-    bits_per_pixel: 8,
-    depth: 8,
-    big_endian: false,
-    true_colour: true,
-    red_max: 7,
-    green_max: 7,
-    blue_max: 3,
-    red_shift: 0,
-    green_shift: 3,
-    blue_shift: 6,
-};
+const BGR233: PixelFormat = PixelFormat::true_colour(8, 8, false, [7, 7, 3], [0, 3, 6]);
 
 /// A pixel of `0x00RRGGBB` in RGB888 little-endian.
 fn p32(c: u32) -> [u8; 4] {

@@ -307,21 +307,6 @@ fn put_n<const N: usize>(src: &[u32], out: &mut Vec<u8>, f: impl Fn(u32) -> u32)
 mod tests {
     use super::*;
 
-    fn pf(bpp: u8, depth: u8, be: bool, max: [u16; 3], shift: [u8; 3]) -> PixelFormat {
-        PixelFormat {
-            bits_per_pixel: bpp,
-            depth,
-            big_endian: be,
-            true_colour: true,
-            red_max: max[0],
-            green_max: max[1],
-            blue_max: max[2],
-            red_shift: shift[0],
-            green_shift: shift[1],
-            blue_shift: shift[2],
-        }
-    }
-
     fn bytes(f: &PixelFormat, layout: Layout, p: u32) -> Vec<u8> {
         let used = check(f).expect("valid");
         let t = Translator::new(f, used, layout);
@@ -347,10 +332,10 @@ mod tests {
         assert_eq!(bytes(&be, Layout::Pixel, p), [0xff, 0x12, 0x34, 0x56]);
         assert_eq!(bytes(&be, Layout::CPixel, p), [0x12, 0x34, 0x56]);
         // vncdotool's RGBX (red in the lowest byte).
-        let rgbx = pf(32, 24, false, [255; 3], [0, 8, 16]);
+        let rgbx = PixelFormat::true_colour(32, 24, false, [255; 3], [0, 8, 16]);
         assert_eq!(bytes(&rgbx, Layout::Pixel, p), [0x12, 0x34, 0x56, 0xff]);
         // Channels in the high 3 bytes: CPIXEL drops the low one.
-        let high = pf(32, 24, false, [255; 3], [24, 16, 8]);
+        let high = PixelFormat::true_colour(32, 24, false, [255; 3], [24, 16, 8]);
         assert_eq!(bytes(&high, Layout::Pixel, p), [0xff, 0x56, 0x34, 0x12]);
         assert_eq!(bytes(&high, Layout::CPixel, p), [0x56, 0x34, 0x12]);
         let high_be = PixelFormat {
@@ -365,7 +350,7 @@ mod tests {
         };
         assert_eq!(bytes(&deep, Layout::CPixel, p).len(), 4);
         assert_eq!(bytes(&deep, Layout::TPixel, p).len(), 4);
-        let rgb565 = pf(16, 16, true, [31, 63, 31], [11, 5, 0]);
+        let rgb565 = PixelFormat::true_colour(16, 16, true, [31, 63, 31], [11, 5, 0]);
         assert_eq!(bytes(&rgb565, Layout::Pixel, 0x00ff_00ff), [0xf8, 0x1f]);
         assert_eq!(bytes(&rgb565, Layout::TPixel, 0x00ff_00ff), [0xf8, 0x1f]);
         let le565 = PixelFormat {
@@ -373,7 +358,7 @@ mod tests {
             ..rgb565
         };
         assert_eq!(bytes(&le565, Layout::Pixel, 0x00ff_00ff), [0x1f, 0xf8]);
-        let bgr233 = pf(8, 8, false, [7, 7, 3], [0, 3, 6]);
+        let bgr233 = PixelFormat::true_colour(8, 8, false, [7, 7, 3], [0, 3, 6]);
         assert_eq!(bytes(&bgr233, Layout::Pixel, 0x00ff_0080), [0x87]);
     }
 
@@ -421,7 +406,7 @@ mod tests {
             ..ok
         };
         assert!(matches!(check(&f), Err(FormatError::Shift { .. })));
-        let wide = pf(32, 30, false, [1023; 3], [20, 10, 0]);
+        let wide = PixelFormat::true_colour(32, 30, false, [1023; 3], [20, 10, 0]);
         assert_eq!(bytes(&wide, Layout::Pixel, 0x00ff_ffff), [0xff; 4]);
     }
 }
