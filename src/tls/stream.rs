@@ -24,7 +24,7 @@ use rustls_pki_types::ServerName;
 use std::future::Future;
 
 use bytes::{Buf as _, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Buffer size while idle.
@@ -241,21 +241,14 @@ impl TlsClient {
             }
         }
         s.flush_outgoing().await?;
-        s.incoming.shrink_when_empty(SMALL);
+        // What the handshake grew is given back when the first read finds the socket
+        // idle (see `poll_fill`).
         Ok(s)
     }
 
+    /// Sends what `outgoing` holds (the handshake's records).
     async fn flush_outgoing(&mut self) -> io::Result<()> {
-        while self.outgoing.held() > 0 {
-            let o = &mut self.outgoing;
-            let n = self.tcp.write(&o.mem[o.start..o.end]).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            o.start += n;
-        }
-        self.outgoing.shrink_when_empty(0);
-        Ok(())
+        std::future::poll_fn(|cx| self.poll_send(cx)).await
     }
 
     /// Processes what `incoming` holds until the state machine wants something: decrypted
