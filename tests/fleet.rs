@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -450,22 +450,6 @@ async fn sigkilled_replica_frees_its_claims_within_the_lease() {
     assert!(b.errors().is_empty(), "{:?}", b.errors());
 }
 
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    refused: AtomicU64,
-    silent: AtomicU64,
-    reasons: Mutex<BTreeMap<String, u64>>,
-}
-
-fn kind(reason: &str) -> String {
-    let cut = reason
-        .find(|c: char| c.is_ascii_digit())
-        .unwrap_or(reason.len())
-        .min(48);
-    reason[..cut].to_owned()
-}
-
 /// Three `tcvnc serve` processes, one simulator, `viewers` viewers for `secs` across
 /// them; Redis killed at a third of the run and restarted (empty) at half. Checked from
 /// the simulator's counts: at most 30 URLs per instance in any 60 s, 10 API calls in
@@ -499,13 +483,7 @@ async fn fleet_scenario(secs: u64, viewers: usize) {
                         c.close(1000, "").await;
                     }
                     Ok(Err(r)) if !r.starts_with("io:") && !r.is_empty() => {
-                        tally.refused.fetch_add(1, Ordering::Relaxed);
-                        *tally
-                            .reasons
-                            .lock()
-                            .expect("r")
-                            .entry(kind(&r))
-                            .or_default() += 1;
+                        tally.refusal(&r, 48);
                     }
                     _ => {
                         tally.silent.fetch_add(1, Ordering::Relaxed);

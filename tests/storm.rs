@@ -11,7 +11,7 @@
 mod common;
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,23 +49,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    refused: AtomicU64,
-    silent: AtomicU64,
-    reasons: Mutex<std::collections::BTreeMap<String, u64>>,
-}
-
-fn kind(reason: &str) -> String {
-    // Group reasons by their stable prefix (numbers and holders vary).
-    let cut = reason
-        .find(|c: char| c.is_ascii_digit())
-        .unwrap_or(reason.len())
-        .min(40);
-    reason[..cut].to_owned()
 }
 
 /// Under 200 reconnecting viewers the cloud's limits hold, every refusal carries a
@@ -180,13 +163,7 @@ async fn reconnect_storm() {
                         tally.ok.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Err(r)) if !r.starts_with("io:") && !r.is_empty() => {
-                        tally.refused.fetch_add(1, Ordering::Relaxed);
-                        *tally
-                            .reasons
-                            .lock()
-                            .expect("r")
-                            .entry(kind(&r))
-                            .or_default() += 1;
+                        tally.refusal(&r, 40);
                     }
                     _ => {
                         tally.silent.fetch_add(1, Ordering::Relaxed);

@@ -636,3 +636,32 @@ pub async fn read_until_end(s: &mut TcpStream) -> (Vec<u8>, TcpEnd) {
         }
     }
 }
+
+/// What a crowd of viewers got (the storm and fleet runs): a console, a refusal with a
+/// reason (counted by the reason's stable prefix), or nothing said.
+#[derive(Default)]
+pub struct Tally {
+    pub ok: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+    pub silent: std::sync::atomic::AtomicU64,
+    pub reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Tally {
+    /// Counts a refusal under the first `prefix` characters of `reason` before any
+    /// digit (numbers and holders vary).
+    pub fn refusal(&self, reason: &str, prefix: usize) {
+        use std::sync::atomic::Ordering;
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let cut = reason
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(reason.len())
+            .min(prefix);
+        *self
+            .reasons
+            .lock()
+            .expect("reasons")
+            .entry(reason[..cut].to_owned())
+            .or_default() += 1;
+    }
+}
