@@ -2,23 +2,9 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use common::*;
-use tcvnc::sim::{DEMO_SECRET_ID, DEMO_SECRET_KEY};
-
-fn tcvnc(home: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-        .args(args)
-        .env_clear()
-        .env("HOME", home)
-        .env("TENCENTCLOUD_SECRET_ID", DEMO_SECRET_ID)
-        .env("TENCENTCLOUD_SECRET_KEY", DEMO_SECRET_KEY)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs")
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -32,7 +18,7 @@ async fn url_command() {
     let api = sim.api_url.clone();
     let h = home.path().to_owned();
     let ok = tokio::task::spawn_blocking(move || {
-        tcvnc(
+        tcvnc_cli(
             &h,
             &[
                 "url",
@@ -56,7 +42,7 @@ async fn url_command() {
     let api = sim.api_url.clone();
     let h = home.path().to_owned();
     let stopped = tokio::task::spawn_blocking(move || {
-        tcvnc(
+        tcvnc_cli(
             &h,
             &[
                 "url",
@@ -81,7 +67,7 @@ async fn url_command() {
 
     let h = home.path().to_owned();
     let bad = tokio::task::spawn_blocking(move || {
-        tcvnc(
+        tcvnc_cli(
             &h,
             &[
                 "url",
@@ -104,7 +90,7 @@ async fn url_command() {
 
     let h = home.path().to_owned();
     let malformed = tokio::task::spawn_blocking(move || {
-        tcvnc(&h, &["url", "ins-1122", "--region", "ap-guangzhou"])
+        tcvnc_cli(&h, &["url", "ins-1122", "--region", "ap-guangzhou"])
     })
     .await
     .expect("join");
@@ -125,7 +111,7 @@ async fn url_command_spends_at_most_two_urls() {
     let api = sim.api_url.clone();
     let h = home.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
-        tcvnc(
+        tcvnc_cli(
             &h,
             &[
                 "url",
@@ -165,7 +151,7 @@ async fn check_command() {
     .expect("write");
     let h = home.path().to_owned();
     let c = cfg.display().to_string();
-    let out = tokio::task::spawn_blocking(move || tcvnc(&h, &["check", "-c", &c]))
+    let out = tokio::task::spawn_blocking(move || tcvnc_cli(&h, &["check", "-c", &c]))
         .await
         .expect("join");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -188,7 +174,7 @@ async fn check_command() {
     std::fs::write(&cfg, "[cloud]\nregion = \"ap-guangzhou\"\n[[target]]\ninstance = \"ins-demo0001\"\nlisten = \"0.0.0.0:5901\"\n").expect("write");
     let h = home.path().to_owned();
     let c = cfg.display().to_string();
-    let out = tokio::task::spawn_blocking(move || tcvnc(&h, &["check", "-c", &c]))
+    let out = tokio::task::spawn_blocking(move || tcvnc_cli(&h, &["check", "-c", &c]))
         .await
         .expect("join");
     assert_eq!(out.status.code(), Some(64));
@@ -205,9 +191,9 @@ async fn check_command() {
 #[test]
 fn usage_errors_exit_64() {
     let home = tempfile::tempdir().expect("tmp");
-    let out = tcvnc(home.path(), &["frobnicate"]);
+    let out = tcvnc_cli(home.path(), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(64));
-    let out = tcvnc(home.path(), &["check", "-c", "/nonexistent/tcvnc.toml"]);
+    let out = tcvnc_cli(home.path(), &["check", "-c", "/nonexistent/tcvnc.toml"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out.stderr).contains("/nonexistent/tcvnc.toml"));
 }

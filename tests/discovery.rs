@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
 use common::*;
@@ -486,19 +486,6 @@ async fn refresh_adds_new_instances_and_survives_failures() {
     .await;
 }
 
-fn tcvnc(home: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-        .args(args)
-        .env_clear()
-        .env("HOME", home)
-        .env("TENCENTCLOUD_SECRET_ID", DEMO_SECRET_ID)
-        .env("TENCENTCLOUD_SECRET_KEY", DEMO_SECRET_KEY)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs")
-}
-
 /// `tcvnc url NAME` resolves the name (without and with `[discovery]`) and mints for its
 /// id; a shared name exits 64 naming both ids and spends nothing; an unknown one 69;
 /// `tcvnc check` lists what discovery finds and warns of the shared name.
@@ -524,7 +511,7 @@ async fn url_command_resolves_names() {
         let h = home.path().to_owned();
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            tcvnc(&h, &args)
+            tcvnc_cli(&h, &args)
         })
     };
     let plain = |name: &str| {

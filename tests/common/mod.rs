@@ -665,3 +665,18 @@ impl Tally {
             .or_default() += 1;
     }
 }
+
+/// Runs the `tcvnc` binary with `args` in a clean environment: `HOME` at `home` and the
+/// demo credentials in the environment, nothing on stdin.
+pub fn tcvnc_cli(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("TENCENTCLOUD_SECRET_ID", DEMO_SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", DEMO_SECRET_KEY)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("runs")
+}
