@@ -2,8 +2,12 @@
 //! server to its viewers, with the screen in between (`../shared/DESIGN.md`, "the console
 //! engine"). This module holds its codec layer so far: the framebuffer ([`fb`]), the
 //! decoders of what a console sends ([`decode`]) and the per-viewer encoders
-//! ([`encode`]). Nothing in the daemon uses them yet; targets stay in bridge mode.
+//! ([`encode`]); and the status banner drawn over the screen ([`banner`]) in a bitmap font
+//! generated from X11 misc-fixed ([`font`], by `scripts/gen-font`). Nothing in the daemon
+//! uses them yet; targets stay in bridge mode.
 
+pub mod banner;
 pub mod decode;
 pub mod encode;
 pub mod fb;
+pub mod font;
