@@ -53,6 +53,8 @@ pub struct App {
     pub dialer: Dialer,
     /// Who holds each console.
     pub consoles: Consoles,
+    /// Console mode's engines, one per instance.
+    pub engines: crate::engine::Engines,
     /// The instances `[discovery]` found (refreshed by the daemon's task).
     pub discovery: Arc<crate::discovery::Discovery>,
     /// One permit per concurrent session (`session.max_sessions`), taken only by
@@ -168,6 +170,7 @@ impl App {
             cloud,
             dialer,
             consoles: Consoles::default(),
+            engines: crate::engine::Engines::default(),
             discovery: Arc::default(),
             shutdown,
             metrics,

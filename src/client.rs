@@ -85,6 +85,14 @@ pub(crate) enum Chunk {
 }
 
 impl Chunk {
+    /// The bytes the client sent.
+    pub(crate) fn payload(&self) -> &[u8] {
+        match self {
+            Chunk::Framed(b) => &b[HEADROOM..],
+            Chunk::Shared(b) => b,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self {
             Chunk::Framed(b) => b.len() - HEADROOM,

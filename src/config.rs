@@ -146,7 +146,43 @@ struct RawTarget {
     password_file: Option<PathBuf>,
     upstream_password_file: Option<PathBuf>,
     transparent: Option<bool>,
+    mode: Option<Mode>,
+    #[serde(default, with = "humantime_serde")]
+    linger: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    resume_timeout: Option<Duration>,
 }
+
+/// How a target's viewers reach its console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The RFB-aware byte bridge: tcvnc does both handshakes, then copies bytes; one
+    /// upstream connection per viewer.
+    #[default]
+    Bridge,
+    /// The console engine: tcvnc is an RFB client of the console and an RFB server to
+    /// its viewers, with the screen in between; viewers survive upstream drops.
+    Console,
+    /// The pure byte bridge: no RFB handling at all.
+    Transparent,
+}
+
+impl Mode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Bridge => "bridge",
+            Mode::Console => "console",
+            Mode::Transparent => "transparent",
+        }
+    }
+}
+
+/// `linger` when not set: a page reload or a viewer restart finds the upstream still open.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+/// `resume_timeout` when not set: long enough for an instance to reboot.
+pub const DEFAULT_RESUME_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What a new client gets when the instance's console is already in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -280,8 +316,21 @@ pub struct Target {
     pub password: Option<Secret>,
     /// Upstream VNC password.
     pub upstream_password: Option<Secret>,
-    /// Pure byte bridge, no RFB handling.
-    pub transparent: bool,
+    /// How viewers reach the console.
+    pub mode: Mode,
+    /// `transparent = true` was used (the old spelling of `mode = "transparent"`).
+    pub transparent_alias: bool,
+    /// Console mode: how long the upstream stays open after the last viewer leaves.
+    pub linger: Duration,
+    /// Console mode: how long viewers wait for a lost console to come back.
+    pub resume_timeout: Duration,
+}
+
+impl Target {
+    /// A pure byte bridge (no RFB handling).
+    pub fn transparent(&self) -> bool {
+        self.mode == Mode::Transparent
+    }
 }
 
 /// `[discovery]`: instances listed through `DescribeInstances`, refreshed.
@@ -797,11 +846,43 @@ impl Config {
                 .as_deref()
                 .map(|f| vnc_password("upstream_password_file", f))
                 .transpose()?;
-            let transparent = t.transparent.unwrap_or(false);
-            if transparent && (password.is_some() || upstream_password.is_some()) {
+            let mode = match (t.mode, t.transparent) {
+                (Some(m), Some(true)) if m != Mode::Transparent => {
+                    return Err(ctx.err(
+                        key("transparent"),
+                        format!("transparent = true contradicts mode = \"{}\": drop transparent (mode = \"transparent\" is its new spelling)", m.as_str()),
+                    ));
+                }
+                (Some(m), _) => m,
+                (None, Some(true)) => Mode::Transparent,
+                (None, _) => Mode::default(),
+            };
+            let transparent_alias = t.transparent == Some(true);
+            if mode == Mode::Transparent && (password.is_some() || upstream_password.is_some()) {
                 return Err(ctx.err(
-                    key("transparent"),
+                    key("mode"),
                     "a transparent target is a pure byte bridge: it cannot check password_file or answer upstream_password_file",
+                ));
+            }
+            if mode != Mode::Console {
+                for (k, set) in [
+                    ("linger", t.linger.is_some()),
+                    ("resume_timeout", t.resume_timeout.is_some()),
+                ] {
+                    if set {
+                        return Err(ctx.err(
+                            key(k),
+                            format!("{k} applies to console mode only: set mode = \"console\" or drop {k}"),
+                        ));
+                    }
+                }
+            }
+            let linger = t.linger.unwrap_or(DEFAULT_LINGER);
+            let resume_timeout = t.resume_timeout.unwrap_or(DEFAULT_RESUME_TIMEOUT);
+            if mode == Mode::Console && resume_timeout.is_zero() {
+                return Err(ctx.err(
+                    key("resume_timeout"),
+                    "resume_timeout must be above 0 (viewers would be closed at the first drop; use mode = \"bridge\" for that)",
                 ));
             }
             if let Some(l) = listen {
@@ -819,7 +900,10 @@ impl Config {
                 on_busy: t.on_busy.unwrap_or_default(),
                 password,
                 upstream_password,
-                transparent,
+                mode,
+                transparent_alias,
+                linger,
+                resume_timeout,
             });
         }
 
@@ -888,6 +972,12 @@ impl Config {
                     f.replicas
                 ));
             }
+        }
+        for t in self.targets.iter().filter(|t| t.transparent_alias) {
+            out.push(format!(
+                "target {}: transparent = true is the old spelling of mode = \"transparent\"; it still works, but write mode = \"transparent\"",
+                t.instance
+            ));
         }
         if self.upstream.connect_timeout > Duration::from_secs(15) {
             out.push("upstream.connect_timeout is over 15 s, longer than a URL stays valid".into());

@@ -8,7 +8,7 @@
 //! # Data flow
 //!
 //! ```text
-//! listen ─ guard ─ session ─ claims ─ session::mint ─ budget ─ cloud      (one URL)
+//! listen ─ guard ─ session ─ claims ─ mint ─ budget ─ cloud      (one URL)
 //!                     │                                 └──── upstream   (dial the gateway)
 //!                     └─ rfb (both handshakes) ─ bridge ─ client ⇄ ws   (bytes both ways)
 //! ```
@@ -20,7 +20,7 @@
 //! - [`config`]: the TOML file → a validated `Config`.
 //! - [`listen`]: TCP listeners and the HTTP server (Host, token, Origin, websocket upgrade, web UI).
 //! - [`guard`]: who may come in: per-address rates, unauthenticated slots, guessing ceilings.
-//! - [`session`]: one client from accept to close; [`session::mint`] decides on each API outcome.
+//! - [`session`]: one client from accept to close; [`mint`] decides on each API outcome.
 //! - [`claims`]: which session holds each console.
 //! - [`discovery`]: instances found through `DescribeInstances` (`[discovery]`), refreshed; ids and names resolved to targets.
 //! - [`budget`]: the per-instance URL window and the API rate limit.
@@ -48,6 +48,7 @@ pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod discovery;
+pub mod engine;
 pub mod exit;
 pub mod fleet;
 pub mod guard;
@@ -55,6 +56,7 @@ pub mod http_util;
 pub mod listen;
 pub mod logsum;
 pub mod metrics;
+pub mod mint;
 pub mod net;
 pub mod outcome;
 pub mod redact;

@@ -86,6 +86,29 @@ pub struct Metrics {
     bytes: Family<Direction, Counter>,
     closes: Family<Reason, Counter>,
     fleet: FleetMetrics,
+    engine: EngineMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceCause {
+    instance: String,
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EncodingLabel {
+    encoding: String,
+}
+
+/// Console mode's metrics: engines, resumes, viewers, frames and bytes per encoding.
+struct EngineMetrics {
+    live: Family<Instance, Gauge>,
+    resumes: Family<InstanceCause, Counter>,
+    without_upstream: Family<Instance, Counter<f64, std::sync::atomic::AtomicU64>>,
+    viewers: Family<Instance, Gauge>,
+    frames: Family<Instance, Counter>,
+    rects: Family<EncodingLabel, Counter>,
+    encoded_bytes: Family<EncodingLabel, Counter>,
 }
 
 /// The `[fleet]` metrics: Redis's health, its errors, what was done without it.
@@ -129,6 +152,15 @@ impl Metrics {
                 errors: Family::default(),
                 fallbacks: Family::default(),
                 duration: Family::new_with_constructor(fast_histogram),
+            },
+            engine: EngineMetrics {
+                live: Family::default(),
+                resumes: Family::default(),
+                without_upstream: Family::default(),
+                viewers: Family::default(),
+                frames: Family::default(),
+                rects: Family::default(),
+                encoded_bytes: Family::default(),
             },
             registry: Registry::default(),
         };
@@ -199,7 +231,98 @@ impl Metrics {
             "Redis script latency, by operation",
             m.fleet.duration.clone(),
         );
+        registry.register(
+            "console_engines",
+            "Console-mode engines running, by instance (1 while one runs)",
+            m.engine.live.clone(),
+        );
+        registry.register(
+            "console_resumes",
+            "Console connections had back after a drop, by instance and cause (closed, failed, unanswered_pings, decode_error)",
+            m.engine.resumes.clone(),
+        );
+        registry.register(
+            "console_without_upstream_seconds",
+            "Time console-mode viewers spent without a console connection (drop to resume), by instance",
+            m.engine.without_upstream.clone(),
+        );
+        registry.register(
+            "console_viewers",
+            "Viewers connected to a console engine now, by instance",
+            m.engine.viewers.clone(),
+        );
+        registry.register(
+            "console_frames",
+            "Updates decoded from consoles, by instance",
+            m.engine.frames.clone(),
+        );
+        registry.register(
+            "console_rects",
+            "Rectangles sent to console-mode viewers, by encoding",
+            m.engine.rects.clone(),
+        );
+        registry.register(
+            "console_encoded_bytes",
+            "Bytes of rectangles sent to console-mode viewers, by encoding",
+            m.engine.encoded_bytes.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A console engine started (+1) or ended (−1).
+    pub(crate) fn engine_live(&self, instance: &str, delta: i64) {
+        self.engine
+            .live
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .inc_by(delta);
+    }
+
+    /// A console was had back after `seconds` without it.
+    pub(crate) fn engine_resume(&self, instance: &str, cause: &str, seconds: f64) {
+        self.engine
+            .resumes
+            .get_or_create(&InstanceCause {
+                instance: instance.into(),
+                cause: cause.into(),
+            })
+            .inc();
+        self.engine
+            .without_upstream
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .inc_by(seconds);
+    }
+
+    /// A viewer joined (+1) or left (−1) an engine.
+    pub(crate) fn engine_viewers(&self, instance: &str, delta: i64) {
+        self.engine
+            .viewers
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .inc_by(delta);
+    }
+
+    /// `n` updates decoded from a console.
+    pub(crate) fn engine_frames(&self, instance: &str, n: u64) {
+        self.engine
+            .frames
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .inc_by(n);
+    }
+
+    /// Rectangles and bytes sent to a viewer in `encoding`.
+    pub(crate) fn engine_encoded(&self, encoding: &str, rects: u64, bytes: u64) {
+        let l = EncodingLabel {
+            encoding: encoding.into(),
+        };
+        self.engine.rects.get_or_create(&l).inc_by(rects);
+        self.engine.encoded_bytes.get_or_create(&l).inc_by(bytes);
     }
 
     /// A session opened.

@@ -122,6 +122,19 @@ pub(crate) enum Failure {
         /// The limit.
         seconds: u64,
     },
+    /// Console mode: the console was lost and not had back within `resume_timeout`.
+    #[error("the console of {instance} did not come back within {} s (resume_timeout; last: {last})", waited.as_secs())]
+    ResumeTimeout {
+        /// The instance.
+        instance: String,
+        /// The limit.
+        waited: std::time::Duration,
+        /// What the last wait was for.
+        last: String,
+    },
+    /// Console mode: the engine closed after its last viewer left and `linger` passed.
+    #[error("the console engine closed after its last viewer left")]
+    Lingered,
 }
 
 impl Failure {
@@ -140,6 +153,8 @@ impl Failure {
             Failure::Shutdown => CLOSE_GOING_AWAY,
             Failure::TakenOver { .. } => CLOSE_NORMAL,
             Failure::HandshakeTimeout { .. } => CLOSE_ERROR,
+            Failure::ResumeTimeout { .. } => CLOSE_TRY_AGAIN,
+            Failure::Lingered => CLOSE_NORMAL,
             Failure::Cloud(_) | Failure::Dial(_) | Failure::Upstream(_) => CLOSE_ERROR,
         }
     }
@@ -162,6 +177,8 @@ impl Failure {
             Failure::Shutdown => "shutdown",
             Failure::TakenOver { .. } => "taken_over",
             Failure::HandshakeTimeout { .. } => "upstream_handshake",
+            Failure::ResumeTimeout { .. } => "resume_timeout",
+            Failure::Lingered => "lingered",
         }
     }
 

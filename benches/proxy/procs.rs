@@ -284,7 +284,7 @@ impl Sim {
 
     /// Mints a console URL for `instance` (one signed `DescribeInstanceVncUrl`).
     pub async fn mint_url(&self, instance: &str) -> Result<String> {
-        let got = tcvnc::session::mint::mint(&self.api_client, None, instance, "ap-guangzhou")
+        let got = tcvnc::mint::mint(&self.api_client, None, instance, "ap-guangzhou")
             .await
             .map_err(|e| anyhow!("{e}"))?;
         Ok(got.minted.url.expose().to_owned())

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{is_name, load_config, target_by_id, target_by_name, CmdError};
 use crate::cloud;
 use crate::cloud::credentials::Env;
-use crate::session::mint::{self, MintError};
+use crate::mint::{self, MintError};
 
 /// Mints and prints.
 pub(super) async fn run(

@@ -113,7 +113,9 @@ fn same_target(a: &Target, b: &Target) -> bool {
     a.region == b.region
         && a.listen == b.listen
         && a.on_busy == b.on_busy
-        && a.transparent == b.transparent
+        && a.mode == b.mode
+        && a.linger == b.linger
+        && a.resume_timeout == b.resume_timeout
         && same_secret(a.password.as_ref(), b.password.as_ref())
         && same_secret(a.upstream_password.as_ref(), b.upstream_password.as_ref())
 }

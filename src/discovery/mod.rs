@@ -232,7 +232,10 @@ pub fn plain_target(instance: &str, region: &str) -> Target {
         on_busy: OnBusy::Reject,
         password: None,
         upstream_password: None,
-        transparent: false,
+        mode: crate::config::Mode::Bridge,
+        transparent_alias: false,
+        linger: crate::config::DEFAULT_LINGER,
+        resume_timeout: crate::config::DEFAULT_RESUME_TIMEOUT,
     }
 }
 
@@ -319,11 +322,7 @@ pub fn entries(cfg: &Config, snap: &Snapshot) -> Vec<Entry> {
                 zone: d.map(|d| d.zone.clone()).filter(|z| !z.is_empty()),
                 tags: d.map(|d| d.tags.clone()).unwrap_or_default(),
                 source: "target",
-                mode: if t.transparent {
-                    "transparent"
-                } else {
-                    "bridge"
-                },
+                mode: t.mode.as_str(),
                 tcp: t.listen.map(|a| a.to_string()),
             }
         })

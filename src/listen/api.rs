@@ -1,6 +1,7 @@
 //! `GET /api/consoles`: every console tcvnc serves (the `[[target]]`s, then the
 //! instances `[discovery]` found) with name, state, region, zone, tags, where it came
-//! from, its viewers and the URLs left in its budget, plus how discovery is doing.
+//! from, its viewers and the URLs left in its budget, plus how discovery is doing; for a
+//! console-mode instance whose engine runs, the engine's phase and upstream age.
 //! Read-only; behind the same Host and token checks as every other path.
 
 use std::collections::HashMap;
@@ -26,6 +27,10 @@ pub(super) fn consoles(app: &Arc<App>, cfg: &Config) -> Response<Body> {
             let mut v = json!(e);
             v["viewers"] = json!(viewers.get(&e.instance).copied().unwrap_or(0));
             v["budget_left"] = json!(app.budget.remaining(&e.instance));
+            // Console mode: the engine's state, and how long its upstream has been open.
+            if let Some(engine) = app.engines.get(&e.instance) {
+                v["engine"] = engine.status_json();
+            }
             v
         })
         .collect();

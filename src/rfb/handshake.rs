@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::auth;
-use super::messages::{Version, MAX_TEXT};
+use super::messages::{PixelFormat, ServerInit, Version, MAX_TEXT};
 use crate::client::ClientIo;
 use crate::guard::{Guard, Refused};
 use crate::redact::Secret;
@@ -372,6 +372,49 @@ pub(crate) async fn upstream_authenticate<U: RfbIo>(
         }
         Ok("None")
     }
+}
+
+impl Greeted {
+    /// Console mode, without a local password: security type None, then SecurityResult
+    /// OK (3.8). The client's ClientInit comes next; tcvnc answers with its own ServerInit.
+    ///
+    /// # Errors
+    /// I/O, or a client that chose another type (told).
+    pub async fn accept<C: RfbIo>(self, client: &mut C) -> Result<Ready, Error> {
+        offer_one(client, self.version, NONE).await?;
+        if self.version == Version::V3_8 {
+            client.write_all(&0u32.to_be_bytes()).await?;
+        }
+        Ok(Ready { security: "None" })
+    }
+}
+
+/// Console mode's side of the console after security: ClientInit (shared, so another
+/// client of the same server is not cut off), then the console's ServerInit, its name
+/// read up to [`MAX_TEXT`] bytes.
+///
+/// # Errors
+/// I/O, or a name over the bound.
+pub(crate) async fn upstream_init<U: RfbIo>(up: &mut U) -> Result<ServerInit, Error> {
+    up.write_all(&[1]).await?;
+    let mut head = [0u8; 24];
+    up.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes([head[20], head[21], head[22], head[23]]);
+    if len > MAX_TEXT {
+        return Err(Error::Protocol(format!(
+            "the console's desktop name is {len} bytes long (at most {MAX_TEXT})"
+        )));
+    }
+    let mut name = vec![0u8; len as usize];
+    up.read_exact(&mut name).await?;
+    let mut pf = [0u8; 16];
+    pf.copy_from_slice(&head[4..20]);
+    Ok(ServerInit {
+        width: u16::from_be_bytes([head[0], head[1]]),
+        height: u16::from_be_bytes([head[2], head[3]]),
+        format: PixelFormat::from_bytes(&pf),
+        name: String::from_utf8_lossy(&name).into_owned(),
+    })
 }
 
 impl Authenticated {

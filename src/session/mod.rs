@@ -5,8 +5,8 @@
 //! the client is watched: one that leaves stops the work and spends nothing more.
 //! Per-connection state lives here, never on shared state.
 
+mod console;
 mod end;
-pub mod mint;
 mod watch;
 
 use std::net::SocketAddr;
@@ -19,13 +19,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 
-use self::mint::Spend;
 use crate::app::{App, LiveSession};
 use crate::bridge::{self, Counters, Limits};
 use crate::claims::ConsoleGuard;
 use crate::client::ClientIo;
 use crate::config::{Config, Target};
 use crate::guard::Crowded;
+use crate::mint::{self, Spend};
 use crate::outcome::{self, Failure};
 use crate::rfb::handshake::{self, Authenticated, Greeted, Ready};
 use crate::upstream::Upstream;
@@ -91,7 +91,7 @@ async fn refuse_at_admission<W: AsyncRead + AsyncWrite + Unpin + Send>(
     failure.log(&app.summaries, &target.instance);
     let reason = failure.viewer_text();
     match client {
-        ClientIo::Tcp(s) if !target.transparent => {
+        ClientIo::Tcp(s) if !target.transparent() => {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let refused = async {
                 s.write_all(&handshake::refusal_unread(&reason)).await?;
@@ -180,7 +180,11 @@ pub async fn serve<W>(
         });
         app.register(live.clone());
         app.metrics.session_open(&target.instance);
-        let summary = run(&app, &cfg, &mut client, peer, &target, &live, state).await;
+        let summary = if target.mode == crate::config::Mode::Console {
+            console::run(&app, &cfg, &mut client, &target, &live, state).await
+        } else {
+            run(&app, &cfg, &mut client, peer, &target, &live, state).await
+        };
         app.unregister(id);
         let c = &live.counters;
         let (up, down) = (
@@ -228,7 +232,7 @@ async fn hello<W>(
 where
     W: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    if target.transparent {
+    if target.transparent() {
         return Ok(ClientState::Raw);
     }
     let g = match bounded(app, cfg.session.greeting_timeout, handshake::greet(client)).await {

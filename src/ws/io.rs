@@ -237,6 +237,11 @@ impl<S: AsyncRead + AsyncWrite> WsIo<S> {
         self.w.ping().await
     }
 
+    /// Pings sent that no pong has answered yet.
+    pub fn unanswered_pings(&self) -> u32 {
+        self.w.unanswered_pings()
+    }
+
     /// Sends a close frame with `code` and `reason` (cut to the 123 bytes a frame allows)
     /// and ends the write side; errors are ignored (the peer may be gone). When the
     /// reader owes the peer a close (see [`Self::recv`]), that one is sent instead: one

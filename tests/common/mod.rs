@@ -152,9 +152,9 @@ pub async fn mint(
     instance: &str,
     region: &str,
 ) -> Result<tcvnc::cloud::Minted, tcvnc::cloud::Error> {
-    match tcvnc::session::mint::mint(c, None, instance, region).await {
+    match tcvnc::mint::mint(c, None, instance, region).await {
         Ok(got) => Ok(got.minted),
-        Err(tcvnc::session::mint::MintError::Cloud(e)) => Err(e),
+        Err(tcvnc::mint::MintError::Cloud(e)) => Err(e),
         Err(other) => panic!("no budget was given, yet: {other}"),
     }
 }

@@ -1,0 +1,372 @@
+//! The console engine (console mode): one per instance, an RFB client of the console and
+//! an RFB server to every viewer of it, with the screen in between.
+//!
+//! ```text
+//! viewer ─ session ─┐                  ┌─ upstream task (`upstream.rs`) ─ Connector ─ gateway
+//! viewer ─ session ─┼─ Engine: screen ─┤   connect (budget, mint, dial), handshake,
+//! viewer ─ session ─┘  damage per      │   decode into the screen, input out, resume
+//!   (`viewer.rs`)      viewer          └─ after a drop, linger after the last viewer
+//! ```
+//!
+//! - [`Engines`]: the registry, one engine per instance; a viewer joins the live one or
+//!   starts it. An engine leaves the registry when it ends (its last viewer left and
+//!   `linger` passed, the console could not be had back within `resume_timeout`, a
+//!   permanent refusal, shutdown), under the registry's lock, so a viewer never joins an
+//!   engine that is ending.
+//! - [`Engine`]: what the upstream task and the viewers share: the screen (framebuffer,
+//!   cursor, name) behind a read-write lock, each viewer's pending damage (coalesced, so a
+//!   slow viewer never slows the console or the others), the input channel, the phase.
+//! - `upstream.rs`: the console side. `viewer.rs`: one viewer. `damage.rs`: coalesced
+//!   damage. `msgs.rs`: what viewers send, parsed.
+//!
+//! How a URL is had (claims, budget, mint, dial) is the session layer's: it hands the
+//! engine a [`Connector`], so this module spends nothing on its own.
+
+mod damage;
+mod msgs;
+mod upstream;
+mod viewer;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+
+use self::damage::Damage;
+use crate::console::encode::{CursorImage, Screen as LayoutScreen};
+use crate::console::fb::Framebuffer;
+use crate::metrics::Metrics;
+use crate::outcome::Failure;
+use crate::redact::Secret;
+use crate::shutdown::Shutdown;
+use crate::upstream::Upstream;
+
+pub use viewer::ViewerOpts;
+pub(crate) use viewer::{serve, ViewerEnd};
+
+/// A future boxed for a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An open console connection and what must be held while it is used.
+pub struct Connected {
+    /// The websocket to the console, before its RFB handshake.
+    pub up: Upstream,
+    /// Held for the connection's life (the fleet's claim on the console).
+    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// The URL spent, redacted (for the resume log line).
+    pub url: String,
+    /// The API request that minted it.
+    pub request_id: String,
+}
+
+/// How an engine opens its console: claim, budget, mint, dial (the session layer's
+/// rules, with their log lines). Each call spends at most one URL.
+pub(crate) trait Connector: Send + Sync + 'static {
+    /// One connection, or why not.
+    fn connect(&self) -> BoxFuture<'_, Result<Connected, Failure>>;
+}
+
+/// An engine's settings, from its target and `[session]`/`[upstream]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Keep the upstream this long after the last viewer leaves.
+    pub linger: Duration,
+    /// How long viewers wait for a lost console.
+    pub resume_timeout: Duration,
+    /// Bound on the console's RFB handshake.
+    pub handshake_timeout: Duration,
+    /// Ping the console this often.
+    pub keepalive: Duration,
+    /// Unanswered pings before the console is taken for lost.
+    pub max_unanswered_pings: u32,
+    /// The console's VNC password, when it asks for one.
+    pub upstream_password: Option<Secret>,
+}
+
+/// Where an engine is.
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    /// Its first connection is being opened: no screen yet.
+    Connecting,
+    /// The console is connected.
+    Live,
+    /// The console was lost; viewers keep the last screen while it is had back.
+    Waiting {
+        /// Why, in the banner's words.
+        why: String,
+        /// When the next attempt is made, if known.
+        next: Option<Instant>,
+    },
+    /// Over: viewers are closed with this.
+    Ended(Arc<Failure>),
+}
+
+/// The screen as the engine holds it.
+#[derive(Debug)]
+pub(crate) struct Screen {
+    pub(crate) fb: Framebuffer,
+    /// The console's cursor shape, when it sent one.
+    pub(crate) cursor: Option<CursorImage>,
+    /// The desktop name viewers are shown (the console's, or the banner's while waiting).
+    pub(crate) name: String,
+    /// The console's own desktop name.
+    pub(crate) console_name: String,
+    /// ExtendedDesktopSize's screens, when the console sent them.
+    pub(crate) layout: Vec<LayoutScreen>,
+    /// The console takes QEMU extended key events.
+    pub(crate) qemu_keys: bool,
+}
+
+/// What a viewer has not been sent yet.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    pub(crate) damage: Damage,
+    pub(crate) resized: bool,
+    pub(crate) cursor: bool,
+    pub(crate) name: bool,
+    pub(crate) bell: bool,
+    /// The console's latest cut text (Latin-1 bytes).
+    pub(crate) cut: Option<Bytes>,
+}
+
+/// One viewer's place in an engine.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    id: u64,
+    pub(crate) pending: Mutex<Pending>,
+    pub(crate) wake: Notify,
+}
+
+/// Input from viewers to the console.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A message to send as it is (pointer, cut text).
+    Raw(Bytes),
+    /// A key (the engine tracks which are held).
+    Key { down: bool, keysym: u32 },
+    /// A QEMU extended key event (sent as a plain key to consoles without them).
+    QemuKey {
+        down: bool,
+        keysym: u32,
+        keycode: u32,
+    },
+}
+
+/// Counters of one engine, for `/api/consoles` and the closing log line.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Resumes after a drop.
+    pub resumes: AtomicU64,
+    /// Updates decoded from the console.
+    pub frames: AtomicU64,
+    /// Input messages dropped (no console connected, or a view-only viewer).
+    pub input_dropped: AtomicU64,
+}
+
+/// One console's engine.
+#[derive(Debug)]
+pub struct Engine {
+    instance: String,
+    pub(crate) screen: RwLock<Screen>,
+    slots: Mutex<Vec<Arc<Slot>>>,
+    pub(crate) input: mpsc::Sender<Input>,
+    phase: watch::Sender<Phase>,
+    /// Viewers joined or left.
+    membership: Notify,
+    /// When the current upstream was opened.
+    live_since: Mutex<Option<Instant>>,
+    /// Counters.
+    pub stats: EngineStats,
+}
+
+impl Engine {
+    /// The instance.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Viewers connected now.
+    pub fn viewers(&self) -> usize {
+        self.slots.lock().len()
+    }
+
+    /// The phase now.
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase.borrow().clone()
+    }
+
+    /// How long the current upstream has been open.
+    pub fn upstream_age(&self) -> Option<Duration> {
+        self.live_since.lock().map(|t| t.elapsed())
+    }
+
+    /// The engine as `/api/consoles` shows it: phase (`connecting`, `live`, `waiting`
+    /// with why and the seconds to the next attempt, `ended`), viewers, upstream age,
+    /// resumes, updates decoded, input dropped.
+    pub fn status_json(&self) -> serde_json::Value {
+        let (phase, why, next_s) = match self.phase() {
+            Phase::Connecting => ("connecting", None, None),
+            Phase::Live => ("live", None, None),
+            Phase::Waiting { why, next } => (
+                "waiting",
+                Some(why),
+                next.map(|n| n.saturating_duration_since(Instant::now()).as_secs()),
+            ),
+            Phase::Ended(f) => ("ended", Some(f.to_string()), None),
+        };
+        serde_json::json!({
+            "phase": phase,
+            "why": why,
+            "next_attempt_s": next_s,
+            "viewers": self.viewers(),
+            "upstream_age_s": self.upstream_age().map(|d| d.as_secs()),
+            "resumes": self.stats.resumes.load(Ordering::Relaxed),
+            "frames": self.stats.frames.load(Ordering::Relaxed),
+            "input_dropped": self.stats.input_dropped.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Waits until the engine has a screen to show (its first connection succeeded), or
+    /// ended; returns the phase then.
+    pub(crate) async fn screen_ready(&self) -> Phase {
+        let mut rx = self.phase.subscribe();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            if !matches!(p, Phase::Connecting) {
+                return p;
+            }
+            if rx.changed().await.is_err() {
+                return self.phase();
+            }
+        }
+    }
+
+    /// The screen's size now.
+    pub fn size(&self) -> (u16, u16) {
+        let s = self.screen.read();
+        (s.fb.width(), s.fb.height())
+    }
+
+    /// Tells every viewer what changed (under the screen's lock, so no viewer encodes a
+    /// screen newer than the damage it was told).
+    pub(crate) fn publish(&self, f: impl Fn(&mut Pending)) {
+        for slot in self.slots.lock().iter() {
+            f(&mut slot.pending.lock());
+            slot.wake.notify_one();
+        }
+    }
+
+    fn set_phase(&self, p: Phase) {
+        self.phase.send_replace(p);
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+}
+
+/// A viewer's membership: leaving the engine when dropped.
+#[derive(Debug)]
+pub struct Membership {
+    engine: Arc<Engine>,
+    pub(crate) slot: Arc<Slot>,
+}
+
+impl Membership {
+    /// The engine joined.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.engine.slots.lock().retain(|s| s.id != self.slot.id);
+        self.engine.membership.notify_one();
+    }
+}
+
+/// The engines, one per instance.
+#[derive(Debug, Default)]
+pub struct Engines {
+    map: Arc<Mutex<HashMap<String, Arc<Engine>>>>,
+    next_slot: AtomicU64,
+}
+
+impl Engines {
+    /// Joins `instance`'s engine, starting it (with what `start` gives) when there is
+    /// none or the one there is ending.
+    pub(crate) fn join(
+        &self,
+        instance: &str,
+        start: impl FnOnce() -> (Arc<dyn Connector>, Settings),
+        shutdown: &Shutdown,
+        metrics: Arc<Metrics>,
+    ) -> Membership {
+        let mut map = self.map.lock();
+        let engine = match map.get(instance) {
+            Some(e) if !matches!(*e.phase.borrow(), Phase::Ended(_)) => e.clone(),
+            _ => {
+                let (connector, settings) = start();
+                let (tx, rx) = mpsc::channel(256);
+                let engine = Arc::new(Engine {
+                    instance: instance.to_owned(),
+                    screen: RwLock::new(Screen {
+                        fb: Framebuffer::new(0, 0),
+                        cursor: None,
+                        name: String::new(),
+                        console_name: String::new(),
+                        layout: Vec::new(),
+                        qemu_keys: false,
+                    }),
+                    slots: Mutex::new(Vec::new()),
+                    input: tx,
+                    phase: watch::Sender::new(Phase::Connecting),
+                    membership: Notify::new(),
+                    live_since: Mutex::new(None),
+                    stats: EngineStats::default(),
+                });
+                map.insert(instance.to_owned(), engine.clone());
+                let task = upstream::Task {
+                    engine: engine.clone(),
+                    registry: self.map.clone(),
+                    connector,
+                    settings,
+                    input: rx,
+                    cancel: shutdown.token().clone(),
+                    metrics,
+                };
+                shutdown.spawn(task.run());
+                engine
+            }
+        };
+        let slot = Arc::new(Slot {
+            id: self.next_slot.fetch_add(1, Ordering::Relaxed),
+            pending: Mutex::new(Pending {
+                cursor: true,
+                ..Pending::default()
+            }),
+            wake: Notify::new(),
+        });
+        engine.slots.lock().push(slot.clone());
+        engine.membership.notify_one();
+        Membership { engine, slot }
+    }
+
+    /// The engines running now.
+    pub fn list(&self) -> Vec<Arc<Engine>> {
+        self.map.lock().values().cloned().collect()
+    }
+
+    /// `instance`'s engine, if one runs.
+    pub fn get(&self, instance: &str) -> Option<Arc<Engine>> {
+        self.map.lock().get(instance).cloned()
+    }
+}

@@ -1,0 +1,353 @@
+//! One viewer of a console engine, after its security handshake: ClientInit, a
+//! ServerInit from the current screen (32-bit true colour, the screen's name), then its
+//! messages (pixel format and encodings per viewer, input to the console) and its
+//! updates, answered from the framebuffer at its own pace: an update is sent only when
+//! the viewer asked for one, with everything that changed since its last (coalesced), so
+//! a slow viewer costs the console and the others nothing. When the engine ends, the
+//! viewer is closed with the reason.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::damage::Damage;
+use super::msgs::{Parser, ViewerMsg};
+use super::{Engine, Input, Membership, Phase};
+use crate::bridge::Counters;
+use crate::client::{ClientIo, In};
+use crate::console::encode::{
+    desktop_name, desktop_size, extended_desktop_size, Encoder, Encoding, Screen as LayoutScreen,
+    SizeReason,
+};
+use crate::console::fb::Rect;
+use crate::metrics::Metrics;
+use crate::outcome::Failure;
+use crate::rfb::handshake::RfbIo;
+use crate::rfb::messages::{PixelFormat, ServerInit};
+
+/// The pixel format of the ServerInit viewers get (what the framebuffer holds).
+const SERVER_FORMAT: PixelFormat = PixelFormat::RGB888;
+
+/// What a viewer may do and how it is bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewerOpts {
+    /// Its input goes to the console (else it is dropped and counted).
+    pub control: bool,
+    /// Bound on its ClientInit.
+    pub init_timeout: Duration,
+}
+
+/// Why a viewer's session ended.
+#[derive(Debug, Clone)]
+pub(crate) enum ViewerEnd {
+    /// The viewer closed.
+    Left,
+    /// The viewer's connection failed.
+    Lost(String),
+    /// The viewer broke the protocol or asked for what tcvnc does not serve; the reason
+    /// is for it and the log.
+    Refused(String),
+    /// The engine ended (resume timeout, a permanent refusal, shutdown).
+    Engine(Arc<Failure>),
+    /// tcvnc is shutting down.
+    Shutdown,
+}
+
+/// Serves one viewer whose security handshake is done, until it or the engine ends.
+pub(crate) async fn serve<W>(
+    membership: &Membership,
+    client: &mut ClientIo<W>,
+    opts: ViewerOpts,
+    cancel: &CancellationToken,
+    counters: &Counters,
+    metrics: &Metrics,
+) -> ViewerEnd
+where
+    W: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let engine = membership.engine().clone();
+    let mut shared = [0u8];
+    match tokio::time::timeout(opts.init_timeout, client.read_exact(&mut shared)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return ViewerEnd::Lost(format!("no ClientInit: {e}")),
+        Err(_) => return ViewerEnd::Refused("no ClientInit in time".into()),
+    }
+    let init = {
+        let s = engine.screen.read();
+        // The ServerInit carries the size: no DesktopSize is owed for it.
+        membership.slot.pending.lock().resized = false;
+        ServerInit {
+            width: s.fb.width(),
+            height: s.fb.height(),
+            format: SERVER_FORMAT,
+            name: s.name.clone(),
+        }
+    };
+    let init = init.to_bytes();
+    if let Err(e) = client.write_all(&init).await {
+        return ViewerEnd::Lost(e.to_string());
+    }
+    counters
+        .to_client
+        .fetch_add(init.len() as u64, Ordering::Relaxed);
+    let mut v = Viewer {
+        engine,
+        enc: match Encoder::new(SERVER_FORMAT) {
+            Ok(e) => e,
+            Err(e) => return ViewerEnd::Refused(e.to_string()),
+        },
+        parser: Parser::default(),
+        wants: false,
+        out: Vec::new(),
+        opts,
+    };
+    let slot = membership.slot.clone();
+    let mut phase = v.engine.subscribe();
+    let mut buf = BytesMut::new();
+    let (mut rd, mut wr) = client.halves();
+    loop {
+        // Bell and cut text go at once; an update only when one was asked for.
+        let extra = v.server_messages(&slot);
+        let update = if v.wants {
+            match v.update(&slot, metrics) {
+                Ok(u) => u,
+                Err(reason) => return ViewerEnd::Refused(reason),
+            }
+        } else {
+            false
+        };
+        if update || extra {
+            if update {
+                v.wants = false;
+            }
+            let n = v.out.len();
+            let data = Bytes::from(std::mem::take(&mut v.out));
+            let sent = async {
+                wr.write(data).await?;
+                wr.flush().await
+            };
+            if let Err(e) = sent.await {
+                return ViewerEnd::Lost(e);
+            }
+            counters.to_client.fetch_add(n as u64, Ordering::Relaxed);
+            continue;
+        }
+        tokio::select! {
+            r = rd.recv(&mut buf) => match r {
+                In::Data(chunk) => {
+                    let data = chunk.payload();
+                    counters.to_upstream.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    v.parser.push(data);
+                    if let Err(reason) = v.handle_messages(&slot).await {
+                        return ViewerEnd::Refused(reason);
+                    }
+                }
+                In::Closed => return ViewerEnd::Left,
+                In::Failed(e) => return ViewerEnd::Lost(e),
+            },
+            () = slot.wake.notified() => {}
+            () = wr.control_wanted() => {
+                if let Err(e) = wr.flush().await {
+                    return ViewerEnd::Lost(e);
+                }
+            }
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    return ViewerEnd::Shutdown;
+                }
+                if let Phase::Ended(f) = &*phase.borrow_and_update() {
+                    return ViewerEnd::Engine(f.clone());
+                }
+            }
+            () = cancel.cancelled() => return ViewerEnd::Shutdown,
+        }
+    }
+}
+
+/// One viewer's state.
+struct Viewer {
+    engine: Arc<Engine>,
+    enc: Encoder,
+    parser: Parser,
+    /// An update request is outstanding.
+    wants: bool,
+    /// The next write.
+    out: Vec<u8>,
+    opts: ViewerOpts,
+}
+
+impl Viewer {
+    /// Acts on every whole message received.
+    async fn handle_messages(&mut self, slot: &super::Slot) -> Result<(), String> {
+        while let Some(m) = self.parser.next().map_err(|e| e.0)? {
+            match m {
+                ViewerMsg::SetPixelFormat(pf) => {
+                    self.enc.set_pixel_format(pf).map_err(|e| e.to_string())?;
+                }
+                ViewerMsg::SetEncodings(list) => {
+                    let had_cursor = self.enc.encodings().cursor;
+                    self.enc.set_encodings(&list);
+                    if self.enc.encodings().cursor && !had_cursor {
+                        slot.pending.lock().cursor = true;
+                    }
+                }
+                ViewerMsg::UpdateRequest { incremental, area } => {
+                    if !incremental {
+                        slot.pending.lock().damage.add(area);
+                    }
+                    self.wants = true;
+                }
+                ViewerMsg::Key { down, keysym } => self.input(Input::Key { down, keysym }).await,
+                ViewerMsg::QemuKey {
+                    down,
+                    keysym,
+                    keycode,
+                } => {
+                    self.input(Input::QemuKey {
+                        down,
+                        keysym,
+                        keycode,
+                    })
+                    .await;
+                }
+                ViewerMsg::Pointer(raw) | ViewerMsg::CutText(raw) => {
+                    self.input(Input::Raw(raw)).await;
+                }
+                ViewerMsg::CutTextSkipped(n) => {
+                    tracing::debug!(
+                        bytes = n,
+                        "viewer cut text not forwarded (too long, or the extended clipboard)"
+                    );
+                }
+                ViewerMsg::Ignored(what) => tracing::debug!(what, "viewer message ignored"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn input(&self, i: Input) {
+        if !self.opts.control || self.engine.input.send(i).await.is_err() {
+            self.engine
+                .stats
+                .input_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Appends Bell and ServerCutText when the console sent them; whether it did.
+    fn server_messages(&mut self, slot: &super::Slot) -> bool {
+        let (bell, cut) = {
+            let mut p = slot.pending.lock();
+            (std::mem::take(&mut p.bell), p.cut.take())
+        };
+        if bell {
+            self.out.push(2);
+        }
+        if let Some(text) = &cut {
+            self.out.extend_from_slice(&[3, 0, 0, 0]);
+            self.out
+                .extend_from_slice(&(text.len() as u32).to_be_bytes());
+            self.out.extend_from_slice(text);
+        }
+        bell || cut.is_some()
+    }
+
+    /// Appends a FramebufferUpdate with what changed since the last one, if anything
+    /// did; whether it did.
+    ///
+    /// # Errors
+    /// The reason to close the viewer with.
+    fn update(&mut self, slot: &super::Slot, metrics: &Metrics) -> Result<bool, String> {
+        let enc_list = self.enc.encodings().clone();
+        let (mut damage, resized, cursor, name) = {
+            let mut p = slot.pending.lock();
+            let any = !p.damage.is_empty()
+                || p.resized
+                || (p.cursor && enc_list.cursor)
+                || (p.name && enc_list.desktop_name);
+            if !any {
+                return Ok(false);
+            }
+            (
+                p.damage.take(),
+                std::mem::take(&mut p.resized),
+                std::mem::take(&mut p.cursor),
+                std::mem::take(&mut p.name),
+            )
+        };
+        let s = self.engine.screen.read();
+        let (w, h) = (s.fb.width(), s.fb.height());
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0, 0, 0, 0]);
+        let mut count: u32 = 0;
+        if resized {
+            if enc_list.extended_desktop_size {
+                let whole = [LayoutScreen {
+                    id: 0,
+                    area: Rect::new(0, 0, w, h),
+                    flags: 0,
+                }];
+                let layout = if s.layout.is_empty() {
+                    &whole[..]
+                } else {
+                    &s.layout[..]
+                };
+                extended_desktop_size(w, h, SizeReason::Server, 0, layout, &mut self.out);
+            } else if enc_list.desktop_size {
+                desktop_size(w, h, &mut self.out);
+            } else {
+                return Err(format!(
+                    "the console's screen changed size to {w}x{h} and this viewer cannot follow a size change (it did not ask for DesktopSize): reconnect"
+                ));
+            }
+            count += 1;
+            damage = Damage::default();
+            damage.add(s.fb.bounds());
+        }
+        if cursor && enc_list.cursor {
+            if let Some(c) = &s.cursor {
+                self.enc
+                    .cursor(c, &mut self.out)
+                    .map_err(|e| e.to_string())?;
+                count += 1;
+            }
+        }
+        if name && enc_list.desktop_name {
+            desktop_name(&s.name, &mut self.out);
+            count += 1;
+        }
+        for r in damage.clipped(w, h) {
+            let e = self.enc.choose(r);
+            let before = self.out.len();
+            let n = self
+                .enc
+                .encode_as(e, &s.fb, r, &mut self.out)
+                .map_err(|e| format!("tcvnc could not encode the screen for this viewer: {e}"))?;
+            count += u32::from(n);
+            metrics.engine_encoded(
+                encoding_name(e),
+                u64::from(n),
+                (self.out.len() - before) as u64,
+            );
+        }
+        drop(s);
+        let Ok(count) = u16::try_from(count) else {
+            return Err("an update of more than 65535 rectangles".into());
+        };
+        self.out[start + 2..start + 4].copy_from_slice(&count.to_be_bytes());
+        Ok(true)
+    }
+}
+
+fn encoding_name(e: Encoding) -> &'static str {
+    match e {
+        Encoding::Raw => "raw",
+        Encoding::Hextile => "hextile",
+        Encoding::Zrle => "zrle",
+        Encoding::Tight => "tight",
+    }
+}

@@ -1,0 +1,294 @@
+//! Console mode against the simulator (its gateway and test-pattern console): viewers
+//! get the console's screen from tcvnc's framebuffer, keep their connection across a
+//! gateway drop and see fresh frames after it, share one upstream, find the console kept
+//! for them by `linger`, and are closed with a reason after `resume_timeout`.
+
+mod common;
+mod rfbref;
+
+use std::net::SocketAddr;
+
+use common::*;
+use tcvnc::sim::rfb_server::pattern;
+use tcvnc::sim::{Faults, GatewayEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const INSTANCE: &str = "ins-demo0001";
+
+/// A console-mode target with extra `[[target]]` lines.
+fn console_opts(extra: &str) -> Opts {
+    Opts {
+        http: Some(String::new()),
+        targets: format!(
+            "[[target]]\ninstance = \"{INSTANCE}\"\nlisten = \"127.0.0.1:0\"\nmode = \"console\"\n{extra}\n"
+        ),
+        ..Opts::default()
+    }
+}
+
+/// A raw-TCP RFB viewer decoding with the independent reference decoder.
+struct Viewer {
+    s: TcpStream,
+    buf: Vec<u8>,
+    v: rfbref::Viewer,
+    name: String,
+    updates: usize,
+    names: Vec<String>,
+}
+
+impl Viewer {
+    async fn connect(addr: SocketAddr, encodings: &[i32]) -> Viewer {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut v = [0u8; 12];
+        s.read_exact(&mut v).await.expect("version");
+        assert_eq!(&v, b"RFB 003.008\n");
+        s.write_all(b"RFB 003.008\n").await.expect("write");
+        let mut n = [0u8];
+        s.read_exact(&mut n).await.expect("types");
+        assert_ne!(n[0], 0, "refused: {}", reason(&mut s).await);
+        let mut types = vec![0u8; usize::from(n[0])];
+        s.read_exact(&mut types).await.expect("types");
+        assert_eq!(types, [1], "console mode offers None without a password");
+        s.write_all(&[1]).await.expect("choose");
+        let mut result = [0u8; 4];
+        s.read_exact(&mut result).await.expect("result");
+        assert_eq!(result, [0; 4]);
+        s.write_all(&[1]).await.expect("ClientInit");
+        let mut head = [0u8; 24];
+        s.read_exact(&mut head).await.expect("ServerInit");
+        let (w, h) = (
+            u16::from_be_bytes([head[0], head[1]]),
+            u16::from_be_bytes([head[2], head[3]]),
+        );
+        let mut name =
+            vec![0u8; u32::from_be_bytes([head[20], head[21], head[22], head[23]]) as usize];
+        s.read_exact(&mut name).await.expect("name");
+        let pf = tcvnc::rfb::messages::PixelFormat::true_colour(
+            32,
+            24,
+            false,
+            [255, 255, 255],
+            [16, 8, 0],
+        );
+        let mut msg = vec![2, 0];
+        msg.extend_from_slice(&(encodings.len() as u16).to_be_bytes());
+        for e in encodings {
+            msg.extend_from_slice(&e.to_be_bytes());
+        }
+        s.write_all(&msg).await.expect("SetEncodings");
+        Viewer {
+            s,
+            buf: Vec::new(),
+            v: rfbref::Viewer::new(pf, w, h),
+            name: String::from_utf8_lossy(&name).into_owned(),
+            updates: 0,
+            names: Vec::new(),
+        }
+    }
+
+    async fn request(&mut self, incremental: bool) {
+        let (w, h) = (self.v.width.to_be_bytes(), self.v.height.to_be_bytes());
+        self.s
+            .write_all(&[3, u8::from(incremental), 0, 0, 0, 0, w[0], w[1], h[0], h[1]])
+            .await
+            .expect("request");
+    }
+
+    /// Reads until one FramebufferUpdate is decoded (skipping bells and cut text).
+    async fn next_update(&mut self) -> Result<(), String> {
+        loop {
+            match self.buf.first() {
+                Some(0) => match self.v.update(&self.buf) {
+                    Ok(n) => {
+                        self.buf.drain(..n);
+                        self.updates += 1;
+                        if let Some(name) = self.v.name.take() {
+                            self.names.push(name);
+                        }
+                        return Ok(());
+                    }
+                    Err(e) if e.starts_with("short read") => {}
+                    Err(e) => return Err(e),
+                },
+                Some(2) => {
+                    self.buf.remove(0);
+                    continue;
+                }
+                Some(t) => return Err(format!("unexpected message type {t}")),
+                None => {}
+            }
+            let mut chunk = vec![0u8; 256 * 1024];
+            let n = self.s.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whether the still parts of the screen (all but the moving square's band) are the
+    /// test pattern, pixel for pixel.
+    fn shows_pattern(&self) -> Result<(), String> {
+        let band = (480 / 2 - 32)..(480 / 2 + 32);
+        for y in 0..self.v.height {
+            if band.contains(&y) || y < 20 {
+                continue; // the square moves; the banner may cover the top rows
+            }
+            for x in 0..self.v.width {
+                let (r, g, b) = pattern(x, y, 0);
+                let want = self.v.value_of_rgb(r, g, b);
+                let got =
+                    self.v.screen[usize::from(y) * usize::from(self.v.width) + usize::from(x)];
+                if got & self.v.used_mask() != want & self.v.used_mask() {
+                    return Err(format!("pixel {x},{y}: {got:08x}, want {want:08x}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn reason(s: &mut TcpStream) -> String {
+    let mut len = [0u8; 4];
+    if s.read_exact(&mut len).await.is_err() {
+        return "<none>".into();
+    }
+    let mut r = vec![0u8; u32::from_be_bytes(len) as usize];
+    let _ = s.read_exact(&mut r).await;
+    String::from_utf8_lossy(&r).into_owned()
+}
+
+const ZRLE: i32 = 16;
+const HEXTILE: i32 = 5;
+const RAW: i32 = 0;
+const DESKTOP_SIZE: i32 = -223;
+const DESKTOP_NAME: i32 = -307;
+
+#[tokio::test]
+async fn a_viewer_keeps_its_connection_across_a_drop_and_sees_fresh_frames() {
+    let sim = sim().await;
+    let mut d = TestDaemon::start(&sim, &console_opts("")).await;
+    let mut events = sim.state.events();
+    // Each gateway session ends after 1.5 MB: the first full screen (1.2 MB) and a few
+    // moves of the square.
+    sim.state.set_faults(Faults {
+        drop_after_bytes: Some(1_500_000),
+        ..Faults::default()
+    });
+    let mut v = within(Viewer::connect(
+        d.tcp(INSTANCE),
+        &[ZRLE, HEXTILE, RAW, DESKTOP_SIZE, DESKTOP_NAME],
+    ))
+    .await;
+    assert!(!v.name.is_empty());
+    assert_eq!((v.v.width, v.v.height), (640, 480));
+    v.request(false).await;
+    within(v.next_update()).await.expect("first update");
+    v.shows_pattern().expect("the console's screen");
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Accepted(_))).await;
+    // The gateway drops the session; the engine has the console back on its own.
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Ended(_))).await;
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Accepted(_))).await;
+    sim.state.set_faults(Faults::default());
+    let before = v.updates;
+    for _ in 0..5 {
+        v.request(true).await;
+        within(v.next_update())
+            .await
+            .expect("an update after the drop");
+    }
+    assert!(v.updates >= before + 5);
+    v.shows_pattern()
+        .expect("the console's screen after the drop");
+    assert!(sim.state.mints(INSTANCE) >= 2, "a fresh URL per resume");
+    assert_eq!(sim.state.stats().max_live_upstreams, 1);
+    drop(v);
+    assert!(d.stop().await);
+}
+
+#[tokio::test]
+async fn viewers_share_one_console_and_linger_keeps_it() {
+    let sim = sim().await;
+    let mut d = TestDaemon::start(&sim, &console_opts("linger = \"60s\"")).await;
+    let mut a = within(Viewer::connect(d.tcp(INSTANCE), &[HEXTILE, RAW])).await;
+    let mut b = within(Viewer::connect(d.tcp(INSTANCE), &[ZRLE, RAW])).await;
+    for v in [&mut a, &mut b] {
+        v.request(false).await;
+        within(v.next_update()).await.expect("update");
+        v.shows_pattern().expect("pattern");
+    }
+    assert_eq!(sim.state.mints(INSTANCE), 1, "one URL for two viewers");
+    drop((a, b));
+    // A viewer that comes back within linger finds the console still open.
+    let mut c = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    c.request(false).await;
+    within(c.next_update()).await.expect("update");
+    c.shows_pattern().expect("pattern");
+    assert_eq!(
+        sim.state.mints(INSTANCE),
+        1,
+        "no URL for a returning viewer"
+    );
+    assert_eq!(sim.state.stats().max_live_upstreams, 1);
+    drop(c);
+    assert!(d.stop().await);
+}
+
+#[tokio::test]
+async fn viewers_wait_with_a_banner_then_are_closed_after_resume_timeout() {
+    let sim = sim().await;
+    let mut d = TestDaemon::start(&sim, &console_opts("resume_timeout = \"3s\"")).await;
+    let mut events = sim.state.events();
+    sim.state.set_faults(Faults {
+        drop_after_bytes: Some(1_300_000),
+        ..Faults::default()
+    });
+    let (mut ws, _) = ws_connect(
+        d.http.expect("http"),
+        &format!("/vnc/{INSTANCE}"),
+        None,
+        None,
+    )
+    .await
+    .expect("ws");
+    let name = within(rfb_handshake(&mut ws, V38, None))
+        .await
+        .expect("handshake");
+    assert!(!name.is_empty());
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Accepted(_))).await;
+    // The API fails from now on; the gateway drops the session after its first screen.
+    sim.state.set_faults(Faults {
+        error_code: Some("InternalError".into()),
+        drop_after_bytes: Some(1_300_000),
+        ..Faults::default()
+    });
+    let mut enc = vec![2, 0, 0, 1];
+    enc.extend_from_slice(&DESKTOP_NAME.to_be_bytes());
+    ws.send(bytes::Bytes::from(enc)).await.expect("send");
+    // Keep asking for updates until the websocket closes: the reason names the timeout.
+    let mut names = String::new();
+    let closed = within(async {
+        loop {
+            let _ = ws
+                .send(bytes::Bytes::from_static(&[
+                    3, 1, 0, 0, 0, 0, 2, 128, 1, 224,
+                ]))
+                .await;
+            match ws.recv().await {
+                tcvnc::ws::Recv::Data(b) => names.push_str(&String::from_utf8_lossy(&b)),
+                tcvnc::ws::Recv::Closed(c) => return c,
+                tcvnc::ws::Recv::Failed(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    let (code, reason) = closed.expect("a close frame");
+    assert_eq!(code, 1013, "{reason}");
+    assert!(reason.contains("did not come back"), "{reason}");
+    assert!(
+        names.contains("reconnecting"),
+        "the desktop name said why: {names:?}"
+    );
+    assert!(d.stop().await);
+}
