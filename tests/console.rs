@@ -213,13 +213,33 @@ async fn viewers_share_one_console_and_linger_keeps_it() {
     let mut d = TestDaemon::start(&sim, &console_opts("linger = \"60s\"")).await;
     let mut a = within(Viewer::connect(d.tcp(INSTANCE), &[HEXTILE, RAW])).await;
     let mut b = within(Viewer::connect(d.tcp(INSTANCE), &[ZRLE, RAW])).await;
-    for v in [&mut a, &mut b] {
+    let mut c = within(Viewer::connect(d.tcp(INSTANCE), &[ZRLE, RAW])).await;
+    for v in [&mut a, &mut b, &mut c] {
         v.request(false).await;
         within(v.next_update()).await.expect("update");
         v.shows_pattern().expect("pattern");
     }
-    assert_eq!(sim.state.mints(INSTANCE), 1, "one URL for two viewers");
-    drop((a, b));
+    // The two ZRLE viewers follow the moving square together: the engine encodes the
+    // damage once for both (shared ZRLE), and each decodes it exactly.
+    for _ in 0..10 {
+        for v in [&mut b, &mut c] {
+            v.request(true).await;
+        }
+        for v in [&mut b, &mut c] {
+            within(v.next_update()).await.expect("update");
+        }
+    }
+    for v in [&b, &c] {
+        v.shows_pattern().expect("pattern");
+    }
+    let engine = d.app.engines.get(INSTANCE).expect("engine").status_json();
+    assert!(
+        engine["shared_encodes"]["hits"].as_u64() > Some(0),
+        "{engine}"
+    );
+    assert_eq!(engine["viewers"], 3, "{engine}");
+    assert_eq!(sim.state.mints(INSTANCE), 1, "one URL for three viewers");
+    drop((a, b, c));
     // A viewer that comes back within linger finds the console still open.
     let mut c = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
     c.request(false).await;

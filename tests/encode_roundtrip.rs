@@ -327,6 +327,52 @@ fn shared_tight_bytes_fit_every_viewer() {
     );
 }
 
+/// Shared ZRLE: once primed, every rectangle is compressed on its own, so encoders with
+/// different histories give the same bytes, and a viewer whose stream holds another
+/// encoder's rectangles (or its own from before) decodes them all.
+#[test]
+fn shared_zrle_bytes_fit_every_viewer() {
+    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let fb1 = desktop(320, 240);
+    let mut fb2 = fb1.clone();
+    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
+        .expect("fill");
+    let (mut a, mut b) = (Encoder::new(f).expect("a"), Encoder::new(f).expect("b"));
+    a.set_encodings(&[16]);
+    b.set_encodings(&[16, -250]);
+    let (mut va, mut vb) = (Viewer::new(f, 320, 240), Viewer::new(f, 320, 240));
+    // A's stream has a history of its own first; B's has none.
+    decode(
+        &mut va,
+        &update(&mut a, Encoding::Zrle, &fb1, &[fb1.bounds()]),
+        "a alone",
+    );
+    assert_eq!(a.share_key(Encoding::Zrle), None, "not shared yet");
+    a.enable_shared_zrle();
+    b.enable_shared_zrle();
+    b.set_encodings(&[16]);
+    assert_eq!(a.share_key(Encoding::Zrle), b.share_key(Encoding::Zrle));
+    // B's stream must be started once; A's already was.
+    let mut prime_a = Vec::new();
+    assert_eq!(a.prime_zrle(&fb2, &mut prime_a).expect("prime"), 0);
+    let mut prime_b = Vec::new();
+    assert_eq!(b.prime_zrle(&fb2, &mut prime_b).expect("prime"), 1);
+    assert_eq!(b.prime_zrle(&fb2, &mut prime_b).expect("prime"), 0, "once");
+    vb.rects(&prime_b).expect("b's primer decodes");
+    let damage = [Rect::new(0, 0, 320, 120), Rect::new(0, 120, 320, 120)];
+    let from_a = update(&mut a, Encoding::Zrle, &fb2, &damage);
+    let from_b = update(&mut b, Encoding::Zrle, &fb2, &damage);
+    assert_eq!(from_a, from_b, "shared bytes do not depend on history");
+    decode(&mut va, &from_b, "b's bytes to a");
+    decode(&mut vb, &from_a, "a's bytes to b");
+    assert_same(&va, &fb2, fb2.bounds(), "viewer a");
+    assert_same(&vb, &fb2, fb2.bounds(), "viewer b");
+    // And again, on streams that now hold both.
+    let again = update(&mut a, Encoding::Zrle, &fb1, &[fb1.bounds()]);
+    decode(&mut vb, &again, "a's bytes to b again");
+    assert_same(&vb, &fb1, fb1.bounds(), "viewer b again");
+}
+
 /// ZRLE in two halves: tile data made once serves viewers with different stream
 /// histories, each compressing it through its own stream.
 #[test]

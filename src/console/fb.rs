@@ -9,7 +9,7 @@
 pub const MAX_SIDE: u16 = 8192;
 
 /// A rectangle of the screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Rect {
     /// Left.
     pub x: u16,

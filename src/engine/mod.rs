@@ -22,6 +22,7 @@
 //! How a URL is had (claims, budget, mint, dial) is the session layer's: it hands the
 //! engine a [`Connector`], so this module spends nothing on its own.
 
+mod cache;
 mod damage;
 mod msgs;
 mod upstream;
@@ -122,6 +123,8 @@ pub(crate) struct Screen {
     pub(crate) layout: Vec<LayoutScreen>,
     /// The console takes QEMU extended key events.
     pub(crate) qemu_keys: bool,
+    /// Bumped at every change of the pixels (the encode cache's generation).
+    pub(crate) generation: u64,
 }
 
 /// What a viewer has not been sent yet.
@@ -182,6 +185,8 @@ pub struct Engine {
     membership: Notify,
     /// When the current upstream was opened.
     live_since: Mutex<Option<Instant>>,
+    /// Rectangles encoded once for several viewers.
+    pub(crate) cache: cache::Cache,
     /// Counters.
     pub stats: EngineStats,
 }
@@ -230,6 +235,11 @@ impl Engine {
             "resumes": self.stats.resumes.load(Ordering::Relaxed),
             "frames": self.stats.frames.load(Ordering::Relaxed),
             "input_dropped": self.stats.input_dropped.load(Ordering::Relaxed),
+            "shared_encodes": {
+                "hits": self.cache.hits.load(Ordering::Relaxed),
+                "misses": self.cache.misses.load(Ordering::Relaxed),
+                "bytes": self.cache.held(),
+            },
         })
     }
 
@@ -325,12 +335,14 @@ impl Engines {
                         console_name: String::new(),
                         layout: Vec::new(),
                         qemu_keys: false,
+                        generation: 0,
                     }),
                     slots: Mutex::new(Vec::new()),
                     input: tx,
                     phase: watch::Sender::new(Phase::Connecting),
                     membership: Notify::new(),
                     live_since: Mutex::new(None),
+                    cache: cache::Cache::default(),
                     stats: EngineStats::default(),
                 });
                 map.insert(instance.to_owned(), engine.clone());

@@ -210,6 +210,7 @@ impl Task {
             }
             s.console_name = init.name.clone();
             s.name = init.name;
+            s.generation += 1;
             s.qemu_keys = false;
             let full = s.fb.bounds();
             self.engine.publish(|p| {
@@ -329,6 +330,7 @@ impl Task {
         while !rest.is_empty() {
             let fed = decoder.feed(rest, &mut s.fb)?;
             rest = &rest[fed.consumed..];
+            s.generation += 1;
             let progressed = fed.consumed > 0 || !fed.events.is_empty();
             for ev in fed.events {
                 match ev {
@@ -546,6 +548,7 @@ impl Task {
         };
         let mut s = self.engine.screen.write();
         let bar = draw_banner(&mut s.fb, &format!("tcvnc: {text}"));
+        s.generation += 1;
         let name = format!("{text} - {}", s.console_name);
         let renamed = s.name != name;
         s.name = name;

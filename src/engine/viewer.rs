@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use super::cache::Entry;
 use super::damage::Damage;
 use super::msgs::{Parser, ViewerMsg};
 use super::{Engine, Input, Membership, Phase};
@@ -104,6 +105,7 @@ where
         wants: false,
         out: Vec::new(),
         opts,
+        shared: false,
     };
     let slot = membership.slot.clone();
     let mut phase = v.engine.subscribe();
@@ -178,6 +180,8 @@ struct Viewer {
     /// The next write.
     out: Vec<u8>,
     opts: ViewerOpts,
+    /// Its encoder is in the shared modes.
+    shared: bool,
 }
 
 impl Viewer {
@@ -320,13 +324,51 @@ impl Viewer {
             desktop_name(&s.name, &mut self.out);
             count += 1;
         }
+        // With other viewers on the engine, rectangles are encoded in the shared modes
+        // (bytes independent of this viewer's history) and each encoded once for all.
+        if !self.shared && self.engine.viewers() > 1 {
+            self.enc.enable_shared_zrle();
+            self.enc.set_shared_tight(true);
+            self.shared = true;
+        }
+        let failed = |e: crate::console::encode::EncodeError| {
+            format!("tcvnc could not encode the screen for this viewer: {e}")
+        };
         for r in damage.clipped(w, h) {
             let e = self.enc.choose(r);
+            if e == Encoding::Zrle {
+                count += u32::from(self.enc.prime_zrle(&s.fb, &mut self.out).map_err(failed)?);
+            }
             let before = self.out.len();
-            let n = self
-                .enc
-                .encode_as(e, &s.fb, r, &mut self.out)
-                .map_err(|e| format!("tcvnc could not encode the screen for this viewer: {e}"))?;
+            let key = if self.shared {
+                self.enc.share_key(e)
+            } else {
+                None
+            };
+            let n = match key {
+                Some(key) => match self.engine.cache.get(s.generation, &key, r) {
+                    Some(hit) => {
+                        self.out.extend_from_slice(&hit.bytes);
+                        hit.rects
+                    }
+                    None => {
+                        let n = self
+                            .enc
+                            .encode_as(e, &s.fb, r, &mut self.out)
+                            .map_err(failed)?;
+                        let entry = Entry {
+                            bytes: self.out[before..].to_vec(),
+                            rects: n,
+                        };
+                        self.engine.cache.put(s.generation, key, r, entry);
+                        n
+                    }
+                },
+                None => self
+                    .enc
+                    .encode_as(e, &s.fb, r, &mut self.out)
+                    .map_err(failed)?,
+            };
             count += u32::from(n);
             metrics.engine_encoded(
                 encoding_name(e),

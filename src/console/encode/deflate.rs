@@ -44,6 +44,22 @@ impl Deflater {
         }
     }
 
+    /// A raw deflate stream (no zlib header) at `level`: reset before each rectangle, its
+    /// bytes refer to nothing before them, so they continue any viewer's zlib stream that
+    /// stands at a flush point (shared ZRLE).
+    pub(crate) fn new_raw(level: u8) -> Deflater {
+        let level = level.min(9);
+        Deflater {
+            z: Compress::new(Compression::new(u32::from(level)), false),
+            level,
+        }
+    }
+
+    /// The zlib level.
+    pub(crate) fn level(&self) -> u8 {
+        self.level
+    }
+
     /// Starts the stream afresh (a new zlib header, an empty dictionary).
     pub(crate) fn reset(&mut self) {
         self.z.reset();

@@ -58,6 +58,21 @@ pub struct TightShareKey {
     jpeg_quality: Option<u8>,
 }
 
+/// Which viewers can be sent the same bytes for a rectangle of the same pixels: Raw and
+/// Hextile always (they depend on the format only), Tight and ZRLE in shared mode (with
+/// the zlib level, and for Tight the JPEG quality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShareKey {
+    /// The viewer's pixel format, as on the wire.
+    format: [u8; 16],
+    /// The encoding.
+    encoding: Encoding,
+    /// The zlib level (0 for Raw and Hextile).
+    zlib_level: u8,
+    /// The JPEG quality (Tight only).
+    jpeg_quality: Option<u8>,
+}
+
 /// Buffers reused across rectangles (none holds data between calls).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
@@ -91,6 +106,11 @@ pub struct Encoder {
     /// ZRLE's stream: created at its first rectangle, at the level in force then, and
     /// kept for the connection (ZRLE cannot tell a viewer to reset it).
     zrle: Option<Deflater>,
+    /// Shared ZRLE: a raw deflate stream reset for every rectangle (see
+    /// [`Encoder::enable_shared_zrle`]).
+    zrle_shared: Option<Deflater>,
+    /// Shared ZRLE: the viewer's zlib stream was started (its header sent).
+    zrle_primed: bool,
     tight: TightStreams,
     scratch: Scratch,
 }
@@ -109,6 +129,8 @@ impl Encoder {
             tpixel: Translator::new(&format, used, Layout::TPixel),
             encodings: Encodings::default(),
             zrle: None,
+            zrle_shared: None,
+            zrle_primed: false,
             tight: TightStreams::new(DEFAULT_ZLIB_LEVEL),
             scratch: Scratch::default(),
         })
@@ -213,7 +235,17 @@ impl Encoder {
             Encoding::Hextile => hextile::encode(&self.pixel, &mut self.scratch, fb, r, out),
             Encoding::Zrle => {
                 let level = self.zlib_level();
-                let z = self.zrle.get_or_insert_with(|| Deflater::new(level));
+                let z = match &mut self.zrle_shared {
+                    Some(z) => {
+                        if z.level() == level {
+                            z.reset();
+                        } else {
+                            *z = Deflater::new_raw(level);
+                        }
+                        z
+                    }
+                    None => self.zrle.get_or_insert_with(|| Deflater::new(level)),
+                };
                 zrle::encode(&self.cpixel, &mut self.scratch, z, fb, r, out)?;
             }
             Encoding::Tight => {
@@ -284,6 +316,66 @@ impl Encoder {
             zlib_level: self.tight.level(),
             jpeg_quality: self.jpeg_quality(),
         })
+    }
+
+    /// Shared ZRLE, for encoding an update once for many viewers: from now on every ZRLE
+    /// rectangle is compressed on its own (a raw deflate stream reset per rectangle and
+    /// sync-flushed), so its bytes refer to nothing the viewer received before and serve
+    /// every viewer with the same [`ShareKey`]. The viewer's zlib stream still needs its
+    /// two-byte header once: [`Encoder::prime_zrle`] sends it in a 1×1 rectangle before the
+    /// first shared one. Final for the connection (the viewer's stream then holds bytes
+    /// this encoder's own stream never saw).
+    pub fn enable_shared_zrle(&mut self) {
+        if self.zrle_shared.is_none() {
+            self.zrle_primed = self.zrle.is_some();
+            self.zrle = None;
+            self.zrle_shared = Some(Deflater::new_raw(self.zlib_level()));
+        }
+    }
+
+    /// Before a shared ZRLE rectangle: the first time, appends a 1×1 ZRLE rectangle of
+    /// `fb`'s top-left pixel that starts the viewer's zlib stream; returns the
+    /// rectangles written (0 or 1).
+    ///
+    /// # Errors
+    /// [`EncodeError`].
+    pub fn prime_zrle(&mut self, fb: &Framebuffer, out: &mut Vec<u8>) -> Result<u16, EncodeError> {
+        if self.zrle_shared.is_none() || self.zrle_primed || fb.bounds().is_empty() {
+            return Ok(0);
+        }
+        let mut z = Deflater::new(self.zlib_level());
+        zrle::encode(
+            &self.cpixel,
+            &mut self.scratch,
+            &mut z,
+            fb,
+            Rect::new(0, 0, 1, 1),
+            out,
+        )?;
+        self.zrle_primed = true;
+        Ok(1)
+    }
+
+    /// The key under which `enc`'s bytes for a rectangle may be shared with other
+    /// viewers, if they may.
+    pub fn share_key(&self, enc: Encoding) -> Option<ShareKey> {
+        let key = |zlib_level, jpeg_quality| ShareKey {
+            format: self.format.to_bytes(),
+            encoding: enc,
+            zlib_level,
+            jpeg_quality,
+        };
+        match enc {
+            Encoding::Raw | Encoding::Hextile => Some(key(0, None)),
+            Encoding::Zrle => self
+                .zrle_shared
+                .as_ref()
+                .map(|_| key(self.zlib_level(), None)),
+            Encoding::Tight => self
+                .tight
+                .shared()
+                .then(|| key(self.tight.level(), self.jpeg_quality())),
+        }
     }
 
     /// Appends a CopyRect rectangle: the viewer copies `dst.w` × `dst.h` pixels from

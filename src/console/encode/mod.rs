@@ -41,7 +41,7 @@ mod zrle;
 
 pub use deflate::DeflateError;
 pub(crate) use encoder::Scratch;
-pub use encoder::{EncodeError, Encoder, TightShareKey, DEFAULT_ZLIB_LEVEL};
+pub use encoder::{EncodeError, Encoder, ShareKey, TightShareKey, DEFAULT_ZLIB_LEVEL};
 pub use encodings::{Encoding, Encodings};
 pub use format::{check as check_format, FormatError};
 pub use pseudo::{
