@@ -135,6 +135,8 @@ where
             if let Err(e) = sent.await {
                 return ViewerEnd::Lost(e);
             }
+            // An idle viewer holds no scratch buffer.
+            v.enc.release_buffers();
             counters.to_client.fetch_add(n as u64, Ordering::Relaxed);
             continue;
         }

@@ -106,9 +106,11 @@ pub struct Encoder {
     /// ZRLE's stream: created at its first rectangle, at the level in force then, and
     /// kept for the connection (ZRLE cannot tell a viewer to reset it).
     zrle: Option<Deflater>,
-    /// Shared ZRLE: a raw deflate stream reset for every rectangle (see
-    /// [`Encoder::enable_shared_zrle`]).
-    zrle_shared: Option<Deflater>,
+    /// Shared ZRLE is on (see [`Encoder::enable_shared_zrle`]).
+    zrle_shared: bool,
+    /// Shared ZRLE: the raw deflate stream reset for every rectangle (made when needed,
+    /// dropped by [`Encoder::release_buffers`]).
+    zrle_raw: Option<Deflater>,
     /// Shared ZRLE: the viewer's zlib stream was started (its header sent).
     zrle_primed: bool,
     tight: TightStreams,
@@ -129,7 +131,8 @@ impl Encoder {
             tpixel: Translator::new(&format, used, Layout::TPixel),
             encodings: Encodings::default(),
             zrle: None,
-            zrle_shared: None,
+            zrle_shared: false,
+            zrle_raw: None,
             zrle_primed: false,
             tight: TightStreams::new(DEFAULT_ZLIB_LEVEL),
             scratch: Scratch::default(),
@@ -235,16 +238,16 @@ impl Encoder {
             Encoding::Hextile => hextile::encode(&self.pixel, &mut self.scratch, fb, r, out),
             Encoding::Zrle => {
                 let level = self.zlib_level();
-                let z = match &mut self.zrle_shared {
-                    Some(z) => {
-                        if z.level() == level {
+                let z = if self.zrle_shared {
+                    match &mut self.zrle_raw {
+                        Some(z) if z.level() == level => {
                             z.reset();
-                        } else {
-                            *z = Deflater::new_raw(level);
+                            z
                         }
-                        z
+                        raw => raw.insert(Deflater::new_raw(level)),
                     }
-                    None => self.zrle.get_or_insert_with(|| Deflater::new(level)),
+                } else {
+                    self.zrle.get_or_insert_with(|| Deflater::new(level))
                 };
                 zrle::encode(&self.cpixel, &mut self.scratch, z, fb, r, out)?;
             }
@@ -326,10 +329,10 @@ impl Encoder {
     /// first shared one. Final for the connection (the viewer's stream then holds bytes
     /// this encoder's own stream never saw).
     pub fn enable_shared_zrle(&mut self) {
-        if self.zrle_shared.is_none() {
+        if !self.zrle_shared {
             self.zrle_primed = self.zrle.is_some();
             self.zrle = None;
-            self.zrle_shared = Some(Deflater::new_raw(self.zlib_level()));
+            self.zrle_shared = true;
         }
     }
 
@@ -340,7 +343,7 @@ impl Encoder {
     /// # Errors
     /// [`EncodeError`].
     pub fn prime_zrle(&mut self, fb: &Framebuffer, out: &mut Vec<u8>) -> Result<u16, EncodeError> {
-        if self.zrle_shared.is_none() || self.zrle_primed || fb.bounds().is_empty() {
+        if !self.zrle_shared || self.zrle_primed || fb.bounds().is_empty() {
             return Ok(0);
         }
         let mut z = Deflater::new(self.zlib_level());
@@ -367,10 +370,7 @@ impl Encoder {
         };
         match enc {
             Encoding::Raw | Encoding::Hextile => Some(key(0, None)),
-            Encoding::Zrle => self
-                .zrle_shared
-                .as_ref()
-                .map(|_| key(self.zlib_level(), None)),
+            Encoding::Zrle => self.zrle_shared.then(|| key(self.zlib_level(), None)),
             Encoding::Tight => self
                 .tight
                 .shared()
@@ -397,5 +397,8 @@ impl Encoder {
     /// stream); they grow again on the next rectangle.
     pub fn release_buffers(&mut self) {
         self.scratch = Scratch::default();
+        // Shared modes restart their streams for every rectangle anyway.
+        self.zrle_raw = None;
+        self.tight.release_shared();
     }
 }

@@ -74,6 +74,14 @@ impl TightStreams {
         self.shared = on;
     }
 
+    /// In shared mode, drops stream 0 (every chunk resets it anyway: the next one starts
+    /// a fresh stream, which the viewer is told to reset as always in shared mode).
+    pub(crate) fn release_shared(&mut self) {
+        if self.shared {
+            self.streams[STREAM] = None;
+        }
+    }
+
     /// Whether shared mode is on.
     pub(crate) fn shared(&self) -> bool {
         self.shared
