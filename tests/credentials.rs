@@ -427,46 +427,6 @@ async fn nothing_found_says_what_was_tried() {
     .await;
 }
 
-/// Runs `body` on a current-thread runtime with paused time that moves only through
-/// `tokio::time::advance`: a blocking task is held for the whole test, which keeps tokio
-/// from auto-advancing while real loopback I/O to the fakes is in flight. A test that
-/// hangs fails after 60 real seconds.
-fn manual_time<F, Fut>(body: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    if std::env::var("TCVNC_TRACE_ALL").as_deref() == Ok("1") {
-        captured_logs(tracing::Level::TRACE);
-    }
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let runner = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
-            let holder = tokio::task::spawn_blocking(move || {
-                let _ = hold_rx.recv();
-            });
-            body().await;
-            drop(hold_tx);
-            holder.await.expect("holder");
-        });
-        let _ = done_tx.send(());
-    });
-    match done_rx.recv_timeout(TEST_TIMEOUT) {
-        Ok(()) => runner.join().expect("test thread"),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match runner.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => panic!("test thread ended without finishing"),
-        },
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("test timed out"),
-    }
-}
-
 /// Spawns `n` concurrent callers of `get()`; returns each result and the (paused) time
 /// it took.
 async fn callers(

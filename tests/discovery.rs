@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use tcvnc::cloud::{Filter, ListedInstance};
 use tcvnc::discovery::Snapshot;
-use tcvnc::sim::{SimHandle, SimInstance, SimOptions, DEMO_SECRET_ID, DEMO_SECRET_KEY};
+use tcvnc::sim::{SimHandle, SimInstance, SimOptions};
 
 /// `n` running instances `ins-web00NNN` named `web-NNN`, tagged `env = prod` when `i` is
 /// even (else `env = dev`), in zone `ap-guangzhou-3`.
@@ -65,13 +65,6 @@ async fn listed(d: &TestDaemon, pred: impl Fn(&Snapshot) -> bool) -> Arc<Snapsho
 }
 
 /// An HTTP client on tcvnc's own TLS configuration (reqwest brings no crypto provider).
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured((*tls()).clone())
-        .build()
-        .expect("client")
-}
-
 async fn get(d: &TestDaemon, path: &str) -> (u16, String) {
     let url = format!("http://{}{path}", d.http.expect("http"));
     let r = http_client().get(&url).send().await.expect("GET");
@@ -179,50 +172,6 @@ async fn simulator_refuses_what_the_cloud_refuses() {
         sim.shutdown().await;
     })
     .await;
-}
-
-/// One signed API call to the simulator with the demo key; the whole answer.
-async fn signed_call(api: &str, action: &str, body: &serde_json::Value) -> serde_json::Value {
-    let host = api.strip_prefix("http://").expect("http");
-    let payload = body.to_string();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    let headers = [("content-type", "application/json"), ("host", host)];
-    let sig = tcvnc::cloud::sign::sign(
-        DEMO_SECRET_KEY,
-        &tcvnc::cloud::sign::Request {
-            method: "POST",
-            uri: "/",
-            query: "",
-            headers: &headers,
-            payload: payload.as_bytes(),
-            service: "cvm",
-            timestamp: ts,
-        },
-    );
-    http_client()
-        .post(format!("{api}/"))
-        .header("content-type", "application/json")
-        .header(
-            "authorization",
-            format!(
-                "TC3-HMAC-SHA256 Credential={DEMO_SECRET_ID}/{}/cvm/tc3_request, SignedHeaders={}, Signature={}",
-                sig.date, sig.signed_headers, sig.signature
-            ),
-        )
-        .header("x-tc-action", action)
-        .header("x-tc-version", "2017-03-12")
-        .header("x-tc-region", "ap-guangzhou")
-        .header("x-tc-timestamp", ts.to_string())
-        .body(payload)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json")
 }
 
 /// 250 instances, half tagged prod: discovery walks three pages of the tag filter and

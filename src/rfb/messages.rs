@@ -298,11 +298,30 @@ pub enum ClientMessage {
         /// Y.
         y: u16,
     },
-    /// ClientCutText (text dropped, length kept).
-    ClientCutText(u32),
-    /// A QEMU client message (submessage, payload skipped).
+    /// ClientCutText: its length and, when it is at most [`SMALL_CUT_TEXT`] bytes
+    /// (and not the extended clipboard's negative length), its bytes (Latin-1).
+    ClientCutText {
+        /// Bytes of text (or of the extended clipboard message).
+        length: u32,
+        /// The text, kept only when small.
+        text: Option<Vec<u8>>,
+    },
+    /// QEMU extended key event (message 255, submessage 0).
+    QemuKeyEvent {
+        /// Pressed.
+        down: bool,
+        /// X keysym.
+        keysym: u32,
+        /// XT scan code (QEMU's keycode).
+        keycode: u32,
+    },
+    /// Another QEMU client message (its submessage; payload skipped).
     Qemu(u8),
 }
+
+/// ClientCutText up to this many bytes is returned with its text; longer ones by length
+/// only.
+pub const SMALL_CUT_TEXT: u32 = 1024;
 
 /// Reads one client message. Unknown types are a protocol error (their length is unknown).
 ///
@@ -363,16 +382,33 @@ pub async fn read_client_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Clie
                     "ClientCutText of {n} bytes exceeds {MAX_TEXT}"
                 )));
             }
+            if len >= 0 && n <= SMALL_CUT_TEXT {
+                let mut text = vec![0u8; n as usize];
+                r.read_exact(&mut text).await?;
+                return Ok(ClientMessage::ClientCutText {
+                    length: n,
+                    text: Some(text),
+                });
+            }
             tokio::io::copy(&mut r.take(u64::from(n)), &mut tokio::io::sink()).await?;
-            Ok(ClientMessage::ClientCutText(n))
+            Ok(ClientMessage::ClientCutText {
+                length: n,
+                text: None,
+            })
         }
         255 => {
             let sub = r.read_u8().await?;
             match sub {
                 // Extended key event: u16 down, u32 keysym, u32 keycode.
                 0 => {
-                    let mut b = [0u8; 10];
-                    r.read_exact(&mut b).await?;
+                    let down = r.read_u16().await? != 0;
+                    let keysym = r.read_u32().await?;
+                    let keycode = r.read_u32().await?;
+                    return Ok(ClientMessage::QemuKeyEvent {
+                        down,
+                        keysym,
+                        keycode,
+                    });
                 }
                 // Audio: u16 operation (+ format for op 2).
                 1 => {
@@ -435,6 +471,56 @@ mod tests {
         out.clear();
         rgb565.push_pixel(&mut out, 255, 0, 255);
         assert_eq!(out, [0xf8, 0x1f]);
+    }
+
+    /// The input messages come back with their fields: QEMU's extended key event, and
+    /// cut text with its bytes when small, by length only when large or extended.
+    #[tokio::test]
+    async fn input_messages_carry_their_fields() {
+        let mut data: Vec<u8> = vec![255, 0, 0, 1, 0, 0, 0xff, 0x0d, 0, 0, 0, 0x1c];
+        data.extend_from_slice(&[255, 0, 0, 0, 0, 0, 0, 0x61, 0, 0, 0, 0x1e]);
+        data.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 2]);
+        data.extend_from_slice(b"hi");
+        data.extend_from_slice(&[6, 0, 0, 0]);
+        data.extend_from_slice(&(SMALL_CUT_TEXT as i32 + 1).to_be_bytes());
+        data.resize(data.len() + SMALL_CUT_TEXT as usize + 1, b'x');
+        data.extend_from_slice(&[6, 0, 0, 0]);
+        data.extend_from_slice(&(-4i32).to_be_bytes());
+        data.extend_from_slice(&[0, 0, 0, 1]);
+        data.extend_from_slice(&[255, 1, 0, 0]);
+        let mut r: &[u8] = &data;
+        let mut got = Vec::new();
+        while !r.is_empty() {
+            got.push(read_client_message(&mut r).await.expect("message"));
+        }
+        assert_eq!(
+            got,
+            [
+                ClientMessage::QemuKeyEvent {
+                    down: true,
+                    keysym: 0xff0d,
+                    keycode: 0x1c
+                },
+                ClientMessage::QemuKeyEvent {
+                    down: false,
+                    keysym: 0x61,
+                    keycode: 0x1e
+                },
+                ClientMessage::ClientCutText {
+                    length: 2,
+                    text: Some(b"hi".to_vec())
+                },
+                ClientMessage::ClientCutText {
+                    length: SMALL_CUT_TEXT + 1,
+                    text: None
+                },
+                ClientMessage::ClientCutText {
+                    length: 4,
+                    text: None
+                },
+                ClientMessage::Qemu(1),
+            ]
+        );
     }
 
     #[tokio::test]

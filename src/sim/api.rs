@@ -334,7 +334,6 @@ fn dispatch(
 struct Codes {
     malformed: &'static str,
     not_found: &'static str,
-    state: &'static str,
 }
 
 fn codes(product: Product) -> Codes {
@@ -342,12 +341,29 @@ fn codes(product: Product) -> Codes {
         Product::Cvm => Codes {
             malformed: "InvalidInstanceId.Malformed",
             not_found: "InvalidInstanceId.NotFound",
-            state: "InvalidInstanceState",
         },
         Product::Lighthouse => Codes {
             malformed: "InvalidParameterValue.InstanceIdMalformed",
             not_found: "ResourceNotFound.InstanceIdNotFound",
-            state: "UnsupportedOperation.InvalidInstanceState",
+        },
+    }
+}
+
+/// The code `DescribeInstanceVncUrl` answers for an instance in `state` (not `RUNNING`).
+/// CVM: the transitional states have their own `UnsupportedOperation.InstanceState<X>`
+/// (the SDK's list); `STOPPED` and anything else `InvalidInstanceState`, as the
+/// simulator always answered. Lighthouse has one code for every state.
+fn state_code(product: Product, state: &str) -> &'static str {
+    match product {
+        Product::Lighthouse => "UnsupportedOperation.InvalidInstanceState",
+        Product::Cvm => match state {
+            "PENDING" => "UnsupportedOperation.InstanceStatePending",
+            "STARTING" => "UnsupportedOperation.InstanceStateStarting",
+            "STOPPING" => "UnsupportedOperation.InstanceStateStopping",
+            "REBOOTING" => "UnsupportedOperation.InstanceStateRebooting",
+            "SHUTDOWN" => "UnsupportedOperation.InstanceStateShutdown",
+            "TERMINATING" => "UnsupportedOperation.InstanceStateTerminating",
+            _ => "InvalidInstanceState",
         },
     }
 }
@@ -414,7 +430,7 @@ fn vnc_url(
         return (
             error(
                 state,
-                c.state,
+                state_code(product, &inst.state),
                 format!(
                     "The instance `{id}` is in state {}, which does not support this operation.",
                     inst.state
@@ -670,11 +686,80 @@ fn describe_instances_status(
     )
 }
 
+/// A JSON answer with `status`.
+fn json_status(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut resp = http_util::json(value);
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The body of `POST /_sim/reboot`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootRequest {
+    instance: String,
+    #[serde(with = "humantime_serde", default = "two_seconds")]
+    stopped: std::time::Duration,
+    #[serde(with = "humantime_serde", default = "two_seconds")]
+    starting: std::time::Duration,
+}
+
+fn two_seconds() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
+}
+
+/// `POST /_sim/reboot`: 200 `{"ok": true, …}`, 404 for an unknown instance, 409 for one
+/// not running, each error as `{"error": "…"}`.
+fn reboot(state: &SimState, body: &[u8]) -> Response<Body> {
+    let r: RebootRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return json_status(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+    };
+    match state.reboot(&r.instance, r.stopped, r.starting) {
+        Ok(()) => http_util::json(&json!({"ok": true, "instance": r.instance, "state": "STOPPED"})),
+        Err(e @ super::InstanceError::Unknown(_)) => {
+            json_status(StatusCode::NOT_FOUND, &json!({"error": e.to_string()}))
+        }
+        Err(e @ super::InstanceError::NotRunning { .. }) => {
+            json_status(StatusCode::CONFLICT, &json!({"error": e.to_string()}))
+        }
+    }
+}
+
+/// `GET /_sim/input?instance=ins-…`: `{"instance", "total", "inputs": [...]}`, 404 for
+/// an unknown instance, 400 without one.
+fn input(state: &SimState, query: Option<&str>) -> Response<Body> {
+    let Some(id) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("instance="))
+    else {
+        return json_status(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "the query needs instance=<id>"}),
+        );
+    };
+    if state.instance_state(id).is_none() {
+        return json_status(
+            StatusCode::NOT_FOUND,
+            &json!({"error": super::InstanceError::Unknown(id.to_owned()).to_string()}),
+        );
+    }
+    http_util::json(&json!({
+        "instance": id,
+        "total": state.input_total(id),
+        "inputs": state.input_log(id),
+    }))
+}
+
 /// `/_sim/faults` (GET or POST JSON), `/_sim/stats`, `/_sim/tokens` (recently minted
 /// tokens, for replay tests), `/_sim/instances` (POST one instance),
-/// `/_sim/clock` (POST `{"offset": seconds}`): knobs for tests outside the process.
+/// `/_sim/clock` (POST `{"offset": seconds}`), `/_sim/reboot` (POST
+/// `{"instance", "stopped", "starting"}`), `/_sim/input?instance=…` (GET): knobs for
+/// tests outside the process.
 async fn control(state: &SimState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
     let method = req.method().clone();
     let body = match http_util::read_body(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
@@ -699,6 +784,8 @@ async fn control(state: &SimState, req: Request<Incoming>) -> Response<Body> {
             }
             Err(e) => bad(e),
         },
+        (Method::POST, "/_sim/reboot") => reboot(state, &body),
+        (Method::GET, "/_sim/input") => input(state, query.as_deref()),
         (Method::POST, "/_sim/clock") => match serde_json::from_slice::<Value>(&body) {
             Ok(v) => {
                 state.set_clock_offset(v.get("offset").and_then(Value::as_i64).unwrap_or(0));

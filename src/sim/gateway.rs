@@ -1,6 +1,7 @@
 //! The simulated VNC gateway: TLS with a generated certificate (its CA written to a
-//! file), one-time tokens valid 15 s, selectable subprotocol and Origin behaviour, then
-//! a websocket ⇄ backend relay with drop and stall knobs.
+//! file), one-time tokens valid 15 s for a running instance, selectable subprotocol and
+//! Origin behaviour, then a websocket ⇄ backend relay with drop, stall and idle-cut knobs
+//! that a reboot of the instance drops at once.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -16,9 +17,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 
 use super::{SimError, SimState, SubprotocolMode};
 use crate::http_util::{self, Body};
@@ -212,8 +215,8 @@ fn upgrade(
         .find_map(|kv| kv.strip_prefix("s="))
         .unwrap_or_default()
         .to_owned();
-    let instance = match state.redeem(&token) {
-        Ok(i) => i,
+    let super::power::Redeemed { instance, boot } = match state.redeem(&token) {
+        Ok(r) => r,
         Err(reason) => return refuse(&state, StatusCode::FORBIDDEN, reason),
     };
     let live = LiveUpstream::open(state.clone(), &instance);
@@ -237,12 +240,17 @@ fn upgrade(
         )
         .await;
         let name = format!("tcvnc test pattern ({instance})");
+        let ends = Ends {
+            shutdown: &shutdown,
+            boot: &boot,
+            instance: &instance,
+        };
         let result: Result<Option<Option<u16>>, String> = match backend.as_ref() {
             Some(addr) => {
                 match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
                     Ok(Ok(tcp)) => {
                         let _ = tcp.set_nodelay(true);
-                        relay(ws, tcp, &task_state, base64_mode, &shutdown).await
+                        relay(ws, tcp, &task_state, base64_mode, &ends).await
                     }
                     Ok(Err(e)) => Err(format!("backend {addr}: {e}")),
                     Err(_) => Err(format!("backend {addr}: connect timed out")),
@@ -251,14 +259,24 @@ fn upgrade(
             None => {
                 let (ours, theirs) = tokio::io::duplex(256 * 1024);
                 let password = task_state.backend_password.clone();
+                let recorder = task_state.clone();
+                let id = instance.clone();
+                // A fresh server per session (frame 0, nothing kept): it ends when the
+                // relay drops its end, as a reboot does.
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        super::rfb_server::serve(theirs, &name, password.as_deref()).await
+                    let record = |input| recorder.record_input(&id, input);
+                    if let Err(e) = super::rfb_server::serve_recording(
+                        theirs,
+                        &name,
+                        password.as_deref(),
+                        record,
+                    )
+                    .await
                     {
                         tracing::debug!(error = %e, "test pattern session ended");
                     }
                 });
-                relay(ws, ours, &task_state, base64_mode, &shutdown).await
+                relay(ws, ours, &task_state, base64_mode, &ends).await
             }
         };
         match result {
@@ -306,6 +324,23 @@ impl Drop for LiveUpstream {
 }
 
 const STALL: &str = "stall";
+const IDLE: &str = "idle";
+
+/// What ends a relay besides its two ends: the simulator's shutdown, and a reboot of the
+/// instance (its boot token).
+struct Ends<'a> {
+    shutdown: &'a Shutdown,
+    boot: &'a CancellationToken,
+    instance: &'a str,
+}
+
+/// Resolves at `deadline`, never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Frame and message limits of the simulated gateway.
 pub(crate) fn ws_config() -> WebSocketConfig {
@@ -319,7 +354,7 @@ async fn relay<W, B>(
     backend: B,
     state: &SimState,
     base64_mode: bool,
-    shutdown: &Shutdown,
+    ends: &Ends<'_>,
 ) -> Result<Option<Option<u16>>, String>
 where
     W: AsyncRead + AsyncWrite + Unpin,
@@ -334,10 +369,21 @@ where
             None => std::future::pending().await,
         }
     };
+    let idle_deadline = || faults.idle_cut.map(|d| tokio::time::Instant::now() + d);
     // Client → backend and backend → client run concurrently: neither blocks the other.
     let to_backend = async {
+        let mut idle_at = idle_deadline();
         loop {
-            match stream.next().await {
+            // Cancel-safe: a stream's next() loses nothing when the deadline wins.
+            let next = tokio::select! {
+                m = stream.next() => m,
+                () = sleep_until(idle_at) => return Err(IDLE.to_owned()),
+            };
+            if matches!(next, Some(Ok(Message::Binary(_) | Message::Text(_)))) {
+                // Only data frames are activity; pings, pongs are not.
+                idle_at = idle_deadline();
+            }
+            match next {
                 Some(Ok(Message::Binary(b))) => {
                     bw.write_all(&b).await.map_err(|e| e.to_string())?
                 }
@@ -399,7 +445,9 @@ where
         }
     };
     let result = tokio::select! {
-        _ = shutdown.cancelled() => Ok(None),
+        _ = ends.shutdown.cancelled() => Ok(None),
+        // Abrupt, as when the backend dies: no close frame.
+        _ = ends.boot.cancelled() => Err(format!("dropped by reboot of {}", ends.instance)),
         _ = drop_timer => Err("dropped by drop_after knob".into()),
         r = to_backend => r,
         r = to_client => r,
@@ -408,11 +456,27 @@ where
         // Hold the connection without reading or writing anything, pings included: the
         // client's keepalive must notice.
         tokio::select! {
-            _ = shutdown.cancelled() => {}
+            _ = ends.shutdown.cancelled() => {}
+            _ = ends.boot.cancelled() => {}
             _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
         }
         drop((sink, stream));
         return Err("stalled by stall_after_bytes knob".into());
+    }
+    if result.as_ref().err().map(String::as_str) == Some(IDLE) {
+        // A normal close with a reason, as a gateway's idle timer sends, then the drop.
+        if let Ok(mut ws) = sink.reunite(stream) {
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "idle timeout".into(),
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(Some(frame))).await;
+        }
+        let idle = faults.idle_cut.unwrap_or_default();
+        return Err(format!(
+            "idle cut: no data from the client for {}",
+            humantime::format_duration(idle)
+        ));
     }
     if matches!(result, Ok(None)) {
         if let Ok(mut ws) = sink.reunite(stream) {
@@ -420,4 +484,91 @@ where
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Faults, SimOptions};
+    use tokio::time::Instant;
+
+    /// The idle cut counts data frames only: a data frame at 20 s moves the cut from 30 s
+    /// to 50 s, a ping at 40 s does not; at 50 s the client reads close 1000 "idle
+    /// timeout" (its ping answered first) and the relay ends naming the cut.
+    #[tokio::test(start_paused = true)]
+    async fn idle_cut_counts_data_frames_only() {
+        let state = SimState::build(&SimOptions::default(), Shutdown::new());
+        state.set_faults(Faults {
+            idle_cut: Some(Duration::from_secs(30)),
+            ..Faults::default()
+        });
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, Some(ws_config()));
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let server = server.await;
+        let (shutdown, boot) = (Shutdown::new(), CancellationToken::new());
+        let ends = Ends {
+            shutdown: &shutdown,
+            boot: &boot,
+            instance: "ins-demo0001",
+        };
+        let t0 = Instant::now();
+        let viewer = async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            client
+                .send(Message::binary(vec![1, 2, 3]))
+                .await
+                .expect("data");
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            client
+                .send(Message::Ping(vec![9].into()))
+                .await
+                .expect("ping");
+            loop {
+                match client.next().await {
+                    Some(Ok(Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(f))) => return (f, t0.elapsed()),
+                    other => panic!("expected a close frame, got {other:?}"),
+                }
+            }
+        };
+        let (result, (frame, at)) = tokio::join!(relay(server, ours, &state, false, &ends), viewer);
+        assert_eq!(
+            result,
+            Err("idle cut: no data from the client for 30s".to_owned())
+        );
+        let frame = frame.expect("a close frame with a code");
+        assert_eq!(u16::from(frame.code), 1000);
+        assert_eq!(frame.reason.as_str(), "idle timeout");
+        assert_eq!(at, Duration::from_secs(50));
+        let mut got = [0u8; 3];
+        theirs.read_exact(&mut got).await.expect("relayed");
+        assert_eq!(got, [1, 2, 3]);
+    }
+
+    /// A reboot (the boot token cancelled) drops the session at once, with no close
+    /// frame, and the relay names the reboot.
+    #[tokio::test(start_paused = true)]
+    async fn reboot_drops_without_a_close_frame() {
+        let state = SimState::build(&SimOptions::default(), Shutdown::new());
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (ours, _theirs) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, Some(ws_config()));
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let server = server.await;
+        let (shutdown, boot) = (Shutdown::new(), CancellationToken::new());
+        let ends = Ends {
+            shutdown: &shutdown,
+            boot: &boot,
+            instance: "ins-demo0001",
+        };
+        boot.cancel();
+        let result = relay(server, ours, &state, false, &ends).await;
+        assert_eq!(result, Err("dropped by reboot of ins-demo0001".to_owned()));
+        match client.next().await {
+            None | Some(Err(_)) => {}
+            other => panic!("expected an abrupt end, got {other:?}"),
+        }
+    }
 }

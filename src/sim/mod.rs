@@ -3,17 +3,41 @@
 //! loopback, with fault knobs for tests.
 //!
 //! It replaces only the cloud: the daemon talks to it exactly as to the real service.
+//!
+//! # Knobs
+//!
+//! [`Faults`] (in process with [`SimState::set_faults`], from outside with
+//! `POST /_sim/faults` and JSON, durations in humantime such as `"30s"`): API latency,
+//! injected codes and answers, and for the gateway `drop_after`, `drop_after_bytes`,
+//! `stall_after_bytes`, `frame_max`, subprotocol and Origin behaviour, and `idle_cut`
+//! (end a session with close 1000 "idle timeout" once no data frame came from the client
+//! for that long; pings are not activity, as on real gateways: Alibaba cuts at 300 s,
+//! others at 60 to 270 s). A session takes the faults in force when it opens.
+//!
+//! Instances: [`SimState::set_state`], [`SimState::reboot`] (`POST /_sim/reboot` with
+//! `{"instance": "ins-…", "stopped": "2s", "starting": "2s"}`: every gateway session of
+//! the instance dropped at once, then `STOPPED`, `STARTING`, `RUNNING` on tokio time; a
+//! non-`RUNNING` instance gets no URL and its tokens, even older ones, are refused) and
+//! [`SimState::wait_state`]. The built-in test pattern logs what viewers send it besides
+//! update requests: [`SimState::input_log`] (`GET /_sim/input?instance=ins-…`),
+//! [`SimState::subscribe_input`], [`SimState::wait_inputs`]. Tests wait on these and on
+//! [`SimState::events`], never on sleeps.
 
 pub mod api;
 pub mod gateway;
 pub mod identity;
+mod input;
+mod power;
 pub mod rfb_server;
+
+pub use input::{SimInput, INPUT_LOG_MAX};
+pub use power::InstanceError;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -21,6 +45,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::shutdown::Shutdown;
 
@@ -174,6 +199,12 @@ pub struct Faults {
     /// Gateway: close each session after this long.
     #[serde(with = "humantime_serde")]
     pub drop_after: Option<Duration>,
+    /// Gateway: end a session once no data frame (binary or text) came from the client
+    /// for this long, with close 1000 "idle timeout", then drop it. Pings and pongs are
+    /// not activity. Real gateways cut idle sessions (Alibaba at 300 s, others at 60 to
+    /// 270 s).
+    #[serde(with = "humantime_serde")]
+    pub idle_cut: Option<Duration>,
     /// Gateway: subprotocol behaviour.
     pub subprotocol: SubprotocolMode,
     /// Gateway: required Origin (refused with 403 otherwise).
@@ -206,7 +237,8 @@ pub enum GatewayEvent {
     Accepted(String),
     /// The client (tcvnc) closed the websocket, with this close code.
     ClosedByClient(Option<u16>),
-    /// The session ended any other way (backend closed, drop knob, error).
+    /// The session ended any other way (backend closed, drop knob, error), e.g.
+    /// `"idle cut: no data from the client for 30s"` or `"dropped by reboot of ins-…"`.
     Ended(String),
 }
 
@@ -268,6 +300,19 @@ pub struct SimState {
     identity_knobs: identity::IdentityKnobs,
     issued: AtomicU64,
     events: tokio::sync::broadcast::Sender<GatewayEvent>,
+    /// Per instance, its current boot's token: every gateway session holds a clone, and a
+    /// reboot cancels it. Taken and cancelled under the `instances` lock.
+    boots: Mutex<HashMap<String, CancellationToken>>,
+    /// Bumped on every state change, for [`SimState::wait_state`].
+    state_changes: tokio::sync::watch::Sender<u64>,
+    /// What viewers sent each instance's test pattern.
+    inputs: Mutex<HashMap<String, input::InputLog>>,
+    /// Inputs recorded, every instance together, for [`SimState::subscribe_input`].
+    input_count: tokio::sync::watch::Sender<u64>,
+    /// This state, for the reboot task it spawns.
+    me: Weak<SimState>,
+    /// The simulator's shutdown: tasks the state spawns (reboots) are tracked by it.
+    shutdown: Shutdown,
     /// VNC password the built-in test pattern demands (None: security type None).
     pub backend_password: Option<String>,
     /// URLs per instance per minute the API hands out.
@@ -295,7 +340,12 @@ fn window_admit(
 }
 
 impl SimState {
-    fn new(opts: &SimOptions) -> Self {
+    /// The state for `opts`; tasks it spawns (reboots) run under `shutdown`.
+    fn build(opts: &SimOptions, shutdown: Shutdown) -> Arc<Self> {
+        Arc::new_cyclic(|me| SimState::new(opts, me.clone(), shutdown))
+    }
+
+    fn new(opts: &SimOptions, me: Weak<SimState>, shutdown: Shutdown) -> Self {
         let keys = opts
             .keys
             .iter()
@@ -320,6 +370,12 @@ impl SimState {
             identity_knobs: identity::IdentityKnobs::default(),
             issued: AtomicU64::new(0),
             events: tokio::sync::broadcast::channel(1024).0,
+            boots: Mutex::default(),
+            state_changes: tokio::sync::watch::channel(0).0,
+            inputs: Mutex::default(),
+            input_count: tokio::sync::watch::channel(0).0,
+            me,
+            shutdown,
             backend_password: opts.backend_password.clone(),
             url_limit: 30,
             api_limit: 10,
@@ -364,13 +420,15 @@ impl SimState {
     /// Adds or replaces an instance.
     pub fn put_instance(&self, inst: SimInstance) {
         self.instances.lock().insert(inst.id.clone(), inst);
+        self.state_changed();
     }
 
-    /// Sets an instance's state.
+    /// Sets an instance's state (sessions already open stay; see [`SimState::reboot`]).
     pub fn set_state(&self, id: &str, state: &str) {
         if let Some(i) = self.instances.lock().get_mut(id) {
             i.state = state.to_owned();
         }
+        self.state_changed();
     }
 
     /// Makes every temporary key expire now (tests of refresh on `TokenFailure`).
@@ -499,9 +557,16 @@ impl SimState {
         percent_encoding::utf8_percent_encode(&url, crate::cloud::vnc_url::COMPONENT).to_string()
     }
 
-    /// Checks a token presented at the gateway: known, unused (unless reuse is on) and
-    /// at most 15 s old. Returns the instance.
-    pub(crate) fn redeem(&self, token: &str) -> Result<String, &'static str> {
+    /// Checks a token presented at the gateway: known, unused (unless reuse is on), at
+    /// most 15 s old, and its instance `RUNNING` now (a token minted before a reboot is
+    /// spent on a refusal). Returns the instance and its boot's token.
+    pub(crate) fn redeem(&self, token: &str) -> Result<power::Redeemed, &'static str> {
+        let instance = self.take_token(token)?;
+        self.admit_session(instance)
+    }
+
+    /// The token checks of [`SimState::redeem`]; marks it used.
+    fn take_token(&self, token: &str) -> Result<String, &'static str> {
         let faults = self.faults();
         if faults.refuse_tokens {
             return Err("token refused (fault knob)");
@@ -649,7 +714,7 @@ impl SimHandle {
     /// [`SimError`] when a listener cannot bind or TLS cannot be set up.
     pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
         let shutdown = Shutdown::new();
-        let state = Arc::new(SimState::new(&opts));
+        let state = SimState::build(&opts, shutdown.clone());
         let api = TcpListener::bind(opts.api_addr)
             .await
             .map_err(|cause| SimError::Bind {

@@ -1,11 +1,14 @@
 //! A tiny RFB 3.8 test-pattern server (security None): colour bars with a moving
 //! square, Raw rectangles, any true-colour pixel format the viewer sets. It stands in
-//! for the instance's console when no real VNC server is given.
+//! for the instance's console when no real VNC server is given. Each session starts
+//! afresh (frame 0, the server's pixel format): nothing carries over between sessions,
+//! as after a reboot. What the viewer sends besides update requests can be recorded.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
+use super::SimInput;
 use crate::rfb::messages::{self, ClientMessage, PixelFormat, ServerInit, Version};
 
 /// Framebuffer width.
@@ -51,6 +54,24 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     name: &str,
     password: Option<&str>,
 ) -> Result<(), messages::Error> {
+    serve_recording(stream, name, password, |_| {}).await
+}
+
+/// [`serve`], handing every key, pointer, QEMU extended key and cut-text message the
+/// viewer sends to `on_input` as it arrives (the gateway records them per instance).
+///
+/// # Errors
+/// I/O or protocol errors from the viewer.
+pub async fn serve_recording<S, F>(
+    stream: S,
+    name: &str,
+    password: Option<&str>,
+    mut on_input: F,
+) -> Result<(), messages::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(SimInput),
+{
     let (r, w) = tokio::io::split(stream);
     let mut r = tokio::io::BufReader::new(r);
     let mut w = BufWriter::with_capacity(64 * 1024, w);
@@ -113,7 +134,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut frame: u64 = 0;
     let mut sent_full = false;
     loop {
-        match messages::read_client_message(&mut r).await? {
+        let msg = messages::read_client_message(&mut r).await?;
+        if let Some(input) = SimInput::from_message(&msg) {
+            on_input(input);
+        }
+        match msg {
             ClientMessage::SetPixelFormat(pf) => {
                 if !pf.true_colour || pf.bytes_per_pixel().is_none() {
                     return Err(messages::Error::Protocol(
@@ -156,7 +181,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             ClientMessage::SetEncodings(_)
             | ClientMessage::KeyEvent { .. }
             | ClientMessage::PointerEvent { .. }
-            | ClientMessage::ClientCutText(_)
+            | ClientMessage::ClientCutText { .. }
+            | ClientMessage::QemuKeyEvent { .. }
             | ClientMessage::Qemu(_) => {}
         }
     }
@@ -190,4 +216,89 @@ async fn send_rect<W: AsyncWrite + Unpin>(
         w.write_all(&row).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys, pointer, QEMU extended keys and cut text reach the recorder in order, update
+    /// requests and encodings do not; a session starts at frame 0.
+    #[tokio::test]
+    async fn records_what_the_viewer_sends() {
+        let (mut viewer, server) = tokio::io::duplex(1 << 20);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            serve_recording(server, "t", None, |i| {
+                let _ = tx.send(i);
+            })
+            .await
+        });
+        let mut v = [0u8; 12];
+        viewer.read_exact(&mut v).await.expect("version");
+        viewer.write_all(b"RFB 003.008\n").await.expect("w");
+        let mut types = [0u8; 2];
+        viewer.read_exact(&mut types).await.expect("types");
+        assert_eq!(types, [1, 1]);
+        viewer.write_all(&[1]).await.expect("w");
+        assert_eq!(viewer.read_u32().await.expect("result"), 0);
+        viewer.write_all(&[1]).await.expect("shared");
+        let mut init = [0u8; 24];
+        viewer.read_exact(&mut init).await.expect("init");
+        let mut name =
+            vec![0u8; u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize];
+        viewer.read_exact(&mut name).await.expect("name");
+        // A full update of the square's first row: white from x = 0 at frame 0.
+        let top = HEIGHT / 2 - SQUARE / 2;
+        let mut fbur = vec![3, 0, 0, 0];
+        fbur.extend_from_slice(&top.to_be_bytes());
+        fbur.extend_from_slice(&SQUARE.to_be_bytes());
+        fbur.extend_from_slice(&1u16.to_be_bytes());
+        viewer.write_all(&fbur).await.expect("fbur");
+        let mut head = [0u8; 16];
+        viewer.read_exact(&mut head).await.expect("update");
+        let mut px = vec![0u8; usize::from(SQUARE) * 4];
+        viewer.read_exact(&mut px).await.expect("pixels");
+        assert!(px.iter().all(|&b| b == 255), "the square at x = 0: frame 0");
+        let mut msgs = vec![2, 0, 0, 1, 0, 0, 0, 0]; // SetEncodings [Raw]
+        msgs.extend_from_slice(&[4, 1, 0, 0, 0, 0, 0, 0x61]);
+        msgs.extend_from_slice(&[5, 1, 0, 10, 0, 20]);
+        msgs.extend_from_slice(&[255, 0, 0, 1, 0, 0, 0xff, 0x0d, 0, 0, 0, 0x1c]);
+        msgs.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 3]);
+        msgs.extend_from_slice(b"a\xe9b");
+        viewer.write_all(&msgs).await.expect("inputs");
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(rx.recv().await.expect("recorded"));
+        }
+        assert_eq!(
+            got,
+            [
+                SimInput::Key {
+                    down: true,
+                    keysym: 0x61
+                },
+                SimInput::Pointer {
+                    mask: 1,
+                    x: 10,
+                    y: 20
+                },
+                SimInput::QemuKey {
+                    down: true,
+                    keysym: 0xff0d,
+                    keycode: 0x1c
+                },
+                SimInput::CutText {
+                    length: 3,
+                    text: Some("aéb".into())
+                },
+            ]
+        );
+        drop(viewer);
+        assert!(
+            task.await.expect("join").is_err(),
+            "ends at the viewer's EOF"
+        );
+        assert!(rx.recv().await.is_none(), "nothing else recorded");
+    }
 }

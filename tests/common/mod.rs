@@ -542,6 +542,101 @@ pub async fn wait_event(
     .await
 }
 
+// ---- paused time and raw API calls ----
+
+/// Runs `body` on a current-thread runtime with paused time that moves only through
+/// `tokio::time::advance`: a blocking task is held for the whole test, which keeps tokio
+/// from auto-advancing while real loopback I/O to the fakes is in flight. A test that
+/// hangs fails after 60 real seconds.
+pub fn manual_time<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    if std::env::var("TCVNC_TRACE_ALL").as_deref() == Ok("1") {
+        captured_logs(tracing::Level::TRACE);
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let runner = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+            let holder = tokio::task::spawn_blocking(move || {
+                let _ = hold_rx.recv();
+            });
+            body().await;
+            drop(hold_tx);
+            holder.await.expect("holder");
+        });
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(TEST_TIMEOUT) {
+        Ok(()) => runner.join().expect("test thread"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match runner.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => panic!("test thread ended without finishing"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("test timed out"),
+    }
+}
+
+/// A reqwest client on tcvnc's TLS config (the public roots), for the simulator's API and
+/// the daemon's HTTP listener.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured((*tls()).clone())
+        .build()
+        .expect("client")
+}
+
+/// One signed API call to the simulator with the demo key; the whole answer.
+pub async fn signed_call(api: &str, action: &str, body: &serde_json::Value) -> serde_json::Value {
+    let host = api.strip_prefix("http://").expect("http");
+    let payload = body.to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let headers = [("content-type", "application/json"), ("host", host)];
+    let sig = tcvnc::cloud::sign::sign(
+        DEMO_SECRET_KEY,
+        &tcvnc::cloud::sign::Request {
+            method: "POST",
+            uri: "/",
+            query: "",
+            headers: &headers,
+            payload: payload.as_bytes(),
+            service: "cvm",
+            timestamp: ts,
+        },
+    );
+    http_client()
+        .post(format!("{api}/"))
+        .header("content-type", "application/json")
+        .header(
+            "authorization",
+            format!(
+                "TC3-HMAC-SHA256 Credential={DEMO_SECRET_ID}/{}/cvm/tc3_request, SignedHeaders={}, Signature={}",
+                sig.date, sig.signed_headers, sig.signature
+            ),
+        )
+        .header("x-tc-action", action)
+        .header("x-tc-version", "2017-03-12")
+        .header("x-tc-region", "ap-guangzhou")
+        .header("x-tc-timestamp", ts.to_string())
+        .body(payload)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
 // ---- log capture ----
 
 /// Every log line of this test binary, from the first call on (one global subscriber).
