@@ -312,3 +312,139 @@ async fn viewers_wait_with_a_banner_then_are_closed_after_resume_timeout() {
     );
     assert!(d.stop().await);
 }
+
+impl Viewer {
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.expect("send");
+    }
+}
+
+fn key(down: bool, keysym: u32) -> Vec<u8> {
+    let k = keysym.to_be_bytes();
+    vec![4, u8::from(down), 0, 0, k[0], k[1], k[2], k[3]]
+}
+
+#[tokio::test]
+async fn input_reaches_the_console_and_held_keys_are_released_after_a_drop() {
+    use tcvnc::sim::SimInput;
+    let sim = sim().await;
+    let mut d = TestDaemon::start(&sim, &console_opts("")).await;
+    let mut events = sim.state.events();
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    // A key held down, a pointer move, cut text, and a QEMU extended key event (the test
+    // pattern does not take those: it gets the plain key).
+    v.send(&key(true, 0x61)).await;
+    v.send(&[5, 1, 0, 10, 0, 20]).await;
+    v.send(&[6, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']).await;
+    v.send(&[255, 0, 0, 1, 0, 0, 0, 0x62, 0, 0, 0, 0x30]).await;
+    v.send(&[255, 0, 0, 0, 0, 0, 0, 0x62, 0, 0, 0, 0x30]).await;
+    let got = within(sim.state.wait_inputs(INSTANCE, 5)).await;
+    assert_eq!(
+        got[..5],
+        [
+            SimInput::Key {
+                down: true,
+                keysym: 0x61
+            },
+            SimInput::Pointer {
+                mask: 1,
+                x: 10,
+                y: 20
+            },
+            SimInput::CutText {
+                length: 2,
+                text: Some("hi".into())
+            },
+            SimInput::Key {
+                down: true,
+                keysym: 0x62
+            },
+            SimInput::Key {
+                down: false,
+                keysym: 0x62
+            },
+        ]
+    );
+    // The console drops while 'a' is held: the next console is told it is released.
+    sim.state
+        .reboot(
+            INSTANCE,
+            std::time::Duration::ZERO,
+            std::time::Duration::ZERO,
+        )
+        .expect("reboot");
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Ended(_))).await;
+    let got = within(sim.state.wait_inputs(INSTANCE, 6)).await;
+    assert_eq!(
+        got[5],
+        SimInput::Key {
+            down: false,
+            keysym: 0x61
+        },
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 6, "no other input replayed: {got:?}");
+    drop(v);
+    assert!(d.stop().await);
+}
+
+#[tokio::test]
+async fn a_viewer_stays_connected_through_a_reboot() {
+    let sim = sim().await;
+    let mut d = TestDaemon::start(&sim, &console_opts("")).await;
+    let mut events = sim.state.events();
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[ZRLE, RAW, DESKTOP_NAME])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Accepted(_))).await;
+    let secs = std::time::Duration::from_secs;
+    sim.state
+        .reboot(INSTANCE, secs(1), secs(1))
+        .expect("reboot");
+    // While the instance is down the viewer is told so, in the desktop name.
+    let told = within(async {
+        loop {
+            v.request(true).await;
+            v.next_update()
+                .await
+                .expect("an update while the console is down");
+            if let Some(n) = v.names.iter().find(|n| n.contains("instance is")) {
+                return n.clone();
+            }
+        }
+    })
+    .await;
+    assert!(told.contains("waiting for it to run"), "{told}");
+    within(sim.state.wait_state(INSTANCE, "RUNNING"))
+        .await
+        .expect("running");
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Accepted(_))).await;
+    // The same connection sees the console again: its name, then fresh frames.
+    let back = within(async {
+        loop {
+            v.request(true).await;
+            v.next_update().await.expect("an update after the reboot");
+            // The console's own name again (no banner words around it).
+            if let Some(n) = v
+                .names
+                .last()
+                .filter(|n| n.starts_with("tcvnc test pattern"))
+            {
+                return n.clone();
+            }
+        }
+    })
+    .await;
+    assert_eq!(back, format!("tcvnc test pattern ({INSTANCE})"));
+    for _ in 0..3 {
+        v.request(true).await;
+        within(v.next_update()).await.expect("fresh frames");
+    }
+    v.shows_pattern()
+        .expect("the console's screen after the reboot");
+    assert!(sim.state.mints(INSTANCE) >= 2);
+    drop(v);
+    assert!(d.stop().await);
+}

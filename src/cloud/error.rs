@@ -279,8 +279,9 @@ impl fmt::Display for ApiError {
             ),
             Kind::InstanceState => write!(
                 f,
-                "instance {id} is {} ({code}): start it, then reconnect",
-                self.state()
+                "instance {id} is {} ({code}): {}",
+                self.state(),
+                super::states::what_to_do(&self.state())
             ),
             Kind::OperationInProgress => write!(
                 f,
@@ -451,6 +452,9 @@ mod tests {
         );
         let e = api("UnsupportedOperation.InstanceStateRebooting", "");
         assert!(e.to_string().contains("is rebooting"));
+        assert!(e.to_string().ends_with("wait until it runs, then reconnect"), "{e}");
+        let e = api("UnsupportedOperation.InstanceStateStopping", "");
+        assert!(e.to_string().contains("start it again once it stopped"), "{e}");
     }
 
     #[test]

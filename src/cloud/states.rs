@@ -20,7 +20,7 @@ const REMEMBER: Duration = Duration::from_secs(600);
 
 /// The instance is known not to be running.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("instance {instance} is {state}: start it, then reconnect")]
+#[error("instance {instance} is {state}: {}", what_to_do(state))]
 pub struct NotRunning {
     /// The instance.
     pub instance: String,
@@ -32,6 +32,18 @@ pub struct NotRunning {
 struct Known {
     state: String,
     noted: Instant,
+}
+
+/// What the person can do about an instance in `state` (lowercase): start a stopped
+/// one; wait for one on its way up.
+pub(crate) fn what_to_do(state: &str) -> &'static str {
+    match state {
+        "starting" | "pending" | "rebooting" => "wait until it runs, then reconnect",
+        "stopping" | "shutdown" | "terminating" => {
+            "it is going down: start it again once it stopped, then reconnect"
+        }
+        _ => "start it, then reconnect",
+    }
 }
 
 /// The last state check of one instance: when it ended and what it found.
