@@ -1171,6 +1171,61 @@ mod tests {
         Config::parse(text, "t.toml", Path::new("/nonexistent"))
     }
 
+    /// `mode`, its old `transparent = true` spelling (a warning), and the console-mode
+    /// keys only where they mean something.
+    #[test]
+    fn target_modes() {
+        let base = "[cloud]\nregion = \"ap-guangzhou\"\n[credentials]\nsecret_id = \"AKIDx\"\nsecret_key = \"k\"\n[[target]]\ninstance = \"ins-r9hr2upy\"\n";
+        let c = parse(&format!(
+            "{base}mode = \"console\"\nlinger = \"5s\"\nresume_timeout = \"2m\"\n"
+        ))
+        .expect("console");
+        let t = &c.targets[0];
+        assert_eq!(
+            (t.mode, t.linger, t.resume_timeout),
+            (
+                Mode::Console,
+                Duration::from_secs(5),
+                Duration::from_secs(120)
+            )
+        );
+        let c = parse(base).expect("default");
+        assert_eq!(
+            (c.targets[0].mode, c.targets[0].linger),
+            (Mode::Bridge, DEFAULT_LINGER)
+        );
+        let c = parse(&format!("{base}transparent = true\n")).expect("alias");
+        assert!(c.targets[0].transparent());
+        assert!(
+            c.lints()
+                .iter()
+                .any(|l| l.contains("old spelling of mode = \"transparent\"")),
+            "{:?}",
+            c.lints()
+        );
+        for (extra, want) in [
+            (
+                "mode = \"console\"\ntransparent = true\n",
+                "contradicts mode = \"console\"",
+            ),
+            ("linger = \"5s\"\n", "linger applies to console mode only"),
+            (
+                "mode = \"bridge\"\nresume_timeout = \"5s\"\n",
+                "resume_timeout applies to console mode only",
+            ),
+            (
+                "mode = \"console\"\nresume_timeout = \"0s\"\n",
+                "resume_timeout must be above 0",
+            ),
+            ("mode = \"mirror\"\n", "mode"),
+        ] {
+            let e = parse(&format!("{base}{extra}"))
+                .expect_err(extra)
+                .to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+
     #[test]
     fn design_example_parses() {
         let c = parse(

@@ -238,7 +238,7 @@ impl Metrics {
         );
         registry.register(
             "console_resumes",
-            "Console connections had back after a drop, by instance and cause (closed, failed, unanswered_pings, decode_error)",
+            "Console connections had back after a drop, by instance and cause (closed: a close frame; dropped: the connection ended without one; failed; unanswered_pings; decode_error)",
             m.engine.resumes.clone(),
         );
         registry.register(

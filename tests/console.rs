@@ -203,6 +203,16 @@ async fn a_viewer_keeps_its_connection_across_a_drop_and_sees_fresh_frames() {
         .expect("the console's screen after the drop");
     assert!(sim.state.mints(INSTANCE) >= 2, "a fresh URL per resume");
     assert_eq!(sim.state.stats().max_live_upstreams, 1);
+    let metrics = d.app.metrics.encode();
+    for want in [
+        "tcvnc_console_resumes_total{instance=\"ins-demo0001\",cause=",
+        "tcvnc_console_viewers{instance=\"ins-demo0001\"} 1",
+        "tcvnc_console_engines{instance=\"ins-demo0001\"} 1",
+        "tcvnc_console_rects_total{encoding=\"zrle\"}",
+        "tcvnc_console_without_upstream_seconds_total{instance=\"ins-demo0001\"}",
+    ] {
+        assert!(metrics.contains(want), "{want} in\n{metrics}");
+    }
     drop(v);
     assert!(d.stop().await);
 }

@@ -452,9 +452,16 @@ mod tests {
         );
         let e = api("UnsupportedOperation.InstanceStateRebooting", "");
         assert!(e.to_string().contains("is rebooting"));
-        assert!(e.to_string().ends_with("wait until it runs, then reconnect"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("wait until it runs, then reconnect"),
+            "{e}"
+        );
         let e = api("UnsupportedOperation.InstanceStateStopping", "");
-        assert!(e.to_string().contains("start it again once it stopped"), "{e}");
+        assert!(
+            e.to_string().contains("start it again once it stopped"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -55,8 +55,8 @@ pub(super) struct Task {
 
 /// Why a live console connection ended.
 enum Lost {
-    /// Dropped, failed or cut: resume.
-    Dropped(String),
+    /// Dropped, failed or cut: resume. A fixed label (metrics) and the words.
+    Dropped(&'static str, String),
     /// The last viewer left and `linger` passed.
     Lingered,
     /// tcvnc is shutting down.
@@ -88,7 +88,7 @@ impl Task {
                     match lost {
                         Lost::Lingered => break None,
                         Lost::Shutdown => break Some(Failure::Shutdown),
-                        Lost::Dropped(cause) => {
+                        Lost::Dropped(label, cause) => {
                             let since = Instant::now();
                             tracing::warn!(instance, cause = %cause, "console lost; viewers stay connected while tcvnc reconnects");
                             match self.resume(&cause, &mut keys).await {
@@ -96,7 +96,7 @@ impl Task {
                                     let waited = since.elapsed();
                                     self.metrics.engine_resume(
                                         &instance,
-                                        resume_label(&cause),
+                                        label,
                                         waited.as_secs_f64(),
                                     );
                                     self.engine
@@ -228,7 +228,7 @@ impl Task {
     async fn live(&mut self, c: &mut Connected, keys: &mut Keys) -> Lost {
         let mut decoder = match UpdateDecoder::new(&FORMAT) {
             Ok(d) => d,
-            Err(e) => return Lost::Dropped(format!("decoder: {e}")),
+            Err(e) => return Lost::Dropped("decode_error", format!("decoder: {e}")),
         };
         let mut acc = Damage::default();
         let mut changes = Changes::default();
@@ -248,25 +248,24 @@ impl Task {
                                     // the console paces itself.
                                     let (w, h) = self.engine.size();
                                     if c.up.io.send(Bytes::copy_from_slice(&update_request(true, w, h))).await.is_err() {
-                                        return Lost::Dropped("the console connection failed while sending".into());
+                                        return Lost::Dropped("failed", "the console connection failed while sending".into());
                                     }
                                 }
                             }
                             Err(e) => {
                                 c.up.io.close(crate::ws::CLOSE_PROTOCOL, "").await;
-                                return Lost::Dropped(format!("the console sent what tcvnc cannot decode: {e}"));
+                                return Lost::Dropped("decode_error", format!("the console sent what tcvnc cannot decode: {e}"));
                             }
                         }
                     }
                     Recv::Closed(close) => {
-                        let why = match close {
-                            Some((code, reason)) if !reason.is_empty() => format!("the gateway closed the connection ({code} {})", crate::redact::text(&reason)),
-                            Some((code, _)) => format!("the gateway closed the connection ({code})"),
-                            None => "the gateway closed the connection".into(),
+                        return match close {
+                            Some((code, reason)) if !reason.is_empty() => Lost::Dropped("closed", format!("the gateway closed the connection ({code} {})", crate::redact::text(&reason))),
+                            Some((code, _)) => Lost::Dropped("closed", format!("the gateway closed the connection ({code})")),
+                            None => Lost::Dropped("dropped", "the gateway dropped the connection (no close frame)".into()),
                         };
-                        return Lost::Dropped(why);
                     }
-                    Recv::Failed(e) => return Lost::Dropped(format!("the console connection failed: {}", crate::redact::text(&e))),
+                    Recv::Failed(e) => return Lost::Dropped("failed", format!("the console connection failed: {}", crate::redact::text(&e))),
                 },
                 i = self.input.recv() => {
                     let Some(i) = i else { return Lost::Shutdown };
@@ -280,17 +279,17 @@ impl Task {
                         }
                     }
                     if !out.is_empty() && c.up.io.send(Bytes::from(out)).await.is_err() {
-                        return Lost::Dropped("the console connection failed while sending input".into());
+                        return Lost::Dropped("failed", "the console connection failed while sending input".into());
                     }
                 }
                 _ = ping.tick() => {
                     let unanswered = c.up.io.unanswered_pings();
                     if unanswered >= self.settings.max_unanswered_pings {
                         c.up.io.close(outcome::CLOSE_GOING_AWAY, "no answer to pings").await;
-                        return Lost::Dropped(format!("the console answered none of {unanswered} pings over {} s", (keepalive * unanswered).as_secs()));
+                        return Lost::Dropped("unanswered_pings", format!("the console answered none of {unanswered} pings over {} s", (keepalive * unanswered).as_secs()));
                     }
                     if c.up.io.ping().await.is_err() {
-                        return Lost::Dropped("the console connection failed while pinging".into());
+                        return Lost::Dropped("failed", "the console connection failed while pinging".into());
                     }
                 }
                 () = self.engine.membership.notified() => {
@@ -644,19 +643,6 @@ fn backoff(n: u32) -> Duration {
 fn short_cause(cause: &str) -> String {
     let first = cause.split(':').next().unwrap_or(cause);
     first.chars().take(60).collect()
-}
-
-/// A fixed label for a drop's cause (metrics).
-fn resume_label(cause: &str) -> &'static str {
-    if cause.contains("closed") {
-        "closed"
-    } else if cause.contains("pings") {
-        "unanswered_pings"
-    } else if cause.contains("decode") {
-        "decode_error"
-    } else {
-        "failed"
-    }
 }
 
 /// Draws the one-line banner at the top of the screen; returns what it covered.
