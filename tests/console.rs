@@ -377,7 +377,8 @@ async fn input_reaches_the_console_and_held_keys_are_released_after_a_drop() {
             },
         ]
     );
-    // The console drops while 'a' is held: the next console is told it is released.
+    // The console drops while 'a' and the first button are held: the next console is
+    // told they are released.
     sim.state
         .reboot(
             INSTANCE,
@@ -386,16 +387,22 @@ async fn input_reaches_the_console_and_held_keys_are_released_after_a_drop() {
         )
         .expect("reboot");
     wait_event(&mut events, |e| matches!(e, GatewayEvent::Ended(_))).await;
-    let got = within(sim.state.wait_inputs(INSTANCE, 6)).await;
+    let got = within(sim.state.wait_inputs(INSTANCE, 7)).await;
     assert_eq!(
-        got[5],
-        SimInput::Key {
-            down: false,
-            keysym: 0x61
-        },
+        got[5..],
+        [
+            SimInput::Key {
+                down: false,
+                keysym: 0x61
+            },
+            SimInput::Pointer {
+                mask: 0,
+                x: 10,
+                y: 20
+            },
+        ],
         "{got:?}"
     );
-    assert_eq!(got.len(), 6, "no other input replayed: {got:?}");
     drop(v);
     assert!(d.stop().await);
 }
@@ -455,6 +462,92 @@ async fn a_viewer_stays_connected_through_a_reboot() {
     v.shows_pattern()
         .expect("the console's screen after the reboot");
     assert!(sim.state.mints(INSTANCE) >= 2);
+    drop(v);
+    assert!(d.stop().await);
+}
+
+/// A console whose screen never changes: it answers full requests and then only counts
+/// the incremental requests it gets (sent on `requests`).
+async fn still_console(requests: tokio::sync::mpsc::UnboundedSender<()>) -> SocketAddr {
+    use tcvnc::rfb::messages::{read_client_message, ClientMessage, PixelFormat};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let mut v = [0u8; 12];
+                s.write_all(b"RFB 003.008\n").await?;
+                s.read_exact(&mut v).await?;
+                s.write_all(&[1, 1]).await?;
+                s.read_exact(&mut [0u8; 1]).await?;
+                s.write_all(&[0, 0, 0, 0]).await?;
+                s.read_exact(&mut [0u8; 1]).await?;
+                let pf = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+                let mut init = vec![0, 64, 0, 64];
+                init.extend_from_slice(&pf.to_bytes());
+                init.extend_from_slice(&[0, 0, 0, 5]);
+                init.extend_from_slice(b"still");
+                s.write_all(&init).await?;
+                loop {
+                    match read_client_message(&mut s).await {
+                        Ok(ClientMessage::FramebufferUpdateRequest {
+                            incremental: false, ..
+                        }) => {
+                            let mut u = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 64, 0, 64, 0, 0, 0, 0];
+                            u.extend_from_slice(&[0x40; 64 * 64 * 4]);
+                            s.write_all(&u).await?;
+                        }
+                        Ok(ClientMessage::FramebufferUpdateRequest { .. }) => {
+                            let _ = requests.send(());
+                        }
+                        Ok(_) => {}
+                        Err(_) => return Ok::<(), std::io::Error>(()),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A gateway that cuts connections idle in data for 1 s (pings do not count) does not
+/// cut a console viewers watch: while the screen is still, the engine sends an
+/// incremental update request every keepalive period.
+#[tokio::test]
+async fn a_still_console_is_kept_from_the_gateway_idle_cut() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let backend = still_console(tx).await;
+    let sim = sim_with(tcvnc::sim::SimOptions {
+        backend: Some(backend.to_string()),
+        faults: Faults {
+            idle_cut: Some(std::time::Duration::from_secs(1)),
+            ..Faults::default()
+        },
+        ..tcvnc::sim::SimOptions::default()
+    })
+    .await;
+    let mut o = console_opts("");
+    o.upstream = "keepalive = \"200ms\"";
+    let mut d = TestDaemon::start(&sim, &o).await;
+    let mut events = sim.state.events();
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    // Ten keepalive requests take 2 s, twice the idle cut.
+    for _ in 0..10 {
+        within(rx.recv()).await.expect("a keepalive request");
+    }
+    let mut ended = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if matches!(e, GatewayEvent::Ended(_)) {
+            ended.push(e);
+        }
+    }
+    assert!(ended.is_empty(), "{ended:?}");
+    assert_eq!(sim.state.mints(INSTANCE), 1);
     drop(v);
     assert!(d.stop().await);
 }

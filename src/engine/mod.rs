@@ -150,8 +150,10 @@ pub(crate) struct Slot {
 /// Input from viewers to the console.
 #[derive(Debug)]
 pub(crate) enum Input {
-    /// A message to send as it is (pointer, cut text).
+    /// A message to send as it is (cut text).
     Raw(Bytes),
+    /// A PointerEvent (the engine tracks which buttons are held).
+    Pointer(Bytes),
     /// A key (the engine tracks which are held).
     Key { down: bool, keysym: u32 },
     /// A QEMU extended key event (sent as a plain key to consoles without them).

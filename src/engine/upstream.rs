@@ -63,12 +63,15 @@ enum Lost {
     Shutdown,
 }
 
-/// The held state of the keyboard, released on the next console after a drop.
+/// The held state of the keyboard and the pointer's buttons, released on the next
+/// console after a drop.
 #[derive(Default)]
 struct Keys {
     keysyms: HashSet<u32>,
     /// keycode → keysym of QEMU extended key events held.
     codes: HashMap<u32, u32>,
+    /// The last PointerEvent (button mask, x, y).
+    pointer: Option<[u8; 6]>,
 }
 
 impl Task {
@@ -196,6 +199,10 @@ impl Task {
         for sym in keys.keysyms.drain() {
             release.extend_from_slice(&key_event(false, sym));
         }
+        if let Some(mut p) = keys.pointer.take().filter(|p| p[1] != 0) {
+            p[1] = 0;
+            release.extend_from_slice(&p);
+        }
         if !release.is_empty() {
             let _ = c.up.io.send(Bytes::from(release)).await;
         }
@@ -232,8 +239,18 @@ impl Task {
         };
         let mut acc = Damage::default();
         let mut changes = Changes::default();
-        let keepalive = self.settings.keepalive;
+        // 0 turns pings off (as in bridge mode): a day between ticks.
+        let keepalive = if self.settings.keepalive.is_zero() {
+            Duration::from_secs(86_400)
+        } else {
+            self.settings.keepalive
+        };
         let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When nothing was sent for a keepalive period (a still screen), an incremental
+        // update request goes too: gateways that cut connections idle in data (pings
+        // not counted) see the console in use while viewers watch it.
+        let mut sent_at = Instant::now();
         let mut linger_until = self
             .no_viewers()
             .then(|| Instant::now() + self.settings.linger);
@@ -250,6 +267,7 @@ impl Task {
                                     if c.up.io.send(Bytes::copy_from_slice(&update_request(true, w, h))).await.is_err() {
                                         return Lost::Dropped("failed", "the console connection failed while sending".into());
                                     }
+                                    sent_at = Instant::now();
                                 }
                             }
                             Err(e) => {
@@ -278,8 +296,11 @@ impl Task {
                             Err(_) => break,
                         }
                     }
-                    if !out.is_empty() && c.up.io.send(Bytes::from(out)).await.is_err() {
-                        return Lost::Dropped("failed", "the console connection failed while sending input".into());
+                    if !out.is_empty() {
+                        if c.up.io.send(Bytes::from(out)).await.is_err() {
+                            return Lost::Dropped("failed", "the console connection failed while sending input".into());
+                        }
+                        sent_at = Instant::now();
                     }
                 }
                 _ = ping.tick() => {
@@ -290,6 +311,13 @@ impl Task {
                     }
                     if c.up.io.ping().await.is_err() {
                         return Lost::Dropped("failed", "the console connection failed while pinging".into());
+                    }
+                    if sent_at.elapsed() >= keepalive {
+                        let (w, h) = self.engine.size();
+                        if c.up.io.send(Bytes::copy_from_slice(&update_request(true, w, h))).await.is_err() {
+                            return Lost::Dropped("failed", "the console connection failed while sending".into());
+                        }
+                        sent_at = Instant::now();
                     }
                 }
                 () = self.engine.membership.notified() => {
@@ -415,6 +443,12 @@ impl Task {
     fn input_bytes(&self, i: Input, keys: &mut Keys, out: &mut Vec<u8>) {
         match i {
             Input::Raw(b) => out.extend_from_slice(&b),
+            Input::Pointer(b) => {
+                if let Ok(p) = <[u8; 6]>::try_from(&b[..]) {
+                    keys.pointer = Some(p);
+                }
+                out.extend_from_slice(&b);
+            }
             Input::Key { down, keysym } => {
                 if down {
                     keys.keysyms.insert(keysym);

@@ -220,9 +220,8 @@ impl Viewer {
                     })
                     .await;
                 }
-                ViewerMsg::Pointer(raw) | ViewerMsg::CutText(raw) => {
-                    self.input(Input::Raw(raw)).await;
-                }
+                ViewerMsg::Pointer(raw) => self.input(Input::Pointer(raw)).await,
+                ViewerMsg::CutText(raw) => self.input(Input::Raw(raw)).await,
                 ViewerMsg::CutTextSkipped(n) => {
                     tracing::debug!(
                         bytes = n,
