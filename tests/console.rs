@@ -551,3 +551,294 @@ async fn a_still_console_is_kept_from_the_gateway_idle_cut() {
     drop(v);
     assert!(d.stop().await);
 }
+
+/// What a scripted console is told to do.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    /// Change the screen size (DesktopSize), then send the new screen.
+    Resize(u16, u16),
+    /// Send a 2×2 cursor shape.
+    Cursor,
+}
+
+/// A console under the test's control: Raw pixels of one colour, QEMU extended key
+/// events offered when asked, and what it is told through `acts`; every message the
+/// engine sends arrives on `msgs`.
+struct Scripted {
+    addr: SocketAddr,
+    acts: tokio::sync::broadcast::Sender<Act>,
+    msgs: tokio::sync::mpsc::UnboundedReceiver<tcvnc::rfb::messages::ClientMessage>,
+}
+
+async fn scripted_console(w: u16, h: u16, qemu_keys: bool) -> Scripted {
+    use tcvnc::rfb::messages::{read_client_message, ClientMessage, PixelFormat};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (acts, _) = tokio::sync::broadcast::channel(16);
+    let (msg_tx, msgs) = tokio::sync::mpsc::unbounded_channel();
+    let acts_tx = acts.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let mut acts = acts_tx.subscribe();
+            let msg_tx = msg_tx.clone();
+            tokio::spawn(async move {
+                let (mut r, mut s) = s.into_split();
+                let mut v = [0u8; 12];
+                s.write_all(b"RFB 003.008\n").await?;
+                r.read_exact(&mut v).await?;
+                s.write_all(&[1, 1]).await?;
+                r.read_exact(&mut [0u8; 1]).await?;
+                s.write_all(&[0, 0, 0, 0]).await?;
+                r.read_exact(&mut [0u8; 1]).await?;
+                let pf = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+                let mut init = [w.to_be_bytes(), h.to_be_bytes()].concat();
+                init.extend_from_slice(&pf.to_bytes());
+                init.extend_from_slice(&[0, 0, 0, 8]);
+                init.extend_from_slice(b"scripted");
+                s.write_all(&init).await?;
+                let (in_tx, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(async move {
+                    while let Ok(m) = read_client_message(&mut r).await {
+                        if in_tx.send(m).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let rect = |x: u16, y: u16, w: u16, h: u16, enc: i32| {
+                    let mut b = Vec::new();
+                    for v in [x, y, w, h] {
+                        b.extend_from_slice(&v.to_be_bytes());
+                    }
+                    b.extend_from_slice(&enc.to_be_bytes());
+                    b
+                };
+                let raw = |w: u16, h: u16| {
+                    let mut b = rect(0, 0, w, h, 0);
+                    b.extend_from_slice(&vec![0x40; usize::from(w) * usize::from(h) * 4]);
+                    b
+                };
+                let (mut w, mut h) = (w, h);
+                loop {
+                    tokio::select! {
+                        m = incoming.recv() => {
+                            let Some(m) = m else { return Ok::<(), std::io::Error>(()) };
+                            if let ClientMessage::FramebufferUpdateRequest { incremental: false, .. } = m {
+                                let mut u = vec![0, 0, 0, 1 + u8::from(qemu_keys)];
+                                u.extend_from_slice(&raw(w, h));
+                                if qemu_keys {
+                                    u.extend_from_slice(&rect(0, 0, 0, 0, -258));
+                                }
+                                s.write_all(&u).await?;
+                            }
+                            let _ = msg_tx.send(m);
+                        }
+                        a = acts.recv() => match a {
+                            Ok(Act::Resize(nw, nh)) => {
+                                (w, h) = (nw, nh);
+                                let mut u = vec![0, 0, 0, 2];
+                                u.extend_from_slice(&rect(0, 0, w, h, -223));
+                                u.extend_from_slice(&raw(w, h));
+                                s.write_all(&u).await?;
+                            }
+                            Ok(Act::Cursor) => {
+                                let mut u = vec![0, 0, 0, 1];
+                                u.extend_from_slice(&rect(1, 1, 2, 2, -239));
+                                u.extend_from_slice(&[0xff; 16]);
+                                u.extend_from_slice(&[0b1100_0000, 0b0100_0000]);
+                                s.write_all(&u).await?;
+                            }
+                            Err(_) => return Ok(()),
+                        },
+                    }
+                }
+            });
+        }
+    });
+    Scripted { addr, acts, msgs }
+}
+
+async fn daemon_for(console: SocketAddr) -> (tcvnc::sim::SimHandle, TestDaemon) {
+    let sim = sim_with(tcvnc::sim::SimOptions {
+        backend: Some(console.to_string()),
+        ..tcvnc::sim::SimOptions::default()
+    })
+    .await;
+    let d = TestDaemon::start(&sim, &console_opts("")).await;
+    (sim, d)
+}
+
+const CURSOR: i32 = -239;
+
+/// A screen that changes size reaches viewers that asked for DesktopSize; a viewer that
+/// did not is closed with the reason (a websocket viewer reads it in the close frame).
+#[tokio::test]
+async fn viewers_follow_a_resize_or_are_closed_with_a_reason() {
+    let console = scripted_console(64, 48, false).await;
+    let (_sim, mut d) = daemon_for(console.addr).await;
+    let mut a = within(Viewer::connect(d.tcp(INSTANCE), &[RAW, DESKTOP_SIZE])).await;
+    a.request(false).await;
+    within(a.next_update()).await.expect("update");
+    let (mut ws, _) = ws_connect(
+        d.http.expect("http"),
+        &format!("/vnc/{INSTANCE}"),
+        None,
+        None,
+    )
+    .await
+    .expect("ws");
+    within(rfb_handshake(&mut ws, V38, None))
+        .await
+        .expect("handshake");
+    ws.send(bytes::Bytes::from_static(&[3, 0, 0, 0, 0, 0, 0, 64, 0, 48]))
+        .await
+        .expect("request");
+    console.acts.send(Act::Resize(100, 50)).expect("act");
+    a.request(true).await;
+    within(async {
+        while (a.v.width, a.v.height) != (100, 50) {
+            a.next_update().await.expect("the new size");
+        }
+    })
+    .await;
+    let closed = within(async {
+        loop {
+            let _ = ws
+                .send(bytes::Bytes::from_static(&[3, 1, 0, 0, 0, 0, 0, 64, 0, 48]))
+                .await;
+            match ws.recv().await {
+                tcvnc::ws::Recv::Data(_) => {}
+                tcvnc::ws::Recv::Closed(c) => return c,
+                tcvnc::ws::Recv::Failed(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    let (code, reason) = closed.expect("a close frame");
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("changed size to 100x50"), "{reason}");
+    // The viewer that followed still gets the new screen.
+    a.request(false).await;
+    within(a.next_update())
+        .await
+        .expect("update at the new size");
+    assert!(a.v.screen.iter().all(|&p| p & 0xff_ffff == 0x40_4040));
+    assert!(d.stop().await);
+}
+
+/// The console's cursor shape reaches viewers that asked for the Cursor pseudo-encoding.
+#[tokio::test]
+async fn cursor_shapes_reach_viewers_that_ask() {
+    let console = scripted_console(32, 32, false).await;
+    let (_sim, mut d) = daemon_for(console.addr).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW, CURSOR])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    console.acts.send(Act::Cursor).expect("act");
+    within(async {
+        while v.v.cursor.is_none() {
+            v.request(true).await;
+            v.next_update().await.expect("an update with the cursor");
+        }
+    })
+    .await;
+    let c = v.v.cursor.clone().expect("cursor");
+    assert_eq!((c.hot, c.size), ((1, 1), (2, 2)));
+    assert_eq!(c.mask, [0b1100_0000, 0b0100_0000]);
+    assert!(c.pixels.iter().all(|&p| p & 0xff_ffff == 0xff_ffff));
+    assert!(d.stop().await);
+}
+
+/// QEMU extended key events reach a console that offers them as they are (scan codes
+/// included); a colour-map pixel format is refused with the reason.
+#[tokio::test]
+async fn qemu_key_events_pass_through_and_colour_maps_are_refused() {
+    use tcvnc::rfb::messages::ClientMessage;
+    let mut console = scripted_console(32, 32, true).await;
+    let (_sim, mut d) = daemon_for(console.addr).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    v.send(&[255, 0, 0, 1, 0, 0, 0, 0x62, 0, 0, 0, 0x30]).await;
+    let got = within(async {
+        loop {
+            match console.msgs.recv().await.expect("a message") {
+                m @ ClientMessage::QemuKeyEvent { .. } => return m,
+                ClientMessage::KeyEvent { .. } => panic!("sent as a plain key"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        got,
+        ClientMessage::QemuKeyEvent {
+            down: true,
+            keysym: 0x62,
+            keycode: 0x30
+        }
+    );
+    let (mut ws, _) = ws_connect(
+        d.http.expect("http"),
+        &format!("/vnc/{INSTANCE}"),
+        None,
+        None,
+    )
+    .await
+    .expect("ws");
+    within(rfb_handshake(&mut ws, V38, None))
+        .await
+        .expect("handshake");
+    let mut colour_map = vec![0, 0, 0, 0, 8, 8, 0, 0];
+    colour_map.extend_from_slice(&[0; 12]);
+    ws.send(bytes::Bytes::from(colour_map)).await.expect("send");
+    let closed = within(async {
+        loop {
+            match ws.recv().await {
+                tcvnc::ws::Recv::Data(_) => {}
+                tcvnc::ws::Recv::Closed(c) => return c,
+                tcvnc::ws::Recv::Failed(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    let (code, reason) = closed.expect("a close frame");
+    assert_eq!(code, 1008);
+    assert!(
+        reason.contains("colour-map pixel formats are not supported"),
+        "{reason}"
+    );
+    drop(v);
+    assert!(d.stop().await);
+}
+
+/// A viewer that stops reading does not slow the console or another viewer: the other
+/// keeps receiving fresh frames while the first one's socket is full.
+#[tokio::test]
+async fn a_stalled_viewer_does_not_slow_the_others() {
+    let sim = sim().await;
+    let mut d = TestDaemon::start(&sim, &console_opts("")).await;
+    let mut slow = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    let mut fast = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    // The slow viewer asks for full screens (1.2 MB each, Raw) and never reads.
+    for _ in 0..20 {
+        slow.request(false).await;
+    }
+    fast.request(false).await;
+    within(fast.next_update()).await.expect("update");
+    let frames = |d: &TestDaemon| {
+        d.app.engines.get(INSTANCE).expect("engine").status_json()["frames"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = frames(&d);
+    for _ in 0..25 {
+        fast.request(true).await;
+        within(fast.next_update()).await.expect("fresh frames");
+    }
+    fast.shows_pattern().expect("pattern");
+    assert!(frames(&d) >= before + 20, "the console kept its pace");
+    drop((slow, fast));
+    assert!(d.stop().await);
+}
