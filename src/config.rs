@@ -116,6 +116,7 @@ struct RawHttp {
     allowed_hosts: Option<Vec<String>>,
     web_root: Option<PathBuf>,
     token_file: Option<PathBuf>,
+    view_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -145,6 +146,7 @@ struct RawTarget {
     on_busy: Option<OnBusy>,
     password_file: Option<PathBuf>,
     upstream_password_file: Option<PathBuf>,
+    view_password_file: Option<PathBuf>,
     transparent: Option<bool>,
     mode: Option<Mode>,
     #[serde(default, with = "humantime_serde")]
@@ -193,6 +195,19 @@ pub enum OnBusy {
     Reject,
     /// Close the current session and serve the newcomer.
     Takeover,
+    /// Console mode: every viewer joins the one console connection.
+    Share,
+}
+
+impl OnBusy {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnBusy::Reject => "reject",
+            OnBusy::Takeover => "takeover",
+            OnBusy::Share => "share",
+        }
+    }
 }
 
 /// `[cloud]`.
@@ -276,8 +291,10 @@ pub struct HttpConfig {
     pub allowed_hosts: Vec<String>,
     /// noVNC files to serve at `/`.
     pub web_root: Option<PathBuf>,
-    /// Bearer token required on every request (needed off loopback).
+    /// Bearer token required on every request (needed off loopback); it gives control.
     pub token: Option<Secret>,
+    /// A second bearer token that gives the view-only role (console mode).
+    pub view_token: Option<Secret>,
 }
 
 /// `[session]`.
@@ -316,6 +333,8 @@ pub struct Target {
     pub password: Option<Secret>,
     /// Upstream VNC password.
     pub upstream_password: Option<Secret>,
+    /// Console mode: the VNC password of view-only viewers.
+    pub view_password: Option<Secret>,
     /// How viewers reach the console.
     pub mode: Mode,
     /// `transparent = true` was used (the old spelling of `mode = "transparent"`).
@@ -731,6 +750,35 @@ impl Config {
                         ));
                     }
                 }
+                let view_token = h
+                    .view_token_file
+                    .as_deref()
+                    .map(|f| ctx.read_secret("http.view_token_file", f))
+                    .transpose()?;
+                if let Some(t) = &view_token {
+                    let bits = token_bits(t.expose());
+                    if bits < MIN_TOKEN_BITS {
+                        return Err(ctx.err(
+                            "http.view_token_file",
+                            format!("the token has about {bits:.0} bits of entropy; at least {MIN_TOKEN_BITS:.0} are required. Make one with `openssl rand -hex 32 > FILE`"),
+                        ));
+                    }
+                    match &token {
+                        None => {
+                            return Err(ctx.err(
+                                "http.view_token_file",
+                                "a view-only token needs http.token_file too (without it every client has control, so the view-only token would restrict no one)",
+                            ))
+                        }
+                        Some(c) if c.expose() == t.expose() => {
+                            return Err(ctx.err(
+                                "http.view_token_file",
+                                "the view-only token equals http.token_file's: use two different tokens",
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
                 if !listen.ip().is_loopback() && token.is_none() {
                     return Err(ctx.err(
                         "http.listen",
@@ -743,6 +791,7 @@ impl Config {
                     allowed_hosts,
                     web_root: h.web_root.map(|p| ctx.path(&p)),
                     token,
+                    view_token,
                 })
             }
         };
@@ -858,9 +907,37 @@ impl Config {
                 (None, _) => Mode::default(),
             };
             let transparent_alias = t.transparent == Some(true);
+            let view_password = t
+                .view_password_file
+                .as_deref()
+                .map(|f| vnc_password("view_password_file", f))
+                .transpose()?;
+            if mode != Mode::Console {
+                if view_password.is_some() {
+                    return Err(ctx.err(
+                        key("view_password_file"),
+                        "view-only viewers exist in console mode only: set mode = \"console\" or drop view_password_file",
+                    ));
+                }
+                if t.on_busy == Some(OnBusy::Share) {
+                    return Err(ctx.err(
+                        key("on_busy"),
+                        "on_busy = \"share\" needs mode = \"console\" (in bridge mode each viewer has its own console connection, and a console takes one at a time)",
+                    ));
+                }
+            }
+            if let (Some(c), Some(v)) = (&password, &view_password) {
+                if c.expose() == v.expose() {
+                    return Err(ctx.err(
+                        key("view_password_file"),
+                        "the view-only password equals password_file's: a viewer giving it could not be told apart; use two different passwords",
+                    ));
+                }
+            }
             if mode == Mode::Transparent && (password.is_some() || upstream_password.is_some()) {
+                // Named as the user wrote it.
                 return Err(ctx.err(
-                    key("mode"),
+                    key(if transparent_alias { "transparent" } else { "mode" }),
                     "a transparent target is a pure byte bridge: it cannot check password_file or answer upstream_password_file",
                 ));
             }
@@ -886,7 +963,7 @@ impl Config {
                 ));
             }
             if let Some(l) = listen {
-                if !l.ip().is_loopback() && password.is_none() {
+                if !l.ip().is_loopback() && password.is_none() && view_password.is_none() {
                     return Err(ctx.err(
                         key("listen"),
                         format!("{l} is not a loopback address; set password_file so that viewers must authenticate, or listen on 127.0.0.1"),
@@ -900,6 +977,7 @@ impl Config {
                 on_busy: t.on_busy.unwrap_or_default(),
                 password,
                 upstream_password,
+                view_password,
                 mode,
                 transparent_alias,
                 linger,

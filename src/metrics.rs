@@ -109,6 +109,7 @@ struct EngineMetrics {
     frames: Family<Instance, Counter>,
     rects: Family<EncodingLabel, Counter>,
     encoded_bytes: Family<EncodingLabel, Counter>,
+    input_dropped: Family<InstanceCause, Counter>,
 }
 
 /// The `[fleet]` metrics: Redis's health, its errors, what was done without it.
@@ -161,6 +162,7 @@ impl Metrics {
                 frames: Family::default(),
                 rects: Family::default(),
                 encoded_bytes: Family::default(),
+                input_dropped: Family::default(),
             },
             registry: Registry::default(),
         };
@@ -266,7 +268,23 @@ impl Metrics {
             "Bytes of rectangles sent to console-mode viewers, by encoding",
             m.engine.encoded_bytes.clone(),
         );
+        registry.register(
+            "console_input_dropped",
+            "Viewer input not sent to a console, by instance and cause (view_only, no_console)",
+            m.engine.input_dropped.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A viewer's input was not sent to the console.
+    pub(crate) fn engine_input_dropped(&self, instance: &str, cause: &str) {
+        self.engine
+            .input_dropped
+            .get_or_create(&InstanceCause {
+                instance: instance.into(),
+                cause: cause.into(),
+            })
+            .inc();
     }
 
     /// A console engine started (+1) or ended (−1).

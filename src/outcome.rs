@@ -132,6 +132,12 @@ pub(crate) enum Failure {
         /// What the last wait was for.
         last: String,
     },
+    /// A view-only viewer for a target that is not in console mode.
+    #[error("view-only access to {instance} needs mode = \"console\" on its target (a bridged viewer holds the console itself)")]
+    ViewOnlyNeedsConsoleMode {
+        /// The instance.
+        instance: String,
+    },
     /// Console mode: the engine closed after its last viewer left and `linger` passed.
     #[error("the console engine closed after its last viewer left")]
     Lingered,
@@ -155,6 +161,7 @@ impl Failure {
             Failure::HandshakeTimeout { .. } => CLOSE_ERROR,
             Failure::ResumeTimeout { .. } => CLOSE_TRY_AGAIN,
             Failure::Lingered => CLOSE_NORMAL,
+            Failure::ViewOnlyNeedsConsoleMode { .. } => CLOSE_POLICY,
             Failure::Cloud(_) | Failure::Dial(_) | Failure::Upstream(_) => CLOSE_ERROR,
         }
     }
@@ -179,6 +186,7 @@ impl Failure {
             Failure::HandshakeTimeout { .. } => "upstream_handshake",
             Failure::ResumeTimeout { .. } => "resume_timeout",
             Failure::Lingered => "lingered",
+            Failure::ViewOnlyNeedsConsoleMode { .. } => "view_only_unavailable",
         }
     }
 

@@ -4,166 +4,15 @@
 //! for them by `linger`, and are closed with a reason after `resume_timeout`.
 
 mod common;
+mod console_support;
 mod rfbref;
 
 use std::net::SocketAddr;
 
 use common::*;
-use tcvnc::sim::rfb_server::pattern;
+use console_support::*;
 use tcvnc::sim::{Faults, GatewayEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const INSTANCE: &str = "ins-demo0001";
-
-/// A console-mode target with extra `[[target]]` lines.
-fn console_opts(extra: &str) -> Opts {
-    Opts {
-        http: Some(String::new()),
-        targets: format!(
-            "[[target]]\ninstance = \"{INSTANCE}\"\nlisten = \"127.0.0.1:0\"\nmode = \"console\"\n{extra}\n"
-        ),
-        ..Opts::default()
-    }
-}
-
-/// A raw-TCP RFB viewer decoding with the independent reference decoder.
-struct Viewer {
-    s: TcpStream,
-    buf: Vec<u8>,
-    v: rfbref::Viewer,
-    name: String,
-    updates: usize,
-    names: Vec<String>,
-}
-
-impl Viewer {
-    async fn connect(addr: SocketAddr, encodings: &[i32]) -> Viewer {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        let mut v = [0u8; 12];
-        s.read_exact(&mut v).await.expect("version");
-        assert_eq!(&v, b"RFB 003.008\n");
-        s.write_all(b"RFB 003.008\n").await.expect("write");
-        let mut n = [0u8];
-        s.read_exact(&mut n).await.expect("types");
-        assert_ne!(n[0], 0, "refused: {}", reason(&mut s).await);
-        let mut types = vec![0u8; usize::from(n[0])];
-        s.read_exact(&mut types).await.expect("types");
-        assert_eq!(types, [1], "console mode offers None without a password");
-        s.write_all(&[1]).await.expect("choose");
-        let mut result = [0u8; 4];
-        s.read_exact(&mut result).await.expect("result");
-        assert_eq!(result, [0; 4]);
-        s.write_all(&[1]).await.expect("ClientInit");
-        let mut head = [0u8; 24];
-        s.read_exact(&mut head).await.expect("ServerInit");
-        let (w, h) = (
-            u16::from_be_bytes([head[0], head[1]]),
-            u16::from_be_bytes([head[2], head[3]]),
-        );
-        let mut name =
-            vec![0u8; u32::from_be_bytes([head[20], head[21], head[22], head[23]]) as usize];
-        s.read_exact(&mut name).await.expect("name");
-        let pf = tcvnc::rfb::messages::PixelFormat::true_colour(
-            32,
-            24,
-            false,
-            [255, 255, 255],
-            [16, 8, 0],
-        );
-        let mut msg = vec![2, 0];
-        msg.extend_from_slice(&(encodings.len() as u16).to_be_bytes());
-        for e in encodings {
-            msg.extend_from_slice(&e.to_be_bytes());
-        }
-        s.write_all(&msg).await.expect("SetEncodings");
-        Viewer {
-            s,
-            buf: Vec::new(),
-            v: rfbref::Viewer::new(pf, w, h),
-            name: String::from_utf8_lossy(&name).into_owned(),
-            updates: 0,
-            names: Vec::new(),
-        }
-    }
-
-    async fn request(&mut self, incremental: bool) {
-        let (w, h) = (self.v.width.to_be_bytes(), self.v.height.to_be_bytes());
-        self.s
-            .write_all(&[3, u8::from(incremental), 0, 0, 0, 0, w[0], w[1], h[0], h[1]])
-            .await
-            .expect("request");
-    }
-
-    /// Reads until one FramebufferUpdate is decoded (skipping bells and cut text).
-    async fn next_update(&mut self) -> Result<(), String> {
-        loop {
-            match self.buf.first() {
-                Some(0) => match self.v.update(&self.buf) {
-                    Ok(n) => {
-                        self.buf.drain(..n);
-                        self.updates += 1;
-                        if let Some(name) = self.v.name.take() {
-                            self.names.push(name);
-                        }
-                        return Ok(());
-                    }
-                    Err(e) if e.starts_with("short read") => {}
-                    Err(e) => return Err(e),
-                },
-                Some(2) => {
-                    self.buf.remove(0);
-                    continue;
-                }
-                Some(t) => return Err(format!("unexpected message type {t}")),
-                None => {}
-            }
-            let mut chunk = vec![0u8; 256 * 1024];
-            let n = self.s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("closed".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Whether the still parts of the screen (all but the moving square's band) are the
-    /// test pattern, pixel for pixel.
-    fn shows_pattern(&self) -> Result<(), String> {
-        let band = (480 / 2 - 32)..(480 / 2 + 32);
-        for y in 0..self.v.height {
-            if band.contains(&y) || y < 20 {
-                continue; // the square moves; the banner may cover the top rows
-            }
-            for x in 0..self.v.width {
-                let (r, g, b) = pattern(x, y, 0);
-                let want = self.v.value_of_rgb(r, g, b);
-                let got =
-                    self.v.screen[usize::from(y) * usize::from(self.v.width) + usize::from(x)];
-                if got & self.v.used_mask() != want & self.v.used_mask() {
-                    return Err(format!("pixel {x},{y}: {got:08x}, want {want:08x}"));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-async fn reason(s: &mut TcpStream) -> String {
-    let mut len = [0u8; 4];
-    if s.read_exact(&mut len).await.is_err() {
-        return "<none>".into();
-    }
-    let mut r = vec![0u8; u32::from_be_bytes(len) as usize];
-    let _ = s.read_exact(&mut r).await;
-    String::from_utf8_lossy(&r).into_owned()
-}
-
-const ZRLE: i32 = 16;
-const HEXTILE: i32 = 5;
-const RAW: i32 = 0;
-const DESKTOP_SIZE: i32 = -223;
-const DESKTOP_NAME: i32 = -307;
 
 #[tokio::test]
 async fn a_viewer_keeps_its_connection_across_a_drop_and_sees_fresh_frames() {
@@ -321,17 +170,6 @@ async fn viewers_wait_with_a_banner_then_are_closed_after_resume_timeout() {
         "the desktop name said why: {names:?}"
     );
     assert!(d.stop().await);
-}
-
-impl Viewer {
-    async fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.expect("send");
-    }
-}
-
-fn key(down: bool, keysym: u32) -> Vec<u8> {
-    let k = keysym.to_be_bytes();
-    vec![4, u8::from(down), 0, 0, k[0], k[1], k[2], k[3]]
 }
 
 #[tokio::test]

@@ -118,6 +118,7 @@ fn same_target(a: &Target, b: &Target) -> bool {
         && a.resume_timeout == b.resume_timeout
         && same_secret(a.password.as_ref(), b.password.as_ref())
         && same_secret(a.upstream_password.as_ref(), b.upstream_password.as_ref())
+        && same_secret(a.view_password.as_ref(), b.view_password.as_ref())
 }
 
 fn diff(old: &Config, new: &Config) -> ReloadReport {
@@ -151,6 +152,7 @@ fn diff(old: &Config, new: &Config) -> ReloadReport {
             || o.allowed_hosts != n.allowed_hosts
             || o.web_root != n.web_root
             || !same_secret(o.token.as_ref(), n.token.as_ref())
+            || !same_secret(o.view_token.as_ref(), n.view_token.as_ref())
         {
             r.sections.push("http");
         }

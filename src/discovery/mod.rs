@@ -232,6 +232,7 @@ pub fn plain_target(instance: &str, region: &str) -> Target {
         on_busy: OnBusy::Reject,
         password: None,
         upstream_password: None,
+        view_password: None,
         mode: crate::config::Mode::Bridge,
         transparent_alias: false,
         linger: crate::config::DEFAULT_LINGER,

@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use self::damage::Damage;
+use crate::config::OnBusy;
 use crate::console::encode::{CursorImage, Screen as LayoutScreen};
 use crate::console::fb::Framebuffer;
 use crate::metrics::Metrics;
@@ -127,6 +128,72 @@ pub(crate) struct Screen {
     pub(crate) generation: u64,
 }
 
+/// What a viewer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerRole {
+    /// Its input goes to the console.
+    Control,
+    /// It watches; its input is dropped (counted).
+    View,
+}
+
+impl ViewerRole {
+    /// The name in logs and `/api/consoles`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewerRole::Control => "control",
+            ViewerRole::View => "view",
+        }
+    }
+
+    /// The lesser of two roles (a view-only token and a control password: view).
+    pub fn min(self, other: ViewerRole) -> ViewerRole {
+        if self == ViewerRole::View || other == ViewerRole::View {
+            ViewerRole::View
+        } else {
+            ViewerRole::Control
+        }
+    }
+}
+
+/// Who a viewer is.
+#[derive(Debug, Clone)]
+pub struct ViewerInfo {
+    /// Its session id (the log's `id`).
+    pub session: u64,
+    /// Its address.
+    pub peer: std::net::SocketAddr,
+    /// `tcp`, `ws`, or `api` (a screenshot or typing request, not a viewer).
+    pub via: &'static str,
+    /// When it joined.
+    pub since: std::time::SystemTime,
+}
+
+impl ViewerInfo {
+    fn is_viewer(&self) -> bool {
+        self.via != "api"
+    }
+
+    fn json(&self, role: ViewerRole) -> serde_json::Value {
+        serde_json::json!({
+            "session": self.session,
+            "role": role.as_str(),
+            "peer": self.peer.to_string(),
+            "via": self.via,
+            "since": humantime::format_rfc3339_seconds(self.since).to_string(),
+        })
+    }
+}
+
+/// The console is held by viewers and the policy is `reject`.
+#[derive(Debug, Clone)]
+pub(crate) struct Busy {
+    /// The first viewer's words (address and session).
+    pub(crate) holder: String,
+    /// Since when (RFC 3339).
+    pub(crate) since: String,
+}
+
 /// What a viewer has not been sent yet.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
@@ -137,14 +204,33 @@ pub(crate) struct Pending {
     pub(crate) bell: bool,
     /// The console's latest cut text (Latin-1 bytes).
     pub(crate) cut: Option<Bytes>,
+    /// Another viewer took the console over (`on_busy = "takeover"`): who.
+    pub(crate) kicked: Option<String>,
+    /// A line for this viewer only, shown in its banner for a while.
+    pub(crate) notice: Option<String>,
 }
 
 /// One viewer's place in an engine.
 #[derive(Debug)]
 pub(crate) struct Slot {
     id: u64,
+    pub(crate) info: ViewerInfo,
+    role: Mutex<ViewerRole>,
     pub(crate) pending: Mutex<Pending>,
     pub(crate) wake: Notify,
+}
+
+impl Slot {
+    /// Its role now (control can be handed over).
+    pub(crate) fn role(&self) -> ViewerRole {
+        *self.role.lock()
+    }
+
+    /// Shows `text` in this viewer's banner.
+    pub(crate) fn notify(&self, text: String) {
+        self.pending.lock().notice = Some(text);
+        self.wake.notify_one();
+    }
 }
 
 /// Input from viewers to the console.
@@ -189,6 +275,7 @@ pub struct Engine {
     live_since: Mutex<Option<Instant>>,
     /// Rectangles encoded once for several viewers.
     pub(crate) cache: cache::Cache,
+    pub(crate) metrics: Arc<Metrics>,
     /// Counters.
     pub stats: EngineStats,
 }
@@ -199,9 +286,58 @@ impl Engine {
         &self.instance
     }
 
-    /// Viewers connected now.
+    /// Viewers connected now (screenshot and typing requests not counted).
     pub fn viewers(&self) -> usize {
+        self.slots
+            .lock()
+            .iter()
+            .filter(|s| s.info.is_viewer())
+            .count()
+    }
+
+    /// Members of any kind (viewers and requests): the engine runs while there are any.
+    fn members(&self) -> usize {
         self.slots.lock().len()
+    }
+
+    /// Each viewer: session, role, address, how it came, since when.
+    pub fn viewer_list(&self) -> Vec<serde_json::Value> {
+        self.slots
+            .lock()
+            .iter()
+            .filter(|s| s.info.is_viewer())
+            .map(|s| s.info.json(s.role()))
+            .collect()
+    }
+
+    /// Hands control to viewer `session`: every other viewer with control becomes
+    /// view-only, and each is told in its banner. Returns the new controller's words.
+    ///
+    /// # Errors
+    /// No viewer with that session id.
+    pub fn give_control(&self, session: u64) -> Result<String, String> {
+        let slots = self.slots.lock();
+        let Some(to) = slots
+            .iter()
+            .find(|s| s.info.session == session && s.info.is_viewer())
+        else {
+            return Err(format!(
+                "no viewer with session {session} on {}: see /api/consoles for the viewers",
+                self.instance
+            ));
+        };
+        let words = format!("viewer {} ({})", to.info.session, to.info.peer);
+        for s in slots.iter().filter(|s| s.info.is_viewer()) {
+            if s.info.session == session {
+                *s.role.lock() = ViewerRole::Control;
+                s.notify("you have control of the console".into());
+            } else if s.role() == ViewerRole::Control {
+                *s.role.lock() = ViewerRole::View;
+                s.notify(format!("control passed to {words}: you are view-only now"));
+            }
+        }
+        tracing::info!(instance = %self.instance, to = %words, "console control handed over");
+        Ok(words)
     }
 
     /// The phase now.
@@ -233,6 +369,7 @@ impl Engine {
             "why": why,
             "next_attempt_s": next_s,
             "viewers": self.viewers(),
+            "viewer_list": self.viewer_list(),
             "upstream_age_s": self.upstream_age().map(|d| d.as_secs()),
             "resumes": self.stats.resumes.load(Ordering::Relaxed),
             "frames": self.stats.frames.load(Ordering::Relaxed),
@@ -302,6 +439,15 @@ impl Drop for Membership {
     fn drop(&mut self) {
         self.engine.slots.lock().retain(|s| s.id != self.slot.id);
         self.engine.membership.notify_one();
+        if self.slot.info.is_viewer() {
+            tracing::info!(
+                instance = %self.engine.instance,
+                session = self.slot.info.session,
+                peer = %self.slot.info.peer,
+                role = self.slot.role().as_str(),
+                "viewer left the console"
+            );
+        }
     }
 }
 
@@ -315,16 +461,51 @@ pub struct Engines {
 impl Engines {
     /// Joins `instance`'s engine, starting it (with what `start` gives) when there is
     /// none or the one there is ending.
+    ///
+    /// # Errors
+    /// [`Busy`] when viewers hold the console and the policy is `reject`; with
+    /// `takeover` they are told to leave.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn join(
         &self,
         instance: &str,
+        policy: OnBusy,
+        who: ViewerInfo,
+        role: ViewerRole,
         start: impl FnOnce() -> (Arc<dyn Connector>, Settings),
         shutdown: &Shutdown,
         metrics: Arc<Metrics>,
-    ) -> Membership {
+    ) -> Result<Membership, Busy> {
         let mut map = self.map.lock();
         let engine = match map.get(instance) {
-            Some(e) if !matches!(*e.phase.borrow(), Phase::Ended(_)) => e.clone(),
+            Some(e) if !matches!(*e.phase.borrow(), Phase::Ended(_)) => {
+                if who.is_viewer() {
+                    let slots = e.slots.lock();
+                    let mut held = slots.iter().filter(|s| s.info.is_viewer()).peekable();
+                    match (policy, held.peek()) {
+                        (OnBusy::Reject, Some(first)) => {
+                            return Err(Busy {
+                                holder: format!(
+                                    "{} (session {})",
+                                    first.info.peer, first.info.session
+                                ),
+                                since: humantime::format_rfc3339_seconds(first.info.since)
+                                    .to_string(),
+                            });
+                        }
+                        (OnBusy::Takeover, Some(_)) => {
+                            for s in held {
+                                tracing::info!(instance, holder = %s.info.peer, by = %who.peer, "taking the console over");
+                                s.pending.lock().kicked =
+                                    Some(format!("{} (session {})", who.peer, who.session));
+                                s.wake.notify_one();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                e.clone()
+            }
             _ => {
                 let (connector, settings) = start();
                 let (tx, rx) = mpsc::channel(256);
@@ -345,6 +526,7 @@ impl Engines {
                     membership: Notify::new(),
                     live_since: Mutex::new(None),
                     cache: cache::Cache::default(),
+                    metrics: metrics.clone(),
                     stats: EngineStats::default(),
                 });
                 map.insert(instance.to_owned(), engine.clone());
@@ -361,8 +543,20 @@ impl Engines {
                 engine
             }
         };
+        if who.is_viewer() {
+            tracing::info!(
+                instance,
+                session = who.session,
+                peer = %who.peer,
+                via = who.via,
+                role = role.as_str(),
+                "viewer joined the console"
+            );
+        }
         let slot = Arc::new(Slot {
             id: self.next_slot.fetch_add(1, Ordering::Relaxed),
+            info: who,
+            role: Mutex::new(role),
             pending: Mutex::new(Pending {
                 cursor: true,
                 ..Pending::default()
@@ -371,7 +565,7 @@ impl Engines {
         });
         engine.slots.lock().push(slot.clone());
         engine.membership.notify_one();
-        Membership { engine, slot }
+        Ok(Membership { engine, slot })
     }
 
     /// The engines running now.

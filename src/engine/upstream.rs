@@ -162,7 +162,7 @@ impl Task {
     }
 
     fn no_viewers(&self) -> bool {
-        self.engine.viewers() == 0
+        self.engine.members() == 0
     }
 
     /// One attempt: connect and complete the console's handshake.
@@ -357,7 +357,6 @@ impl Task {
         while !rest.is_empty() {
             let fed = decoder.feed(rest, &mut s.fb)?;
             rest = &rest[fed.consumed..];
-            s.generation += 1;
             let progressed = fed.consumed > 0 || !fed.events.is_empty();
             for ev in fed.events {
                 match ev {
@@ -407,6 +406,11 @@ impl Task {
                         self.engine.publish(|p| p.cut = Some(latin1.clone()));
                     }
                     Event::UpdateEnd => {
+                        // The encode cache's generation moves once per update: viewers
+                        // that encode while the next update is being decoded still
+                        // share. (A rectangle encoded from pixels that update already
+                        // changed is sent again: its damage is published at its end.)
+                        s.generation += 1;
                         updates += 1;
                         let damage = acc.take();
                         let ch = std::mem::take(changes);

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::cache::Entry;
 use super::damage::Damage;
 use super::msgs::{Parser, ViewerMsg};
-use super::{Engine, Input, Membership, Phase};
+use super::{Engine, Input, Membership, Phase, ViewerRole};
 use crate::bridge::Counters;
 use crate::client::{ClientIo, In};
 use crate::console::encode::{
@@ -33,14 +33,15 @@ use crate::rfb::messages::{PixelFormat, ServerInit};
 /// The pixel format of the ServerInit viewers get (what the framebuffer holds).
 const SERVER_FORMAT: PixelFormat = PixelFormat::RGB888;
 
-/// What a viewer may do and how it is bounded.
+/// How a viewer is bounded (its role is on its slot: control can be handed over).
 #[derive(Debug, Clone, Copy)]
 pub struct ViewerOpts {
-    /// Its input goes to the console (else it is dropped and counted).
-    pub control: bool,
     /// Bound on its ClientInit.
     pub init_timeout: Duration,
 }
+
+/// How long a notice for one viewer stays in its banner.
+const NOTICE: Duration = Duration::from_secs(8);
 
 /// Why a viewer's session ended.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub(crate) enum ViewerEnd {
     Refused(String),
     /// The engine ended (resume timeout, a permanent refusal, shutdown).
     Engine(Arc<Failure>),
+    /// Another viewer took the console over (`on_busy = "takeover"`): who.
+    TakenOver(String),
     /// tcvnc is shutting down.
     Shutdown,
 }
@@ -104,14 +107,20 @@ where
         parser: Parser::default(),
         wants: false,
         out: Vec::new(),
-        opts,
         shared: false,
+        notice: None,
+        told_view_only: false,
+        notice_drawn: true,
     };
     let slot = membership.slot.clone();
     let mut phase = v.engine.subscribe();
     let mut buf = BytesMut::new();
     let (mut rd, mut wr) = client.halves();
     loop {
+        if let Some(by) = slot.pending.lock().kicked.take() {
+            return ViewerEnd::TakenOver(by);
+        }
+        v.take_notice(&slot);
         // Bell and cut text go at once; an update only when one was asked for.
         let extra = v.server_messages(&slot);
         let update = if v.wants {
@@ -154,6 +163,7 @@ where
                 In::Failed(e) => return ViewerEnd::Lost(e),
             },
             () = slot.wake.notified() => {}
+            () = notice_ends(v.notice.as_ref().map(|n| n.1)) => v.end_notice(&slot),
             () = wr.control_wanted() => {
                 if let Err(e) = wr.flush().await {
                     return ViewerEnd::Lost(e);
@@ -181,9 +191,22 @@ struct Viewer {
     wants: bool,
     /// The next write.
     out: Vec<u8>,
-    opts: ViewerOpts,
     /// Its encoder is in the shared modes.
     shared: bool,
+    /// A line shown in this viewer's banner, and until when.
+    notice: Option<(String, tokio::time::Instant)>,
+    /// It was told once that its input is dropped.
+    told_view_only: bool,
+    /// The current notice (or its end) has been sent.
+    notice_drawn: bool,
+}
+
+/// Resolves when the notice shown until `until` is due to go.
+async fn notice_ends(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Viewer {
@@ -207,21 +230,26 @@ impl Viewer {
                     }
                     self.wants = true;
                 }
-                ViewerMsg::Key { down, keysym } => self.input(Input::Key { down, keysym }).await,
+                ViewerMsg::Key { down, keysym } => {
+                    self.input(slot, Input::Key { down, keysym }).await
+                }
                 ViewerMsg::QemuKey {
                     down,
                     keysym,
                     keycode,
                 } => {
-                    self.input(Input::QemuKey {
-                        down,
-                        keysym,
-                        keycode,
-                    })
+                    self.input(
+                        slot,
+                        Input::QemuKey {
+                            down,
+                            keysym,
+                            keycode,
+                        },
+                    )
                     .await;
                 }
-                ViewerMsg::Pointer(raw) => self.input(Input::Pointer(raw)).await,
-                ViewerMsg::CutText(raw) => self.input(Input::Raw(raw)).await,
+                ViewerMsg::Pointer(raw) => self.input(slot, Input::Pointer(raw)).await,
+                ViewerMsg::CutText(raw) => self.input(slot, Input::Raw(raw)).await,
                 ViewerMsg::CutTextSkipped(n) => {
                     tracing::debug!(
                         bytes = n,
@@ -234,13 +262,49 @@ impl Viewer {
         Ok(())
     }
 
-    async fn input(&self, i: Input) {
-        if !self.opts.control || self.engine.input.send(i).await.is_err() {
+    async fn input(&mut self, slot: &super::Slot, i: Input) {
+        if slot.role() == ViewerRole::View {
             self.engine
                 .stats
                 .input_dropped
                 .fetch_add(1, Ordering::Relaxed);
+            self.engine
+                .metrics
+                .engine_input_dropped(&self.engine.instance, "view_only");
+            if !self.told_view_only {
+                self.told_view_only = true;
+                slot.notify("view only: your keys and pointer do not reach the console".into());
+            }
+            return;
         }
+        if self.engine.input.send(i).await.is_err() {
+            self.engine
+                .stats
+                .input_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            self.engine
+                .metrics
+                .engine_input_dropped(&self.engine.instance, "no_console");
+        }
+    }
+
+    /// Takes a new notice for this viewer: shown in its banner for [`NOTICE`].
+    fn take_notice(&mut self, slot: &super::Slot) {
+        if let Some(text) = slot.pending.lock().notice.take() {
+            self.notice = Some((text, tokio::time::Instant::now() + NOTICE));
+            self.notice_drawn = false;
+        }
+    }
+
+    /// The notice is over: the banner's area is repainted from the screen.
+    fn end_notice(&mut self, slot: &super::Slot) {
+        self.notice = None;
+        let (w, _) = self.engine.size();
+        slot.pending
+            .lock()
+            .damage
+            .add(Rect::new(0, 0, w, crate::console::banner::BANNER_H));
+        slot.wake.notify_one();
     }
 
     /// Appends Bell and ServerCutText when the console sent them; whether it did.
@@ -271,6 +335,7 @@ impl Viewer {
         let (mut damage, resized, cursor, name) = {
             let mut p = slot.pending.lock();
             let any = !p.damage.is_empty()
+                || !self.notice_drawn
                 || p.resized
                 || (p.cursor && enc_list.cursor)
                 || (p.name && enc_list.desktop_name);
@@ -377,6 +442,20 @@ impl Viewer {
                 (self.out.len() - before) as u64,
             );
         }
+        if let Some((text, _)) = &self.notice {
+            // This viewer's own line, over the top of what it was just sent.
+            let bar_h = crate::console::banner::BANNER_H.min(h);
+            if w > 0 && bar_h > 0 {
+                let mut bar = crate::console::fb::Framebuffer::new(w, bar_h);
+                crate::console::banner::draw_banner(&mut bar, &format!("tcvnc: {text}"));
+                count += u32::from(
+                    self.enc
+                        .encode(&bar, Rect::new(0, 0, w, bar_h), &mut self.out)
+                        .map_err(failed)?,
+                );
+            }
+        }
+        self.notice_drawn = true;
         drop(s);
         let Ok(count) = u16::try_from(count) else {
             return Err("an update of more than 65535 rectangles".into());

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::client::ClientIo;
 use crate::config::Config;
+use crate::engine::ViewerRole;
 use crate::http_util::{self, Body, Conn};
 use crate::session::{self, Via};
 use crate::ws::{Mode, Role, WsIo};
@@ -62,19 +63,39 @@ enum Presented {
     Open,
     /// Nothing was presented.
     Nothing,
-    /// The token (or its cookie) was presented and is right; `via_query` when it came in
-    /// `?token=` (a browser that should get the cookie).
-    Right { via_query: bool },
+    /// A token (or its cookie) was presented and is right; `via_query` when it came in
+    /// `?token=` (a browser that should get the cookie); `role`: control for
+    /// `token_file`'s, view for `view_token_file`'s.
+    Right { via_query: bool, role: ViewerRole },
     /// Something was presented and it is wrong.
     Wrong,
 }
 
-/// Checks the bearer token: `Authorization: Bearer`, `?token=`, or the session cookie,
-/// each compared in constant time (no length shortcut).
+/// Checks the bearer tokens: `Authorization: Bearer`, `?token=`, or the session cookie,
+/// each compared in constant time (no length shortcut), against the control token and
+/// then the view-only one.
 fn presented(cfg: &Config, req: &Request<Incoming>) -> Presented {
-    let Some(token) = cfg.http.as_ref().and_then(|h| h.token.as_ref()) else {
+    let Some(http) = cfg.http.as_ref() else {
         return Presented::Open;
     };
+    let Some(token) = http.token.as_ref() else {
+        return Presented::Open;
+    };
+    match presented_one(req, token, ViewerRole::Control) {
+        Presented::Wrong => match http.view_token.as_ref() {
+            Some(view) => presented_one(req, view, ViewerRole::View),
+            None => Presented::Wrong,
+        },
+        p => p,
+    }
+}
+
+/// [`presented`] against one token.
+fn presented_one(
+    req: &Request<Incoming>,
+    token: &crate::redact::Secret,
+    role: ViewerRole,
+) -> Presented {
     let bearer = header(req, "authorization").and_then(|v| v.strip_prefix("Bearer "));
     let query = req
         .uri()
@@ -106,6 +127,7 @@ fn presented(cfg: &Config, req: &Request<Incoming>) -> Presented {
     if ok {
         Presented::Right {
             via_query: query_ok,
+            role,
         }
     } else {
         Presented::Wrong
@@ -114,7 +136,7 @@ fn presented(cfg: &Config, req: &Request<Incoming>) -> Presented {
 
 /// Same-origin (the Origin's host:port is our Host) or listed; a missing Origin (not a
 /// browser) is allowed.
-fn origin_allowed(cfg: &Config, req: &Request<Incoming>) -> Result<(), String> {
+pub(super) fn origin_allowed(cfg: &Config, req: &Request<Incoming>) -> Result<(), String> {
     let Some(origin) = header(req, "origin") else {
         return Ok(());
     };
@@ -206,7 +228,8 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
     let peer = conn.peer;
     let cfg = app.config();
     let path = req.uri().path().to_owned();
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let post = req.method() == Method::POST && super::actions::is_action(&path);
+    if req.method() != Method::GET && req.method() != Method::HEAD && !post {
         if path.starts_with("/vnc/") {
             // RFC 6455 §4.2.1: a websocket handshake is a GET; anything else is a bad request.
             return http_util::text(
@@ -214,7 +237,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
                 "a websocket upgrade must use GET\n",
             );
         }
-        return http_util::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
+        return http_util::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET is served (POST only to /vnc/<instance>/type, /vnc/<instance>/keys and /api/consoles/<instance>/control)\n",
+        );
     }
     match path.as_str() {
         "/healthz" => return http_util::text(StatusCode::OK, "ok\n"),
@@ -251,15 +277,20 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
     }
     let mut set_cookie = None;
     let presented = presented(&cfg, &req);
+    let mut role = ViewerRole::Control;
     let ok = match presented {
         Presented::Open => true,
         Presented::Nothing => false,
-        Presented::Right { via_query } => {
+        Presented::Right { via_query, role: r } => {
+            role = r;
             if via_query {
                 set_cookie = cfg
                     .http
                     .as_ref()
-                    .and_then(|h| h.token.as_ref())
+                    .and_then(|h| match r {
+                        ViewerRole::Control => h.token.as_ref(),
+                        ViewerRole::View => h.view_token.as_ref(),
+                    })
                     .map(cookie_value);
             }
             true
@@ -300,14 +331,16 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
         );
         return r;
     }
-    let mut resp = if set_cookie.is_some() && (path == "/" || path == "/index.html") {
+    let mut resp = if post {
+        super::actions::post(&app, &cfg, req, peer, &path, role).await
+    } else if set_cookie.is_some() && (path == "/" || path == "/index.html") {
         // Take the token out of the address bar and history: the cookie carries on.
         let mut r = http_util::text(StatusCode::SEE_OTHER, "signed in; continue at /\n");
         r.headers_mut()
             .insert(http::header::LOCATION, http::HeaderValue::from_static("/"));
         r
     } else {
-        routed(&app, &cfg, req, peer, &path)
+        routed(&app, &cfg, req, peer, &path, role)
     };
     if let Some(cookie) = set_cookie {
         if let Ok(v) = http::HeaderValue::from_str(&format!(
@@ -326,6 +359,7 @@ fn routed(
     req: Request<Incoming>,
     peer: SocketAddr,
     path: &str,
+    role: ViewerRole,
 ) -> Response<Body> {
     if path == "/api/consoles" {
         return super::api::consoles(app, cfg);
@@ -345,7 +379,15 @@ fn routed(
         return r;
     }
     if let Some(instance) = path.strip_prefix("/vnc/") {
-        return upgrade(app.clone(), cfg, req, peer, instance.to_owned());
+        // `?view_only=1` asks for the view-only role (never more than the token gives).
+        let view_only = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|kv| matches!(kv, "view_only=1" | "view_only=true"));
+        let role = if view_only { ViewerRole::View } else { role };
+        return upgrade(app.clone(), cfg, req, peer, instance.to_owned(), role);
     }
     super::web::serve(cfg, &app.discovery.snapshot(), path)
 }
@@ -356,6 +398,7 @@ fn upgrade(
     req: Request<Incoming>,
     peer: SocketAddr,
     key: String,
+    role: ViewerRole,
 ) -> Response<Body> {
     use crate::discovery::{self, Resolved};
     let Ok(key) = percent_encoding::percent_decode_str(&key).decode_utf8() else {
@@ -444,7 +487,7 @@ fn upgrade(
             ws.close(failure.close_code(), &failure.viewer_text()).await;
             return;
         }
-        session::serve(task_app, ClientIo::Ws(ws), peer, Via::Ws, target).await;
+        session::serve(task_app, ClientIo::Ws(ws), peer, Via::Ws, target, role).await;
     });
     http_util::switching_protocols(&hs.accept, hs.protocol)
 }

@@ -3,6 +3,7 @@
 //! ([`Listeners`]); [`ListenerRegistry`] serves them and lets a reload add and stop TCP listeners as
 //! targets come and go.
 
+mod actions;
 mod api;
 pub mod http;
 pub mod tcp;

@@ -41,6 +41,7 @@ pub async fn serve(
             peer,
             Via::Tcp,
             target,
+            crate::engine::ViewerRole::Control,
         ));
     }
 }

@@ -208,6 +208,24 @@ impl Greeted {
         peer: IpAddr,
         target: &str,
     ) -> Result<Authenticated, Error> {
+        self.authenticate_any(client, &[password], guard, peer, target)
+            .await
+            .map(|(a, _)| a)
+    }
+
+    /// [`Greeted::authenticate`] against several passwords (console mode's control and
+    /// view-only ones): also returns which one the client gave (its index).
+    ///
+    /// # Errors
+    /// As [`Greeted::authenticate`].
+    pub async fn authenticate_any<C: RfbIo>(
+        self,
+        client: &mut C,
+        passwords: &[&Secret],
+        guard: &Guard,
+        peer: IpAddr,
+        target: &str,
+    ) -> Result<(Authenticated, usize), Error> {
         let attempt = match guard.begin(peer, target) {
             Ok(a) => a,
             Err(refused) => {
@@ -220,13 +238,15 @@ impl Greeted {
         client.write_all(&challenge).await?;
         let mut answer = [0u8; 16];
         client.read_exact(&mut answer).await?;
-        let want = auth::response(password.expose().as_bytes(), &challenge);
         let authed = Authenticated {
             version: self.version,
         };
-        if auth::matches(&want, &answer) {
+        let matched = passwords.iter().position(|p| {
+            auth::matches(&auth::response(p.expose().as_bytes(), &challenge), &answer)
+        });
+        if let Some(i) = matched {
             attempt.succeed();
-            Ok(authed)
+            Ok((authed, i))
         } else {
             let backoff = attempt.fail();
             tracing::warn!(%peer, target, backoff_s = backoff.as_secs(), "wrong VNC password");

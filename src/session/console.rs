@@ -14,7 +14,9 @@ use super::{refuse, watch, ClientState, Summary};
 use crate::app::{App, LiveSession};
 use crate::client::ClientIo;
 use crate::config::{Config, Target};
-use crate::engine::{self, BoxFuture, Connected, Connector, Phase, Settings, ViewerEnd};
+use crate::engine::{
+    self, BoxFuture, Connected, Connector, Phase, Settings, ViewerEnd, ViewerInfo, ViewerRole,
+};
 use crate::mint::{self, Spend};
 use crate::outcome::{self, Failure};
 
@@ -96,7 +98,9 @@ fn settings(cfg: &Config, target: &Target) -> Settings {
     }
 }
 
-/// Serves one console-mode viewer (greeted, authenticated when a password is set).
+/// Serves one console-mode viewer (greeted, authenticated when a password is set) with
+/// `role`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run<W>(
     app: &Arc<App>,
     cfg: &Config,
@@ -104,6 +108,8 @@ pub(super) async fn run<W>(
     target: &Target,
     live: &LiveSession,
     state: ClientState,
+    role: ViewerRole,
+    via: super::Via,
 ) -> Summary
 where
     W: AsyncRead + AsyncWrite + Unpin + Send,
@@ -116,8 +122,17 @@ where
         end: String::new(),
     };
     let instance = target.instance.as_str();
-    let membership = app.engines.join(
+    let who = ViewerInfo {
+        session: live.id,
+        peer: live.peer,
+        via: via.as_str(),
+        since: std::time::SystemTime::now(),
+    };
+    let joined = app.engines.join(
         instance,
+        target.on_busy,
+        who,
+        role,
         || {
             let c: Arc<dyn Connector> = Arc::new(SessionConnector {
                 app: app.clone(),
@@ -128,6 +143,20 @@ where
         &app.shutdown,
         app.metrics.clone(),
     );
+    let membership = match joined {
+        Ok(m) => m,
+        Err(busy) => {
+            let f = Failure::Busy {
+                instance: instance.to_owned(),
+                holder: busy.holder,
+                since: busy.since,
+            };
+            summary.outcome = f.label();
+            summary.end = f.to_string();
+            refuse(app, client, &state, &f, instance).await;
+            return summary;
+        }
+    };
     app.metrics.engine_viewers(instance, 1);
     let _left = scopeguard(|| app.metrics.engine_viewers(instance, -1));
 
@@ -162,7 +191,6 @@ where
         }
     }
     let opts = engine::ViewerOpts {
-        control: true,
         init_timeout: cfg.session.handshake_timeout,
     };
     let cancel = app.shutdown.token().child_token();
@@ -194,6 +222,15 @@ where
         ViewerEnd::Engine(f) => {
             summary.close = f.label();
             summary.end = f.to_string();
+            client.close(f.close_code(), &f.viewer_text()).await;
+        }
+        ViewerEnd::TakenOver(by) => {
+            let f = Failure::TakenOver {
+                instance: instance.to_owned(),
+            };
+            tracing::info!(by = %by, "console taken over by another viewer");
+            summary.close = f.label();
+            summary.end = format!("{f} ({by})");
             client.close(f.close_code(), &f.viewer_text()).await;
         }
         ViewerEnd::Shutdown => {

@@ -24,6 +24,7 @@ use crate::bridge::{self, Counters, Limits};
 use crate::claims::ConsoleGuard;
 use crate::client::ClientIo;
 use crate::config::{Config, Target};
+use crate::engine::ViewerRole;
 use crate::guard::Crowded;
 use crate::mint::{self, Spend};
 use crate::outcome::{self, Failure};
@@ -40,7 +41,7 @@ pub enum Via {
 }
 
 impl Via {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Via::Tcp => "tcp",
             Via::Ws => "ws",
@@ -106,13 +107,16 @@ async fn refuse_at_admission<W: AsyncRead + AsyncWrite + Unpin + Send>(
     }
 }
 
-/// Serves one client of `target` until it ends.
+/// Serves one client of `target` until it ends. `role` is what the listener allows it
+/// (a websocket's token or `?view_only=1`; console mode's view-only password lowers it
+/// further).
 pub async fn serve<W>(
     app: Arc<App>,
     mut client: ClientIo<W>,
     peer: SocketAddr,
     via: Via,
     target: Target,
+    role: ViewerRole,
 ) where
     W: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -150,7 +154,7 @@ pub async fn serve<W>(
             }
         };
         // 2. Greeting and local authentication, before a session slot is taken.
-        let state = match hello(&app, &cfg, &mut client, peer, &target).await {
+        let (state, vnc_role) = match hello(&app, &cfg, &mut client, peer, &target).await {
             Ok(s) => s,
             Err((outcome, end)) => {
                 app.metrics.close(outcome);
@@ -181,7 +185,21 @@ pub async fn serve<W>(
         app.register(live.clone());
         app.metrics.session_open(&target.instance);
         let summary = if target.mode == crate::config::Mode::Console {
-            console::run(&app, &cfg, &mut client, &target, &live, state).await
+            let role = role.min(vnc_role);
+            console::run(&app, &cfg, &mut client, &target, &live, state, role, via).await
+        } else if role == ViewerRole::View {
+            // A bridge gives the viewer the console itself: nothing could hold its input back.
+            let f = Failure::ViewOnlyNeedsConsoleMode {
+                instance: target.instance.clone(),
+            };
+            refuse(&app, &mut client, &state, &f, &target.instance).await;
+            Summary {
+                outcome: f.label(),
+                close: "refused",
+                url_age: None,
+                security: "-",
+                end: f.to_string(),
+            }
         } else {
             run(&app, &cfg, &mut client, peer, &target, &live, state).await
         };
@@ -228,12 +246,12 @@ async fn hello<W>(
     client: &mut ClientIo<W>,
     peer: SocketAddr,
     target: &Target,
-) -> Result<ClientState, (&'static str, String)>
+) -> Result<(ClientState, ViewerRole), (&'static str, String)>
 where
     W: AsyncRead + AsyncWrite + Unpin + Send,
 {
     if target.transparent() {
-        return Ok(ClientState::Raw);
+        return Ok((ClientState::Raw, ViewerRole::Control));
     }
     let g = match bounded(app, cfg.session.greeting_timeout, handshake::greet(client)).await {
         Ok(Ok(g)) => g,
@@ -249,17 +267,26 @@ where
         }
     };
     tracing::debug!(version = ?g.version, "client greeted");
-    let Some(pw) = &target.password else {
-        return Ok(ClientState::Greeted(g));
-    };
+    // The control password, then (console mode) the view-only one.
+    let passwords: Vec<(&crate::redact::Secret, ViewerRole)> = [
+        target.password.as_ref().map(|p| (p, ViewerRole::Control)),
+        target.view_password.as_ref().map(|p| (p, ViewerRole::View)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if passwords.is_empty() {
+        return Ok((ClientState::Greeted(g), ViewerRole::Control));
+    }
+    let secrets: Vec<&crate::redact::Secret> = passwords.iter().map(|(p, _)| *p).collect();
     let authenticated = bounded(
         app,
         cfg.session.handshake_timeout,
-        g.authenticate(client, pw, &app.guard, peer.ip(), &target.instance),
+        g.authenticate_any(client, &secrets, &app.guard, peer.ip(), &target.instance),
     )
     .await;
     match authenticated {
-        Ok(Ok(a)) => Ok(ClientState::Authed(a)),
+        Ok(Ok((a, i))) => Ok((ClientState::Authed(a), passwords[i].1)),
         Ok(Err(e)) => {
             let label = match e {
                 handshake::Error::Throttled(_) => "auth_throttled",

@@ -237,6 +237,9 @@ impl Encoder {
             Encoding::Raw => raw(&self.pixel, fb, r, out),
             Encoding::Hextile => hextile::encode(&self.pixel, &mut self.scratch, fb, r, out),
             Encoding::Zrle => {
+                // A shared stream not started yet gets its primer first (callers that
+                // share bytes call `prime_zrle` before, so the shared bytes hold none).
+                let primer = self.prime_zrle(fb, out)?;
                 let level = self.zlib_level();
                 let z = if self.zrle_shared {
                     match &mut self.zrle_raw {
@@ -250,6 +253,7 @@ impl Encoder {
                     self.zrle.get_or_insert_with(|| Deflater::new(level))
                 };
                 zrle::encode(&self.cpixel, &mut self.scratch, z, fb, r, out)?;
+                return Ok(1 + primer);
             }
             Encoding::Tight => {
                 let jpeg = self.jpeg_quality();
