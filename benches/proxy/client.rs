@@ -205,13 +205,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Chan for WsChan<S> {
     }
 }
 
-/// Times of one viewer handshake, from the moment the connection was made.
+/// Times of one viewer handshake, from the moment the connection was made, and the
+/// screen its ServerInit announced.
 #[derive(Debug, Clone, Copy)]
 pub struct RfbTimes {
     /// The server's version greeting arrived.
     pub first_byte: Duration,
     /// ServerInit arrived: the console is ready.
     pub server_init: Duration,
+    /// ServerInit's width and height.
+    pub size: (u16, u16),
+    /// ServerInit's pixel format, as on the wire.
+    pub format: [u8; 16],
 }
 
 /// The viewer's side of RFB 3.8 with security type None, up to ServerInit.
@@ -250,9 +255,16 @@ pub async fn rfb_viewer<C: Chan>(c: &mut C, t0: Instant) -> Result<RfbTimes> {
         let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]);
         let mut name = vec![0u8; name_len.min(4096) as usize];
         c.recv(&mut name).await?;
+        let mut format = [0u8; 16];
+        format.copy_from_slice(&init[4..20]);
         Ok(RfbTimes {
             first_byte,
             server_init: t0.elapsed(),
+            size: (
+                u16::from_be_bytes([init[0], init[1]]),
+                u16::from_be_bytes([init[2], init[3]]),
+            ),
+            format,
         })
     })
     .await

@@ -1,13 +1,18 @@
 //! The benchmark suite: tcvnc side by side with websocat (the tool a user would otherwise
-//! pick) and with the physical limit (a plain rustls TLS pipe, a raw TCP pipe), all on
-//! loopback in one run. Writes `results.json`, `REPORT.md` and `chart.svg`.
+//! pick) and with the physical limit (a plain rustls TLS pipe, a raw TCP pipe), and its
+//! console mode with bridge mode, a direct connection and `x11vnc -reflect`
+//! (`console/`), all on loopback in one run. Writes `results.json`, `REPORT.md` and
+//! `chart.svg`.
 //!
 //! Run it with `scripts/bench` (installs websocat, raises the open-file limit), or
 //! `cargo bench --bench proxy -- [--quick] [--out DIR] [--runs N]`.
 
 mod client;
+mod console;
 mod procs;
 mod report;
+#[path = "../../tests/rfbref/mod.rs"]
+mod rfbref;
 mod roles;
 
 use std::net::SocketAddr;
@@ -19,7 +24,7 @@ use tokio::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::net::TcpListener;
 
-use procs::{instance_id, Sim, Target, Tcvnc};
+use procs::{instance_id, Mode, Sim, Target, Tcvnc};
 use report::Results;
 
 /// Sizes and counts of one suite.
@@ -43,6 +48,22 @@ pub struct Plan {
     pub idle_large: usize,
     /// Bulk shapes to run (`download-8`, `upload-64`, `rfb`…); empty: all.
     pub shapes: Vec<String>,
+    /// Console section: runs of the latency case (the fan-out case: up to 2).
+    pub console_runs: usize,
+    /// Console latency: squares timed per path and run (after 30 unmeasured).
+    pub console_latency_frames: usize,
+    /// Console resume: upstream drops.
+    pub console_drops: usize,
+    /// Console fan-out: viewer counts.
+    pub console_fanout: Vec<usize>,
+    /// Console fan-out: seconds from the viewers' start to the counting.
+    pub console_warm_s: f64,
+    /// Console fan-out: seconds counted.
+    pub console_window_s: f64,
+    /// Console memory: idle viewers after the first.
+    pub console_idle_viewers: usize,
+    /// Console CPU: full-screen updates timed per encoding.
+    pub console_cpu_frames: usize,
 }
 
 impl Plan {
@@ -67,6 +88,14 @@ impl Plan {
             idle_small: 1_000,
             idle_large: 10_000,
             shapes: Vec::new(),
+            console_runs: 3,
+            console_latency_frames: 400,
+            console_drops: 8,
+            console_fanout: vec![1, 10, 50],
+            console_warm_s: 3.0,
+            console_window_s: 8.0,
+            console_idle_viewers: 100,
+            console_cpu_frames: 20,
         }
     }
 
@@ -81,15 +110,24 @@ impl Plan {
             idle_small: 100,
             idle_large: 300,
             shapes: Vec::new(),
+            console_runs: 1,
+            console_latency_frames: 150,
+            console_drops: 3,
+            console_fanout: vec![1, 10],
+            console_warm_s: 2.0,
+            console_window_s: 4.0,
+            console_idle_viewers: 20,
+            console_cpu_frames: 5,
         }
     }
 }
 
-/// The first instances serve the data cases, the next ones the setup case; the rest
-/// are for idle sessions.
+/// The first instances serve the data cases, the next ones the setup case, then the
+/// console section's; the rest are for idle sessions.
 const DATA_TARGETS: usize = 16;
 const SETUP_TARGETS: usize = 64;
-const FIRST_IDLE: usize = DATA_TARGETS + SETUP_TARGETS + 2;
+const FIRST_CONSOLE: usize = DATA_TARGETS + SETUP_TARGETS + 2;
+const FIRST_IDLE: usize = FIRST_CONSOLE + console::INSTANCES;
 
 /// One path through which the client reaches the backend.
 struct DataPath {
@@ -122,7 +160,7 @@ fn main() -> Result<()> {
                 i += 1;
                 let list = args
                     .get(i)
-                    .ok_or_else(|| anyhow!("--only data|bulk|rtt,setup,idle"))?;
+                    .ok_or_else(|| anyhow!("--only data|bulk|rtt,setup,idle,console"))?;
                 only = list.split(',').map(str::to_owned).collect();
             }
             "--shapes" => {
@@ -137,7 +175,7 @@ fn main() -> Result<()> {
                 plan.runs = args.get(i).ok_or_else(|| anyhow!("--runs N"))?.parse()?;
             }
             other => bail!(
-                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle, --shapes download-8,upload-64,rfb"
+                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle,console, --shapes download-8,upload-64,rfb"
             ),
         }
         i += 1;
@@ -198,6 +236,9 @@ async fn suite(plan: &Plan, root: &Path, only: &[String]) -> Result<Results> {
     if want("idle") {
         idle_cases(plan, &work, &instances, idle_large, &mut res).await?;
     }
+    if want("console") {
+        console::cases(plan, &work, &instances, FIRST_CONSOLE, &mut res).await?;
+    }
     res.meta.insert("websocat".into(), websocat_version());
     Ok(res)
 }
@@ -251,7 +292,8 @@ async fn data_cases(
             .map(|(i, a)| Target {
                 instance: instance_id(i),
                 listen: Some(a),
-                transparent: true,
+                mode: Mode::Transparent,
+                linger: None,
             })
             .collect())
     };
@@ -508,7 +550,8 @@ async fn setup_case(plan: &Plan, work: &Path, instances: &Path, res: &mut Result
         .map(|(i, a)| Target {
             instance: instance_id(DATA_TARGETS + i),
             listen: Some(a),
-            transparent: false,
+            mode: Mode::Bridge,
+            linger: None,
         })
         .collect();
     let tcvnc = Tcvnc::start(work, "setup", &sim, &targets).await?;
@@ -640,7 +683,8 @@ async fn idle(work: &Path, sim: &Sim, path: &str, n: usize) -> Result<IdleResult
             .map(|(i, id)| Target {
                 instance: id.clone(),
                 listen: addrs.get(i).copied(),
-                transparent: false,
+                mode: Mode::Bridge,
+                linger: None,
             })
             .collect();
         let t = Tcvnc::start(work, "idle", sim, &targets).await?;

@@ -64,6 +64,16 @@ impl Proc {
         ))
     }
 
+    /// [`Proc::start`] with stderr in `work`/`name`.log.
+    pub fn start_in(
+        work: &Path,
+        name: &str,
+        cmd: Command,
+        want_line: bool,
+    ) -> Result<(Proc, Option<String>)> {
+        Proc::start(name, cmd, &work.join(format!("{name}.log")), want_line)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -188,18 +198,10 @@ pub async fn wait_listening(addr: SocketAddr, what: &str) -> Result<()> {
 
 /// Waits until tcvnc's `/readyz` answers 200.
 pub async fn wait_ready(http: SocketAddr, proc: &mut Proc, log: &Path) -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(http).await {
-            let _ = s
-                .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut answer = Vec::new();
-            let _ = s.read_to_end(&mut answer).await;
-            if answer.starts_with(b"HTTP/1.1 200") {
-                return Ok(());
-            }
+        if http_get(http, "/readyz").await.is_ok() {
+            return Ok(());
         }
         if let Err(e) = proc.check_alive() {
             let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -211,6 +213,24 @@ pub async fn wait_ready(http: SocketAddr, proc: &mut Proc, log: &Path) -> Result
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// GETs `path` from an HTTP/1.1 server on `addr` (tcvnc's listener): the body of a 200
+/// answer.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await?;
+    let text = String::from_utf8_lossy(&answer);
+    if !text.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", text.lines().next().unwrap_or("no answer"));
+    }
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, body)| body.to_owned()))
 }
 
 /// A running simulator (`tcvnc sim`).
@@ -242,12 +262,7 @@ impl Sim {
         if let Some(b) = backend {
             cmd.arg("--backend").arg(b.to_string());
         }
-        let (proc, line) = Proc::start(
-            &format!("sim-{tag}"),
-            cmd,
-            &work.join(format!("sim-{tag}.log")),
-            true,
-        )?;
+        let (proc, line) = Proc::start_in(work, &format!("sim-{tag}"), cmd, true)?;
         let v: serde_json::Value =
             serde_json::from_str(&line.unwrap_or_default()).context("sim's JSON line")?;
         let field = |k: &str| {
@@ -272,12 +287,24 @@ impl Sim {
     /// the gateway's frames carry at most `frame_max` bytes, and minted URLs point at
     /// `gateway` instead of the simulator's own gateway.
     pub async fn knobs(&self, frame_max: Option<usize>, gateway: Option<SocketAddr>) -> Result<()> {
-        let v = serde_json::json!({
-            "reuse_tokens": true,
-            "api_rate_limit": 5000,
+        self.faults(serde_json::json!({
             "frame_max": frame_max,
             "gateway_base": gateway.map(|g| format!("wss://{g}")),
+        }))
+        .await
+    }
+
+    /// Sets the simulator's fault knobs to `extra` (an object, such as
+    /// `{"drop_after": "2s"}`) on top of the benchmark's own (`reuse_tokens`,
+    /// `api_rate_limit`): every POST replaces the whole set.
+    pub async fn faults(&self, extra: serde_json::Value) -> Result<()> {
+        let mut v = serde_json::json!({
+            "reuse_tokens": true,
+            "api_rate_limit": 5000,
         });
+        if let (Some(base), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+            base.extend(more.clone());
+        }
         self.post("/_sim/faults", &v.to_string()).await?;
         Ok(())
     }
@@ -324,11 +351,35 @@ pub fn write_instances(path: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// How tcvnc serves a target (its `mode` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The pure byte bridge: no RFB handshake of its own.
+    Transparent,
+    /// The RFB-aware bridge: both handshakes, then bytes both ways.
+    Bridge,
+    /// The console engine: tcvnc decodes the console and serves each viewer itself.
+    Console,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Transparent => "transparent",
+            Mode::Bridge => "bridge",
+            Mode::Console => "console",
+        }
+    }
+}
+
 /// A target in a tcvnc config.
 pub struct Target {
     pub instance: String,
     pub listen: Option<SocketAddr>,
-    pub transparent: bool,
+    pub mode: Mode,
+    /// Console mode: how long the engine outlives its last viewer (tcvnc's default
+    /// when `None`).
+    pub linger: Option<Duration>,
 }
 
 /// A running tcvnc daemon.
@@ -385,11 +436,15 @@ unauthenticated_per_peer = 100000
         );
         for t in targets {
             cfg.push_str(&format!(
-                "[[target]]\ninstance = \"{}\"\ntransparent = {}\n",
-                t.instance, t.transparent
+                "[[target]]\ninstance = \"{}\"\nmode = \"{}\"\n",
+                t.instance,
+                t.mode.as_str()
             ));
             if let Some(l) = t.listen {
                 cfg.push_str(&format!("listen = \"{l}\"\n"));
+            }
+            if let Some(d) = t.linger {
+                cfg.push_str(&format!("linger = \"{}ms\"\n", d.as_millis()));
             }
         }
         let path = work.join(format!("tcvnc-{tag}.toml"));
@@ -429,12 +484,7 @@ pub async fn start_websocat(
         .arg("-b")
         .arg(format!("tcp-l:{addr}"))
         .arg(url);
-    let (proc, _) = Proc::start(
-        &format!("websocat-{tag}"),
-        cmd,
-        &work.join(format!("websocat-{tag}.log")),
-        false,
-    )?;
+    let (proc, _) = Proc::start_in(work, &format!("websocat-{tag}"), cmd, false)?;
     wait_listening(addr, "websocat").await?;
     Ok((proc, addr))
 }
@@ -489,12 +539,7 @@ pub async fn start_websocat_gateway(
         .arg("bench")
         .arg(format!("wss-l:{addr}"))
         .arg(format!("tcp:{backend}"));
-    let (proc, _) = Proc::start(
-        &format!("websocat-gateway-{frame}"),
-        cmd,
-        &work.join(format!("websocat-gateway-{frame}.log")),
-        false,
-    )?;
+    let (proc, _) = Proc::start_in(work, &format!("websocat-gateway-{frame}"), cmd, false)?;
     wait_listening(addr, "websocat gateway").await?;
     Ok((proc, addr))
 }
@@ -504,7 +549,7 @@ pub fn start_role(work: &Path, role: &str, args: &[String]) -> Result<(Proc, Soc
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("role").arg(role).args(args);
-    let (proc, line) = Proc::start(role, cmd, &work.join(format!("{role}.log")), true)?;
+    let (proc, line) = Proc::start_in(work, role, cmd, true)?;
     let addr: SocketAddr = line
         .unwrap_or_default()
         .parse()
@@ -525,4 +570,32 @@ async fn api_client(api: &str) -> Result<std::sync::Arc<tcvnc::cloud::client::Cl
     tcvnc::app::cloud_client(&cfg, None, &tcvnc::cloud::credentials::Env::default(), None)
         .await
         .map_err(|e| anyhow!("{e}"))
+}
+
+/// Starts `x11vnc -reflect console`: a real VNC reflector (an RFB client of `console`
+/// and a server to its own viewers), listening on a loopback port of its own.
+pub async fn start_x11vnc(
+    work: &Path,
+    tag: &str,
+    console: SocketAddr,
+) -> Result<(Proc, SocketAddr)> {
+    let port = free_port()?;
+    let mut cmd = Command::new("x11vnc");
+    cmd.arg("-reflect")
+        .arg(console.to_string())
+        .args(["-rfbport", &port.to_string()])
+        .args(["-localhost", "-shared", "-forever", "-nopw", "-q"]);
+    let (proc, _) = Proc::start_in(work, &format!("x11vnc-{tag}"), cmd, false)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr, "x11vnc").await?;
+    Ok((proc, addr))
+}
+
+/// `x11vnc -version`, or why not.
+pub fn x11vnc_version() -> String {
+    Command::new("x11vnc")
+        .arg("-version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("unavailable: {e}"))
 }

@@ -45,6 +45,20 @@ impl Results {
         self.notes.push((what.to_owned(), v));
     }
 
+    /// Takes in every sample and note of `other` (measured apart, e.g. on another
+    /// thread).
+    pub fn absorb(&mut self, other: Results) {
+        for (case, paths) in other.cases {
+            for (path, metrics) in paths {
+                for (metric, v) in metrics {
+                    entry(entry(entry(&mut self.cases, &case), &path), &metric).extend(v);
+                }
+            }
+        }
+        self.notes.extend(other.notes);
+        self.meta.extend(other.meta);
+    }
+
     pub fn samples(&self, case: &str, path: &str, metric: &str) -> Option<&[f64]> {
         get(get(get(&self.cases, case)?, path)?, metric).map(Vec::as_slice)
     }
@@ -208,17 +222,13 @@ pub fn checks(r: &Results) -> Vec<Check> {
         }
     }
     for case in ["rtt 8 B", "rtt 1024 B"] {
-        out.push(Check {
-            name: format!("{case}: p99 added over the TLS pipe"),
-            measured: spread(&pairwise(
-                &s(case, "tcvnc", "p99 µs"),
-                &s(case, "tls-pipe", "p99 µs"),
-                |a, b| a - b,
-            )),
-            unit: "µs",
-            limit: 100.0,
-            at_most: true,
-        });
+        out.push(added(
+            r,
+            format!("{case}: p99 added over the TLS pipe"),
+            (case, "p99 µs"),
+            ("tcvnc", "tls-pipe"),
+            ("µs", 100.0),
+        ));
     }
     let tc = s("setup", "tcvnc", "ServerInit ms");
     let api = s("setup", "API call", "ms");
@@ -236,6 +246,7 @@ pub fn checks(r: &Results) -> Vec<Check> {
         limit: 3.0,
         at_most: true,
     });
+    console_checks(r, &mut out);
     for (case, paths) in &r.cases {
         if !case.starts_with("idle") {
             continue;
@@ -258,6 +269,85 @@ pub fn checks(r: &Results) -> Vec<Check> {
         }
     }
     out
+}
+
+/// At most `limit` of `metric` added by `path` over `base` in `case`, run by run.
+fn added(
+    r: &Results,
+    name: String,
+    (case, metric): (&str, &str),
+    (path, base): (&str, &str),
+    (unit, limit): (&'static str, f64),
+) -> Check {
+    let s = |p: &str| r.samples(case, p, metric).unwrap_or(&[]).to_vec();
+    Check {
+        name,
+        measured: spread(&pairwise(&s(path), &s(base), |a, b| a - b)),
+        unit,
+        limit,
+        at_most: true,
+    }
+}
+
+/// The console section's targets, for the cases that ran.
+fn console_checks(r: &Results, out: &mut Vec<Check>) {
+    use crate::console::{fanout_case, LATENCY, MEMORY, RESUME};
+    let s = |c: &str, p: &str, m: &str| r.samples(c, p, m).unwrap_or(&[]).to_vec();
+    if r.samples(LATENCY, "console", "p99 ms").is_some() {
+        out.push(added(
+            r,
+            format!("{LATENCY}: p99 added by console mode over bridge mode"),
+            (LATENCY, "p99 ms"),
+            ("console", "bridge"),
+            ("ms", 2.0),
+        ));
+    }
+    for (case, _) in &r.cases {
+        let Some(n) = case
+            .strip_prefix("console fan-out ")
+            .and_then(|rest| rest.strip_suffix(" viewers"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        out.push(Check {
+            name: format!("{}: slowest viewer's updates/s, tcvnc", fanout_case(n)),
+            measured: spread(&s(case, "tcvnc", "min updates/s")),
+            unit: "updates/s",
+            limit: 9.0,
+            at_most: false,
+        });
+    }
+    // (case, path, metric, what the target says, unit, at most)
+    let limits = [
+        (
+            MEMORY,
+            "tcvnc",
+            "KiB per idle viewer",
+            "RSS per additional idle viewer, tcvnc",
+            "KiB",
+            512.0,
+        ),
+        (
+            RESUME,
+            "console",
+            "gap − API call ms",
+            "upstream drop to the viewer's first fresh frame, less the API call",
+            "ms",
+            500.0,
+        ),
+    ];
+    for (case, path, metric, what, unit, limit) in limits {
+        if let Some(v) = r.samples(case, path, metric) {
+            out.push(Check {
+                name: format!("{case}: {what}"),
+                measured: spread(v),
+                unit,
+                limit,
+                at_most: true,
+            });
+        }
+    }
 }
 
 fn machine() -> Value {
@@ -293,10 +383,11 @@ fn versions(r: &Results) -> Value {
     let mut v = serde_json::Map::new();
     v.insert("tcvnc".into(), json!(env!("CARGO_PKG_VERSION")));
     v.insert("rustc".into(), json!(rustc));
-    v.insert(
-        "websocat".into(),
-        json!(r.meta.get("websocat").cloned().unwrap_or_default()),
-    );
+    for tool in ["websocat", "x11vnc"] {
+        if let Some(version) = r.meta.get(tool) {
+            v.insert(tool.into(), json!(version));
+        }
+    }
     for krate in ["tokio", "tungstenite", "rustls", "ring"] {
         let needle = format!("name = \"{krate}\"\nversion = \"");
         if let Some(rest) = lock.split(&needle).nth(1) {
@@ -409,28 +500,36 @@ fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Du
         );
     }
     let _ = writeln!(m, "\n![chart](chart.svg)\n");
+    let console = |case: &str| case.starts_with("console ");
+    if r.cases.iter().any(|(c, _)| console(c)) {
+        let _ = writeln!(
+            m,
+            "## Console mode\n\n{}\n\nSizes this run: latency {} squares per path and run, {} run{}; fan-out at {} viewers, {} s counted after {} s; {} idle viewers; {} drops; {} timed updates per encoding. median [min–max] over runs (CPU: over updates; resume: over drops).\n",
+            CONSOLE_METHOD.trim(),
+            plan.console_latency_frames,
+            plan.console_runs,
+            if plan.console_runs == 1 { "" } else { "s" },
+            plan.console_fanout
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.console_window_s,
+            plan.console_warm_s,
+            plan.console_idle_viewers,
+            plan.console_drops,
+            plan.console_cpu_frames,
+        );
+        for (case, paths) in r.cases.iter().filter(|(c, _)| console(c)) {
+            table(&mut m, case, paths);
+        }
+    }
     let _ = writeln!(
         m,
         "## All numbers\n\nmedian [min–max] over runs (set-up: over sessions).\n"
     );
-    for (case, paths) in &r.cases {
-        let metrics: Vec<&String> = paths[0].1.iter().map(|(k, _)| k).collect();
-        let _ = writeln!(m, "### {case}\n");
-        let _ = writeln!(
-            m,
-            "| path | {} |\n|---|{}",
-            metrics
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" | "),
-            "---|".repeat(metrics.len())
-        );
-        for (path, ms) in paths {
-            let cells: Vec<String> = ms.iter().map(|(_, v)| fmt_spread(spread(v))).collect();
-            let _ = writeln!(m, "| {path} | {} |", cells.join(" | "));
-        }
-        let _ = writeln!(m);
+    for (case, paths) in r.cases.iter().filter(|(c, _)| !console(c)) {
+        table(&mut m, case, paths);
     }
     let notes = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/proxy/NOTES.md"),
@@ -447,11 +546,86 @@ fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Du
     m
 }
 
-const METHOD: &str = r"
+/// One case's table: a row per path, a column per metric, median [min–max].
+fn table(m: &mut String, case: &str, paths: &Paths) {
+    let metrics: Vec<&str> = paths
+        .first()
+        .map(|(_, ms)| ms.iter().map(|(k, _)| k.as_str()).collect())
+        .unwrap_or_default();
+    let _ = writeln!(m, "### {case}\n");
+    let _ = writeln!(
+        m,
+        "| path | {} |\n|---|{}",
+        metrics.join(" | "),
+        "---|".repeat(metrics.len())
+    );
+    for (path, ms) in paths {
+        let cells: Vec<String> = ms.iter().map(|(_, v)| fmt_spread(spread(v))).collect();
+        let _ = writeln!(m, "| {path} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(m);
+}
+
+const CONSOLE_METHOD: &str = r#"
+Console mode makes tcvnc an RFB client of the console (decoding into a framebuffer) and
+an RFB server to each viewer. The console here is synthetic and lives in the harness, on
+a thread and runtime of its own: RFB 3.8, security None, ServerInit in 32-bit RGB888,
+SetPixelFormat and SetEncodings honoured (through tcvnc's own encoder). tcvnc reaches it
+as in the other cases: `mode = "bridge"` or `mode = "console"` targets, a URL minted
+from the simulator per connection, the simulator's TLS websocket gateway (`tcvnc sim
+--backend`) in front of the console.
+
+* **Latency** (1280×800): on each incremental FramebufferUpdateRequest, at most every
+  16 ms, the console sends one Raw 128×128 square at the next place of its path, its
+  colour the square's sequence number, and records the send time. The viewer (Raw only,
+  requesting back to back) reads each update, reads the newest sequence number from the
+  colours (the top 17 rows, where console mode's banner goes, are ignored) and records
+  the receipt time; latency is receipt − send on the harness's clock, after 30
+  unmeasured squares. Paths: **direct** (TCP to the console), **bridge** and
+  **console** (tcvnc through the gateway). The target compares console with bridge, run
+  by run.
+* **CPU per full-screen update** (1920×1080): in the harness process with tcvnc's
+  library, on tests/rfbref's synthetic desktop scrolled 4 rows a frame: one viewer's
+  encode (`Encoder`, persistent zlib stream), the engine's decode of it
+  (`UpdateDecoder` into a `Framebuffer`, checked equal to the source), the shared-mode
+  encode made once for every viewer (ZRLE: `enable_shared_zrle`; Tight:
+  `set_shared_tight`), and a cache hit (the copy each further viewer costs).
+  "shared ms per viewer at 50" is the shared encode spread over 50 viewers plus a copy.
+* **Fan-out** (1920×1080, 10 full-screen changes a second: the same desktop scrolled 4
+  rows a frame, 10 frames in a loop): the console sends each frame as one ZRLE
+  rectangle encoded once in the shared mode (valid on any connection after a 1×1
+  primer; encoded once more for a client in another pixel format, as x11vnc's), or Raw
+  to a client that did not list ZRLE. N viewers (ZRLE and Raw, requests back to back,
+  framing parsed only) count the updates they receive over the counted window;
+  "screens/s" is the pixels their updates covered, in screens, a second (a reflector
+  that sends parts of the screen shows more updates than screens). **tcvnc**: one
+  console-mode target, its viewers on its TCP listener. **x11vnc**: `x11vnc -reflect
+  CONSOLE -rfbport P -localhost -shared -forever -nopw` dialled to the console directly
+  (plain TCP, no gateway: it speaks no websocket), started for each measurement. CPU
+  is the proxy process's (tcvnc or x11vnc) over the window, in cores; the gateway, the
+  console and the viewers share the same 2 cores.
+* **Memory** (1920×1080, a still screen): the proxy's RSS before any viewer, then with
+  one viewer after its first full update ("console KiB", the console's cost: for
+  x11vnc, which takes the screen when it starts, only the first viewer's), then after N
+  more viewers that each got one full update and left an incremental request
+  outstanding ("KiB per idle viewer" = the growth / N). tcvnc's growth includes what
+  its engine shares between viewers (the still screen's one cached full-screen ZRLE
+  encode, a few hundred KiB, spread over N) and what the allocator keeps of each
+  viewer's freed update buffer.
+* **Resume**: the simulator's gateway cuts every console connection 2 s after it opened
+  (`drop_after`); one console-mode viewer requests continuously from the latency
+  console. The gap is from the last square received before a drop to the first square
+  sent on the next console connection; the API call is tcvnc's mean
+  `tcvnc_api_request_duration_seconds` for `DescribeInstanceVncUrl` over the drops
+  (`/metrics`); "engine without console ms" is `without_console_ms` of tcvnc's
+  "console resumed" log line (from noticing the drop to the next console's handshake).
+"#;
+
+const METHOD: &str = r#"
 Everything runs on loopback on this one machine, in one run, each component in its own
 process so that `/proc/PID/stat` gives each its own CPU time:
 
-* **tcvnc**: client → `tcvnc serve` (targets `transparent = true` for the data cases) →
+* **tcvnc**: client → `tcvnc serve` (targets `mode = "transparent"` for the data cases) →
   a TLS websocket gateway → backend. Every connection mints a URL from the simulated
   API, as in production.
 * **websocat**: client → `websocat -b tcp-l:… wss://…` → the same gateway → backend.
@@ -494,7 +668,7 @@ harness's tungstenite one that times the direct path. Idle memory is the daemon'
 finished the RFB handshake, after one warm-up session, divided by N. The simulator's
 API limit is raised for the idle cases (`api_rate_limit`, benchmarks only; tcvnc's
 `budget.api_requests_per_second` likewise).
-";
+"#;
 
 fn chart(path: &Path, r: &Results) -> Result<()> {
     use plotters::prelude::*;
