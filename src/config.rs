@@ -135,6 +135,8 @@ struct RawSession {
     #[serde(default, with = "humantime_serde")]
     shutdown_grace: Option<Duration>,
     connections_per_peer_per_minute: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    type_interval: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +182,10 @@ impl Mode {
         }
     }
 }
+
+/// `[session] type_interval` when not set: QEMU's and x11vnc's consoles keep up with
+/// a key event every few milliseconds; a BIOS screen may need more.
+pub const DEFAULT_TYPE_INTERVAL: Duration = Duration::from_millis(5);
 
 /// `linger` when not set: a page reload or a viewer restart finds the upstream still open.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
@@ -316,6 +322,9 @@ pub struct SessionConfig {
     pub shutdown_grace: Duration,
     /// New connections one client address may open per minute (both listeners).
     pub connections_per_peer_per_minute: NonZeroU32,
+    /// Console mode's typing (`/vnc/<instance>/type`, `tcvnc type`): the pause after each
+    /// key event, so that consoles keep up.
+    pub type_interval: Duration,
 }
 
 /// One `[[target]]`.
@@ -838,6 +847,16 @@ impl Config {
                     "must be at least 1",
                 )
             })?,
+            type_interval: match raw.session.type_interval {
+                Some(d) if d > Duration::from_secs(1) => {
+                    return Err(ctx.err(
+                        "session.type_interval",
+                        "at most 1s between key events (typing 1,000 characters would take over half an hour)",
+                    ))
+                }
+                Some(d) => d,
+                None => DEFAULT_TYPE_INTERVAL,
+            },
         };
 
         let mut targets: Vec<Target> = Vec::new();

@@ -269,6 +269,9 @@ pub struct Engine {
     slots: Mutex<Vec<Arc<Slot>>>,
     pub(crate) input: mpsc::Sender<Input>,
     phase: watch::Sender<Phase>,
+    /// Whether the current console connection's first full update has been decoded (the
+    /// screen is the console's, not a banner over the last one).
+    complete: watch::Sender<bool>,
     /// Viewers joined or left.
     membership: Notify,
     /// When the current upstream was opened.
@@ -350,6 +353,17 @@ impl Engine {
         self.live_since.lock().map(|t| t.elapsed())
     }
 
+    /// Sends a key event to the console (typing requests; tracked like a viewer's keys).
+    ///
+    /// # Errors
+    /// The engine has ended.
+    pub(crate) async fn press(&self, down: bool, keysym: u32) -> Result<(), ()> {
+        self.input
+            .send(Input::Key { down, keysym })
+            .await
+            .map_err(|_| ())
+    }
+
     /// The engine as `/api/consoles` shows it: phase (`connecting`, `live`, `waiting`
     /// with why and the seconds to the next attempt, `ended`), viewers, upstream age,
     /// resumes, updates decoded, input dropped.
@@ -380,6 +394,26 @@ impl Engine {
                 "bytes": self.cache.held(),
             },
         })
+    }
+
+    /// Waits until the current console connection's first full update is in the screen
+    /// (a screenshot then shows the console, not the last screen under a banner), or the
+    /// engine ended; the phase then.
+    pub(crate) async fn screen_complete(&self) -> Phase {
+        let mut done = self.complete.subscribe();
+        let mut phase = self.phase.subscribe();
+        loop {
+            if let p @ Phase::Ended(_) = phase.borrow_and_update().clone() {
+                return p;
+            }
+            if *done.borrow_and_update() {
+                return self.phase();
+            }
+            tokio::select! {
+                r = done.changed() => if r.is_err() { return self.phase() },
+                r = phase.changed() => if r.is_err() { return self.phase() },
+            }
+        }
     }
 
     /// Waits until the engine has a screen to show (its first connection succeeded), or
@@ -523,6 +557,7 @@ impl Engines {
                     slots: Mutex::new(Vec::new()),
                     input: tx,
                     phase: watch::Sender::new(Phase::Connecting),
+                    complete: watch::Sender::new(false),
                     membership: Notify::new(),
                     live_since: Mutex::new(None),
                     cache: cache::Cache::default(),

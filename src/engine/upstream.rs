@@ -227,6 +227,7 @@ impl Task {
             });
         }
         *self.engine.live_since.lock() = Some(Instant::now());
+        self.engine.complete.send_replace(false);
         self.engine.set_phase(Phase::Live);
         Ok(c)
     }
@@ -406,6 +407,9 @@ impl Task {
                         self.engine.publish(|p| p.cut = Some(latin1.clone()));
                     }
                     Event::UpdateEnd => {
+                        if !*self.engine.complete.borrow() {
+                            self.engine.complete.send_replace(true);
+                        }
                         // The encode cache's generation moves once per update: viewers
                         // that encode while the next update is being decoded still
                         // share. (A rectangle encoded from pixels that update already

@@ -228,7 +228,8 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
     let peer = conn.peer;
     let cfg = app.config();
     let path = req.uri().path().to_owned();
-    let post = req.method() == Method::POST && super::actions::is_action(&path);
+    let action = super::actions::action(req.method(), &path);
+    let post = req.method() == Method::POST && action.is_some();
     if req.method() != Method::GET && req.method() != Method::HEAD && !post {
         if path.starts_with("/vnc/") {
             // RFC 6455 §4.2.1: a websocket handshake is a GET; anything else is a bad request.
@@ -331,8 +332,8 @@ async fn route(app: Arc<App>, req: Request<Incoming>, conn: Conn) -> Response<Bo
         );
         return r;
     }
-    let mut resp = if post {
-        super::actions::post(&app, &cfg, req, peer, &path, role).await
+    let mut resp = if let Some(action) = action {
+        super::actions::serve(&app, &cfg, req, peer, action, role).await
     } else if set_cookie.is_some() && (path == "/" || path == "/index.html") {
         // Take the token out of the address bar and history: the cookie carries on.
         let mut r = http_util::text(StatusCode::SEE_OTHER, "signed in; continue at /\n");

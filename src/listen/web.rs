@@ -36,12 +36,27 @@ fn index(cfg: &Config, snap: &Snapshot, root: Option<&Path>) -> Response<Body> {
     let mut rows = String::new();
     for e in crate::discovery::entries(cfg, snap) {
         let id = html_escape(&e.instance);
-        let link = match root {
-            Some(_) => format!(
-                "<a href=\"vnc.html?path=vnc/{id}&amp;autoconnect=true&amp;reconnect=false&amp;resize=scale\">open console</a>"
-            ),
+        let console_mode = e.mode == "console";
+        let mut link = match root {
+            // Console mode keeps the viewer connected itself: noVNC's own reconnect is off.
+            Some(_) => {
+                let mut l = format!(
+                    "<a href=\"vnc.html?path=vnc/{id}&amp;autoconnect=true&amp;reconnect=false&amp;resize=scale\">open console</a>"
+                );
+                if console_mode {
+                    l.push_str(&format!(
+                        " · <a href=\"vnc.html?path=vnc/{id}%3Fview_only%3D1&amp;view_only=true&amp;autoconnect=true&amp;reconnect=false&amp;resize=scale\">view only</a>"
+                    ));
+                }
+                l
+            }
             None => "no web root".to_owned(),
         };
+        if e.mode != "transparent" {
+            link.push_str(&format!(
+                " · <a href=\"vnc/{id}/screenshot.png\">screenshot</a>"
+            ));
+        }
         let tcp = e
             .tcp
             .map(|a| format!("vnc://{a}"))
@@ -67,7 +82,8 @@ fn index(cfg: &Config, snap: &Snapshot, root: Option<&Path>) -> Response<Body> {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tcvnc consoles</title>\
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em 1em;text-align:left}}.warn{{color:#a40}}</style></head>\
 <body><h1>tcvnc consoles</h1>{help}<table><tr><th>instance</th><th>name</th><th>state</th><th>region</th><th>tags</th><th>native viewer</th><th>browser</th></tr>\n{rows}</table>\
-<p>Each connection spends one console URL of the instance's budget ({} per minute).</p></body></html>\n",
+<p>Each connection spends one console URL of the instance's budget ({} per minute); in console mode viewers share one, \
+and a screenshot of a console no one watches spends one.</p></body></html>\n",
         cfg.budget.reconnects_per_minute
     );
     let mut r = http_util::text(StatusCode::OK, page);

@@ -263,3 +263,96 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     }
     Guard(Some(f))
 }
+
+/// A console's engine lent to a request that is not a viewer (a screenshot, typing).
+pub(crate) struct Borrowed {
+    /// Held while the request uses the engine.
+    pub(crate) membership: engine::Membership,
+    /// A console URL was spent for it (no engine was running).
+    pub(crate) spent: bool,
+}
+
+/// The running engine of `target`'s console, or one started for this request (one URL
+/// spent; the engine then stays for `linger` in console mode, and leaves at once for a
+/// bridge-mode target), once its screen holds the console's first full update.
+///
+/// # Errors
+/// Why the console cannot be had: busy with a bridged viewer, the engine's refusal, or
+/// its time limit.
+pub(crate) async fn borrow(
+    app: &Arc<App>,
+    cfg: &Config,
+    target: &Target,
+    role: ViewerRole,
+    peer: std::net::SocketAddr,
+) -> Result<Borrowed, Arc<Failure>> {
+    let instance = target.instance.as_str();
+    if target.mode != crate::config::Mode::Console {
+        // A bridged viewer holds the console itself: a second connection would disturb it.
+        if let Some(s) = app
+            .live_sessions()
+            .into_iter()
+            .find(|s| s.instance == instance)
+        {
+            return Err(Arc::new(Failure::Busy {
+                instance: instance.to_owned(),
+                holder: format!("{} (session {}, bridge mode)", s.peer, s.id),
+                since: "now".into(),
+            }));
+        }
+    }
+    let running = app
+        .engines
+        .get(instance)
+        .is_some_and(|e| !matches!(e.phase(), Phase::Ended(_)));
+    let who = ViewerInfo {
+        session: app.next_session_id(),
+        peer,
+        via: "api",
+        since: std::time::SystemTime::now(),
+    };
+    let mut settings = settings(cfg, target);
+    if target.mode != crate::config::Mode::Console {
+        settings.linger = std::time::Duration::ZERO;
+    }
+    let membership = app
+        .engines
+        .join(
+            instance,
+            crate::config::OnBusy::Share,
+            who,
+            role,
+            || {
+                let c: Arc<dyn Connector> = Arc::new(SessionConnector {
+                    app: app.clone(),
+                    target: target.clone(),
+                });
+                (c, settings)
+            },
+            &app.shutdown,
+            app.metrics.clone(),
+        )
+        .map_err(|b| {
+            Arc::new(Failure::Busy {
+                instance: instance.to_owned(),
+                holder: b.holder,
+                since: b.since,
+            })
+        })?;
+    // The budget's wait, the dial and the handshake, and the first full update.
+    let limit = cfg.budget.max_wait + cfg.session.handshake_timeout * 2;
+    let phase = tokio::select! {
+        p = tokio::time::timeout(limit, membership.engine().screen_complete()) => p,
+        () = app.shutdown.cancelled() => return Err(Arc::new(Failure::Shutdown)),
+    };
+    match phase {
+        Ok(Phase::Ended(f)) => Err(f),
+        Ok(_) => Ok(Borrowed {
+            membership,
+            spent: !running,
+        }),
+        Err(_) => Err(Arc::new(Failure::HandshakeTimeout {
+            seconds: limit.as_secs(),
+        })),
+    }
+}

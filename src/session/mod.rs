@@ -6,6 +6,7 @@
 //! Per-connection state lives here, never on shared state.
 
 mod console;
+pub(crate) use console::{borrow, Borrowed};
 mod end;
 mod watch;
 
