@@ -1,9 +1,10 @@
-//! The command line (clap derive): `serve`, `demo`, `sim`, `url`, `check`, `connect`.
+//! The command line (clap derive): `serve`, `demo`, `sim`, `url`, `check`, `connect`,
+//! `screenshot`, `type`, `keys`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Local VNC and noVNC endpoint for Tencent Cloud instance consoles.
 #[derive(Debug, Parser)]
@@ -118,4 +119,63 @@ pub enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Save the console's screen as a PNG.
+    #[command(
+        after_help = "With --via, the daemon uses its live console when it has one (no URL spent); otherwise it connects once, spends one URL and says so (the note on stderr). Exit codes: 0 ok, 64 usage, 69 the daemon is unreachable or could not take the picture, 77 the token was refused."
+    )]
+    Screenshot {
+        /// Instance id or name.
+        instance: String,
+        /// Where to write the PNG (default: INSTANCE.png; `-` for stdout).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// How to reach the console.
+        #[command(flatten)]
+        via: ViaArgs,
+    },
+    /// Type text into the console as key presses (US layout).
+    #[command(
+        after_help = "TEXT is printable ASCII; a newline is Enter and a tab is Tab (in bash: $'ls -l\\n'); anything else is refused before a key is sent. Text starting with - goes after --. For other keys use `tcvnc keys`. Exit codes: 0 ok, 64 untypable text, 69 the daemon is unreachable or could not type, 77 the token was refused or gives no control."
+    )]
+    Type {
+        /// Instance id or name.
+        instance: String,
+        /// The text.
+        text: String,
+        /// How to reach the console.
+        #[command(flatten)]
+        via: ViaArgs,
+    },
+    /// Press key combinations on the console, one after another.
+    #[command(
+        after_help = "A COMBO is key names joined by - or +, case-insensitive: modifiers ctrl (control), alt, shift, super (win, meta), then one key: enter, tab, esc, backspace, delete, insert, home, end, pageup, pagedown, up, down, left, right, space, f1…f12, sysrq, print, pause, menu, or a single letter, digit or punctuation character. Examples: ctrl-alt-delete; alt-f2; alt-sysrq-b; shift-tab enter. Exit codes: 0 ok, 64 unknown names, 69 the daemon is unreachable or could not send them, 77 the token was refused or gives no control."
+    )]
+    Keys {
+        /// Instance id or name.
+        instance: String,
+        /// Key combinations, pressed in order (e.g. ctrl-alt-delete, alt-f2, enter).
+        #[arg(required = true, value_name = "COMBO")]
+        combos: Vec<String>,
+        /// How to reach the console.
+        #[command(flatten)]
+        via: ViaArgs,
+    },
+}
+
+/// How `screenshot`, `type` and `keys` reach a console: a running daemon (`--via`), or
+/// one-shot (mint one URL, connect, act, leave) from the config and region.
+#[derive(Debug, Clone, Args)]
+pub struct ViaArgs {
+    /// Ask the tcvnc daemon at this address (its [http] listen), e.g. http://127.0.0.1:6080.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["region", "config"])]
+    pub via: Option<String>,
+    /// File holding the daemon's bearer token (its [http] token_file); default: $TCVNC_TOKEN.
+    #[arg(long, value_name = "FILE", requires = "via")]
+    pub token_file: Option<PathBuf>,
+    /// Region (one-shot mode; default: the target's, [cloud] region, or TENCENTCLOUD_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Config file (one-shot mode).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
 }

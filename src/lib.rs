@@ -31,7 +31,8 @@
 //! - [`rfb`]: the RFB handshake on both sides, VNC authentication, messages.
 //! - [`bridge`]: the two pumps; [`client`] the viewer's stream (TCP or websocket); [`ws`] RFC 6455 framing.
 //! - [`console`]: console mode's codec layer so far (framebuffer, decoders, per-viewer
-//!   encoders) and its status banner; not wired into sessions yet.
+//!   encoders), its status banner, screenshots as PNG and text and keys as key events; not
+//!   wired into sessions yet.
 //! - [`outcome`]: what each party is told when a session fails; [`logsum`] summarised repeats.
 //! - `sim` (cargo feature `sim`, on by default): the cloud simulator.
 //! - [`metrics`], [`systemd`], [`shutdown`], [`redact`], [`tls`], [`net`], [`http_util`]: plumbing.

@@ -1,5 +1,6 @@
 //! The `tcvnc` binary: parse the command line, set up logging, run a command, exit with
-//! its code (0 ok, 64 usage or config, 69 the cloud refused, 1 anything else).
+//! its code (0 ok, 64 usage or config, 69 the cloud refused or a daemon could not,
+//! 77 a daemon refused the token, 1 anything else).
 
 use std::process::ExitCode;
 

@@ -7,10 +7,14 @@ mod connect;
 mod demo;
 mod docs;
 mod health;
+mod keys;
+mod screenshot;
 mod serve;
 #[cfg(feature = "sim")]
 mod sim;
+mod r#type;
 mod url;
+mod via;
 
 pub use crate::exit::CmdError;
 
@@ -64,6 +68,21 @@ pub async fn run(cmd: Command) -> Result<(), CmdError> {
             viewer,
             config,
         } => connect::run(&instance, region, viewer, config.as_deref()).await,
+        Command::Screenshot {
+            instance,
+            output,
+            via,
+        } => screenshot::run(&instance, output, via).await,
+        Command::Type {
+            instance,
+            text,
+            via,
+        } => r#type::run(&instance, &text, via).await,
+        Command::Keys {
+            instance,
+            combos,
+            via,
+        } => keys::run(&instance, &combos, via).await,
     }
 }
 

@@ -3,11 +3,14 @@
 //! engine"). This module holds its codec layer so far: the framebuffer ([`fb`]), the
 //! decoders of what a console sends ([`decode`]) and the per-viewer encoders
 //! ([`encode`]); and the status banner drawn over the screen ([`banner`]) in a bitmap font
-//! generated from X11 misc-fixed ([`font`], by `scripts/gen-font`). Nothing in the daemon
-//! uses them yet; targets stay in bridge mode.
+//! generated from X11 misc-fixed ([`font`], by `scripts/gen-font`); the screen as a PNG
+//! ([`png`]) and text and key combinations as key events ([`keys`]) for screenshots, `type`
+//! and `keys`. Nothing in the daemon uses them yet; targets stay in bridge mode.
 
 pub mod banner;
 pub mod decode;
 pub mod encode;
 pub mod fb;
 pub mod font;
+pub mod keys;
+pub mod png;
