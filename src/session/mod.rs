@@ -6,7 +6,7 @@
 //! Per-connection state lives here, never on shared state.
 
 mod console;
-pub(crate) use console::{borrow, Borrowed};
+pub(crate) use console::borrow;
 mod end;
 mod watch;
 
