@@ -507,8 +507,6 @@ async fn daemon_for(console: SocketAddr) -> (tcvnc::sim::SimHandle, TestDaemon) 
     (sim, d)
 }
 
-const CURSOR: i32 = -239;
-
 /// A screen that changes size reaches viewers that asked for DesktopSize; a viewer that
 /// did not is closed with the reason (a websocket viewer reads it in the close frame).
 #[tokio::test]
@@ -562,6 +560,27 @@ async fn viewers_follow_a_resize_or_are_closed_with_a_reason() {
         .await
         .expect("update at the new size");
     assert!(a.v.screen.iter().all(|&p| p & 0xff_ffff == 0x40_4040));
+    assert!(d.stop().await);
+}
+
+/// A console that announces the size its screen already has (TigerVNC and x11vnc send
+/// an ExtendedDesktopSize when a client lists it, so at every connection) changes no
+/// size: a viewer that did not ask for DesktopSize keeps its connection and gets the
+/// screen the announcement came with.
+#[tokio::test]
+async fn the_same_size_announced_again_closes_no_viewer() {
+    let console = scripted_console(64, 48, false).await;
+    let (_sim, mut d) = daemon_for(console.addr).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    console.acts.send(Act::Resize(64, 48)).expect("act");
+    v.request(true).await;
+    within(v.next_update())
+        .await
+        .expect("an update after the announcement, not a close");
+    assert_eq!((v.v.width, v.v.height), (64, 48));
+    assert!(v.v.screen.iter().all(|&p| p & 0xff_ffff == 0x40_4040));
     assert!(d.stop().await);
 }
 

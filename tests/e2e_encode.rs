@@ -7,10 +7,12 @@
 //! Runs with TCVNC_E2E=1.
 
 mod common;
+mod e2e_support;
 
 use std::time::Duration;
 
 use common::{e2e, e2e_file, python};
+use e2e_support::viewers::{novnc_canvas, png_rgb};
 use tcvnc::console::encode::{update_header, Encoder, Encoding};
 use tcvnc::console::fb::Framebuffer;
 use tcvnc::rfb::messages::{read_client_message, ClientMessage, PixelFormat};
@@ -399,30 +401,6 @@ async fn serve_novnc_file(mut tcp: tokio::net::TcpStream, head: &str) {
     let _ = tcp.shutdown().await;
 }
 
-/// The RGB bytes of a PNG (Pillow, in the venv).
-async fn png_rgb(png: &std::path::Path) -> (u32, u32, Vec<u8>) {
-    let out = png.with_extension("rgb");
-    let script = "import sys\nfrom PIL import Image\nim = Image.open(sys.argv[1]).convert('RGB')\nopen(sys.argv[2], 'wb').write(im.tobytes())\nprint(im.size[0], im.size[1])\n";
-    let res = tokio::process::Command::new(python())
-        .args(["-c", script])
-        .arg(png)
-        .arg(&out)
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let dims = String::from_utf8_lossy(&res.stdout).into_owned();
-    let mut it = dims
-        .split_whitespace()
-        .map(|v| v.parse::<u32>().expect("size"));
-    let (w, h) = (it.next().expect("w"), it.next().expect("h"));
-    (w, h, std::fs::read(&out).expect("rgb"))
-}
-
 /// noVNC (Debian's, in headless Chromium through playwright-core) decodes each encoding
 /// tcvnc sends that it offers: Tight (it asks for it first), ZRLE (noVNC ≥ 1.4),
 /// Hextile and Raw exactly; Tight with its default quality level (6) gets JPEG chunks,
@@ -454,23 +432,7 @@ async fn e2e_novnc_decodes_every_encoding() {
         let shot = dir.path().join("page.png");
         let url =
             format!("http://{addr}/vnc.html?autoconnect=true&reconnect=false&path=websockify");
-        let run = tokio::process::Command::new("node")
-            .arg(e2e_file("browser.mjs"))
-            .arg(&url)
-            .arg(&canvas)
-            .arg(&shot)
-            .kill_on_drop(true)
-            .output();
-        let res = tokio::time::timeout(Duration::from_secs(90), run)
-            .await
-            .expect("browser finishes")
-            .expect("node runs");
-        assert!(
-            res.status.success(),
-            "{what}: {} {}",
-            String::from_utf8_lossy(&res.stdout),
-            String::from_utf8_lossy(&res.stderr)
-        );
+        novnc_canvas(&url, &canvas, &shot).await;
         let served = tokio::time::timeout(Duration::from_secs(20), site)
             .await
             .expect("site ends when the browser leaves")

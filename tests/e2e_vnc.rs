@@ -4,357 +4,25 @@
 //! is a failure.
 
 mod common;
+mod e2e_support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
+use e2e_support::procs::Tcvnc;
+use e2e_support::qemu::Qemu;
+use e2e_support::viewers::{novnc_canvas, same_pixels, vncdo};
+use e2e_support::{artifacts, http_get_json, http_post_json};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
 
-const STEP: Duration = Duration::from_secs(30);
-
-fn artifacts() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/artifacts");
-    std::fs::create_dir_all(&p).expect("artifacts dir");
-    p
-}
-
-fn venv_bin(name: &str) -> PathBuf {
-    python().parent().expect("venv bin").join(name)
-}
-
-/// QEMU with its VNC server on a free loopback display, controlled over QMP, stopped by PID.
-struct Qemu {
-    child: Child,
-    port: u16,
-    qmp: BufReader<tokio::net::UnixStream>,
-    password: Option<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Qemu {
-    async fn start(password: Option<&str>) -> Qemu {
-        let dir = tempfile::tempdir().expect("tmp");
-        let sock = dir.path().join("qmp.sock");
-        let vnc = if password.is_some() {
-            "127.0.0.1:0,to=99,password=on"
-        } else {
-            "127.0.0.1:0,to=99"
-        };
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-display",
-                "none",
-                "-vnc",
-                vnc,
-                "-m",
-                "64",
-                "-nodefaults",
-                "-vga",
-                "std",
-                "-no-reboot",
-            ])
-            .stdout(Stdio::null())
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", sock.display()))
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("qemu-system-x86_64 is installed (bash .ci/run installs it)");
-        // Poll (bounded) for the QMP socket.
-        let stream = within(async {
-            loop {
-                if let Ok(s) = tokio::net::UnixStream::connect(&sock).await {
-                    return s;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await;
-        let mut q = Qemu {
-            child,
-            port: 0,
-            qmp: BufReader::new(stream),
-            password: password.map(str::to_owned),
-            _dir: dir,
-        };
-        q.read_reply().await; // greeting
-        q.qmp(json!({"execute": "qmp_capabilities"})).await;
-        if let Some(pw) = password {
-            let r = q.qmp(json!({"execute": "set_password", "arguments": {"protocol": "vnc", "password": pw}})).await;
-            assert!(r.get("return").is_some(), "set_password: {r}");
-        }
-        let r = q.qmp(json!({"execute": "query-vnc"})).await;
-        q.port = r["return"]["service"]
-            .as_str()
-            .and_then(|p| p.parse().ok())
-            .expect("vnc port");
-        q
-    }
-
-    async fn read_reply(&mut self) -> Value {
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(STEP, self.qmp.read_line(&mut line))
-                .await
-                .expect("qmp answers")
-                .expect("qmp read");
-            assert!(n > 0, "qmp closed");
-            let v: Value = serde_json::from_str(&line).expect("qmp json");
-            if v.get("event").is_none() {
-                return v;
-            }
-        }
-    }
-
-    async fn qmp(&mut self, cmd: Value) -> Value {
-        let mut line = cmd.to_string();
-        line.push('\n');
-        self.qmp
-            .get_mut()
-            .write_all(line.as_bytes())
-            .await
-            .expect("qmp write");
-        self.read_reply().await
-    }
-
-    fn server(&self) -> String {
-        format!("127.0.0.1::{}", self.port)
-    }
-
-    /// Waits (bounded polling) until SeaBIOS has printed "No bootable device", then pauses
-    /// the VM so that the screen (blinking cursor included) is frozen.
-    async fn settle(&mut self, dir: &Path) {
-        let shot = dir.join("boot.png");
-        let server = self.server();
-        let pw = self.password.clone();
-        within(async {
-            loop {
-                if vncdo(&server, pw.as_deref(), &shot).await.is_ok() {
-                    let lit = imgtool(&["lit", &shot.display().to_string(), "113", "127"]).await;
-                    if lit["lit"].as_u64().unwrap_or(0) > 50 {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        let r = self.qmp(json!({"execute": "stop"})).await;
-        assert!(r.get("return").is_some(), "stop: {r}");
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// `vncdo -s SERVER [-p PW] capture OUT`; Err carries stderr.
-async fn vncdo(server: &str, password: Option<&str>, out: &Path) -> Result<(), String> {
-    let mut cmd = Command::new(venv_bin("vncdo"));
-    cmd.args(["-s", server]);
-    if let Some(pw) = password {
-        cmd.args(["-p", pw]);
-    }
-    cmd.arg("capture")
-        .arg(out)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let o = tokio::time::timeout(STEP, cmd.output())
-        .await
-        .map_err(|_| "vncdo timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ))
-    }
-}
-
-async fn imgtool(args: &[&str]) -> Value {
-    let o = Command::new(python())
-        .arg(e2e_file("imgtool.py"))
-        .args(args)
-        .output()
-        .await
-        .expect("python");
-    assert!(
-        o.status.success(),
-        "imgtool: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("json")
-}
-
-async fn same_pixels(a: &Path, b: &Path) -> Value {
-    imgtool(&[
-        "compare",
-        &a.display().to_string(),
-        &b.display().to_string(),
-    ])
-    .await
-}
-
-/// `tcvnc sim` and `tcvnc serve` as separate processes, as users run them.
-struct Tcvnc {
-    _sim: Child,
-    serve: Child,
-    api: String,
-    gateway: String,
-    ca_file: String,
-    listeners: Vec<(String, String)>,
-    log: Arc<Mutex<Vec<String>>>,
-    dir: tempfile::TempDir,
-}
-
-impl Tcvnc {
-    async fn start(backend: &str, extra_targets: &str) -> Tcvnc {
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut sim = Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-            .args(["sim", "--backend", backend])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tcvnc sim");
-        let mut lines = BufReader::new(sim.stdout.take().expect("stdout")).lines();
-        let first: Value = serde_json::from_str(
-            &within(lines.next_line())
-                .await
-                .expect("read")
-                .expect("line"),
-        )
-        .expect("json");
-        let api = first["api"].as_str().expect("api").to_owned();
-        let ca_file = first["ca_file"].as_str().expect("ca").to_owned();
-        let gateway = first["gateway"].as_str().expect("gw").to_owned();
-        let cfg = dir.path().join("tcvnc.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[cloud]\nregion = \"ap-guangzhou\"\nendpoint = \"{api}\"\n[upstream]\nca_file = \"{ca_file}\"\n\
-                 [http]\nlisten = \"127.0.0.1:0\"\nweb_root = \"/usr/share/novnc\"\n\
-                 [[target]]\ninstance = \"ins-demo0001\"\nlisten = \"127.0.0.1:0\"\n\
-                 [[target]]\ninstance = \"ins-stopped1\"\nlisten = \"127.0.0.1:0\"\n{extra_targets}"
-            ),
-        )
-        .expect("config");
-        let mut serve = Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-            .args(["--log-format", "json", "serve", "-c"])
-            .arg(&cfg)
-            .env("TENCENTCLOUD_SECRET_ID", tcvnc::sim::DEMO_SECRET_ID)
-            .env("TENCENTCLOUD_SECRET_KEY", tcvnc::sim::DEMO_SECRET_KEY)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tcvnc serve");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut err_lines = BufReader::new(serve.stderr.take().expect("stderr")).lines();
-        let log2 = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(l)) = err_lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    if v["message"] == "listening" {
-                        let _ = tx.send((
-                            v["listener"].as_str().unwrap_or("").to_owned(),
-                            v["address"].as_str().unwrap_or("").to_owned(),
-                        ));
-                    }
-                }
-                log2.lock().expect("log").push(l);
-            }
-        });
-        let mut listeners = Vec::new();
-        let expected = 3 + extra_targets.matches("listen").count();
-        while listeners.len() < expected {
-            listeners.push(within(rx.recv()).await.expect("a listening line"));
-        }
-        Tcvnc {
-            _sim: sim,
-            serve,
-            api,
-            gateway,
-            ca_file,
-            listeners,
-            log,
-            dir,
-        }
-    }
-
-    fn addr(&self, listener: &str) -> String {
-        self.listeners
-            .iter()
-            .find(|(n, _)| n == listener)
-            .map(|(_, a)| a.clone())
-            .unwrap_or_else(|| panic!("no {listener}"))
-    }
-
-    fn vnc(&self, instance: &str) -> String {
-        self.addr(&format!("tcp {instance}")).replacen(':', "::", 1)
-    }
-
-    async fn sim_stats(&self) -> Value {
-        http_get_json(&format!("{}/_sim/stats", self.api)).await
-    }
-
-    fn log_lines(&self, needle: &str) -> Vec<String> {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for Tcvnc {
-    fn drop(&mut self) {
-        let _ = self.serve.start_kill();
-    }
-}
-
-/// A plain HTTP client (reqwest carries no default TLS provider in this tree).
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured((*tls()).clone())
-        .build()
-        .expect("client")
-}
-
-async fn http_get_json(url: &str) -> Value {
-    http()
-        .get(url)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn http_post_json(url: &str, body: Value) {
-    let r = http()
-        .post(url)
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("post");
-    assert!(r.status().is_success(), "{url}: {}", r.status());
+/// The bridge-mode targets every scenario has (a running and a stopped instance), then
+/// `extra`.
+fn targets(extra: &str) -> String {
+    format!(
+        "[[target]]\ninstance = \"ins-demo0001\"\nlisten = \"127.0.0.1:0\"\n\
+         [[target]]\ninstance = \"ins-stopped1\"\nlisten = \"127.0.0.1:0\"\n{extra}"
+    )
 }
 
 /// Scenario 1: QEMU → gateway → `tcvnc serve` (TCP target) → vncdo: the image equals a
@@ -365,7 +33,7 @@ async fn e2e_native_viewer_pixels() {
         return;
     }
     let mut q = Qemu::start(None).await;
-    let t = Tcvnc::start(&format!("127.0.0.1:{}", q.port), "").await;
+    let t = Tcvnc::start(&q.backend(), &targets("")).await;
     q.settle(t.dir.path()).await;
     let direct = t.dir.path().join("direct.png");
     let via = artifacts().join("native-via-tcvnc.png");
@@ -389,7 +57,7 @@ async fn e2e_browser_novnc() {
         return;
     }
     let mut q = Qemu::start(None).await;
-    let t = Tcvnc::start(&format!("127.0.0.1:{}", q.port), "").await;
+    let t = Tcvnc::start(&q.backend(), &targets("")).await;
     q.settle(t.dir.path()).await;
     let direct = t.dir.path().join("direct.png");
     vncdo(&q.server(), None, &direct)
@@ -397,7 +65,7 @@ async fn e2e_browser_novnc() {
         .expect("direct capture");
     let http = t.addr("http");
     // The index page lists the targets and links to noVNC pointed at /vnc/<instance>.
-    let index = self::http()
+    let index = http_client()
         .get(format!("http://{http}/"))
         .send()
         .await
@@ -413,28 +81,7 @@ async fn e2e_browser_novnc() {
     let shot = artifacts().join("browser-screenshot.png");
     let url =
         format!("http://{http}/vnc.html?path=vnc/ins-demo0001&autoconnect=true&reconnect=false");
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        Command::new("node")
-            .arg(e2e_file("browser.mjs"))
-            .args([
-                url.as_str(),
-                &canvas.display().to_string(),
-                &shot.display().to_string(),
-            ])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("browser in time")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    novnc_canvas(&url, &canvas, &shot).await;
     let cmp = same_pixels(&direct, &canvas).await;
     assert_eq!(cmp["equal"], true, "{cmp}");
     assert!(shot.exists());
@@ -452,7 +99,7 @@ async fn e2e_reconnect_fresh_url() {
         return;
     }
     let mut q = Qemu::start(None).await;
-    let t = Tcvnc::start(&format!("127.0.0.1:{}", q.port), "").await;
+    let t = Tcvnc::start(&q.backend(), &targets("")).await;
     q.settle(t.dir.path()).await;
     let out = t.dir.path().join("a.png");
     vncdo(&t.vnc("ins-demo0001"), None, &out)
@@ -520,7 +167,7 @@ async fn e2e_stopped_instance_reason() {
         return;
     }
     let q = Qemu::start(None).await;
-    let t = Tcvnc::start(&format!("127.0.0.1:{}", q.port), "").await;
+    let t = Tcvnc::start(&q.backend(), &targets("")).await;
     let out = t.dir.path().join("x.png");
     let err = vncdo(&t.vnc("ins-stopped1"), None, &out)
         .await
@@ -539,7 +186,7 @@ async fn e2e_password_passthrough() {
         return;
     }
     let mut q = Qemu::start(Some("e2e-pw")).await;
-    let t = Tcvnc::start(&format!("127.0.0.1:{}", q.port), "").await;
+    let t = Tcvnc::start(&q.backend(), &targets("")).await;
     q.settle(t.dir.path()).await;
     let direct = t.dir.path().join("direct.png");
     let via = artifacts().join("password-via-tcvnc.png");
@@ -576,7 +223,7 @@ async fn e2e_local_password() {
     let pw = pwdir.path().join("pw");
     std::fs::write(&pw, "local-pw\n").expect("write");
     let extra = format!("[[target]]\ninstance = \"ins-demo0002\"\nlisten = \"127.0.0.1:0\"\npassword_file = \"{}\"\n", pw.display());
-    let t = Tcvnc::start(&format!("127.0.0.1:{}", q.port), &extra).await;
+    let t = Tcvnc::start(&q.backend(), &targets(&extra)).await;
     q.settle(t.dir.path()).await;
     let direct = t.dir.path().join("direct.png");
     let via = artifacts().join("local-password-via-tcvnc.png");

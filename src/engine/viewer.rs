@@ -91,6 +91,7 @@ where
             name: s.name.clone(),
         }
     };
+    let init_size = (init.width, init.height);
     let init = init.to_bytes();
     if let Err(e) = client.write_all(&init).await {
         return ViewerEnd::Lost(e.to_string());
@@ -111,6 +112,7 @@ where
         notice: None,
         told_view_only: false,
         notice_drawn: true,
+        size: init_size,
     };
     let slot = membership.slot.clone();
     let mut phase = v.engine.subscribe();
@@ -199,6 +201,8 @@ struct Viewer {
     told_view_only: bool,
     /// The current notice (or its end) has been sent.
     notice_drawn: bool,
+    /// The screen size this viewer was last told (ServerInit, DesktopSize).
+    size: (u16, u16),
 }
 
 /// Resolves when the notice shown until `until` is due to go.
@@ -369,12 +373,17 @@ impl Viewer {
                 extended_desktop_size(w, h, SizeReason::Server, 0, layout, &mut self.out);
             } else if enc_list.desktop_size {
                 desktop_size(w, h, &mut self.out);
-            } else {
+            } else if (w, h) != self.size {
                 return Err(format!(
                     "the console's screen changed size to {w}x{h} and this viewer cannot follow a size change (it did not ask for DesktopSize): reconnect"
                 ));
             }
-            count += 1;
+            // Else the console announced the size this viewer has (TigerVNC sends its
+            // ExtendedDesktopSize at every connection): nothing to tell it.
+            if enc_list.extended_desktop_size || enc_list.desktop_size {
+                count += 1;
+            }
+            self.size = (w, h);
             damage = Damage::default();
             damage.add(s.fb.bounds());
         }

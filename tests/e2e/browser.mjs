@@ -1,21 +1,11 @@
 // Opens noVNC (served by tcvnc) in Debian's headless Chromium through playwright-core,
 // waits until the console is drawn and stable, and writes the canvas pixels and a page
 // screenshot. Usage: node browser.mjs URL CANVAS_PNG SCREENSHOT_PNG
-import { chromium } from 'playwright-core';
+import { novncStatus, run } from './chromium.mjs';
 import { writeFileSync } from 'node:fs';
 
 const [, , url, canvasOut, shotOut] = process.argv;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-let status = 0;
-try {
-  const page = await browser.newPage({ viewport: { width: 1024, height: 600 } });
-  const logs = [];
-  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+await run({ width: 1024, height: 600 }, async (page, logs) => {
   await page.goto(url);
   // Poll (bounded) until the canvas has content and two reads agree: the VM is paused,
   // so the picture is final once the first full update is drawn.
@@ -38,12 +28,5 @@ try {
   }
   writeFileSync(canvasOut, Buffer.from(last.split(',')[1], 'base64'));
   await page.screenshot({ path: shotOut });
-  const text = await page.evaluate(() => document.getElementById('noVNC_status')?.textContent || '');
-  console.log(JSON.stringify({ ok: true, status: text }));
-} catch (e) {
-  console.log(JSON.stringify({ ok: false, error: String(e) }));
-  status = 1;
-} finally {
-  await browser.close();
-}
-process.exit(status);
+  return { status: await novncStatus(page) };
+});

@@ -1,18 +1,10 @@
 // Opens tcvnc's browser console page (GET /) in Debian's headless Chromium, checks that
 // it lists the targets, follows the link of the first one into noVNC and waits until the
 // console is drawn. Usage: node console_page.mjs BASE_URL SCREENSHOT_PNG
-import { chromium } from 'playwright-core';
+import { novncStatus, run } from './chromium.mjs';
 
 const [, , base, shotOut] = process.argv;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-let status = 0;
-try {
-  const page = await browser.newPage({ viewport: { width: 1024, height: 640 } });
+await run({ width: 1024, height: 640 }, async (page) => {
   await page.goto(base + '/');
   const rows = await page.$$eval('table tr td:first-child code', (cs) => cs.map((c) => c.textContent));
   await page.click('tr:has(code:text-is("ins-demo0001")) a');
@@ -24,13 +16,7 @@ try {
     return d[0] > 200;
   }, null, { timeout: 30000 });
   const size = await page.evaluate(() => { const c = document.querySelector('canvas'); return [c.width, c.height]; });
-  const statusText = await page.evaluate(() => document.getElementById('noVNC_status')?.textContent || '');
+  const status = await novncStatus(page);
   await page.screenshot({ path: shotOut });
-  console.log(JSON.stringify({ ok: true, rows, size, status: statusText, url: page.url() }));
-} catch (e) {
-  console.log(JSON.stringify({ ok: false, error: String(e) }));
-  status = 1;
-} finally {
-  await browser.close();
-}
-process.exit(status);
+  return { rows, size, status, url: page.url() };
+});

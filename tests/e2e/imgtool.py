@@ -3,8 +3,11 @@
 
 compare A B        -> {"equal": bool, "size_a": [w, h], "size_b": [w, h], "bbox": [...] | null, "differing": n}
 lit A Y0 Y1        -> {"lit": n}  count of pixels brighter than mid-grey in rows Y0..Y1
+xwd IN OUT         -> {"size": [w, h]}  an `xwd -root` dump (32-bit TrueColor) as a PNG
+rgb IN OUT         -> {"size": [w, h]}  an image's RGB bytes (w * h * 3, row-major) to OUT
 """
 import json
+import struct
 import sys
 
 from PIL import Image, ImageChops
@@ -35,6 +38,28 @@ def lit(a, y0, y1):
     print(json.dumps({"lit": n}))
 
 
+def rgb(src, out):
+    im = Image.open(src).convert("RGB")
+    with open(out, "wb") as f:
+        f.write(im.tobytes())
+    print(json.dumps({"size": list(im.size)}))
+
+
+def xwd(src, out):
+    data = open(src, "rb").read()
+    h = struct.unpack(">25I", data[:100])
+    header_size, width, height = h[0], h[4], h[5]
+    byte_order, bpp, bytes_per_line = h[7], h[11], h[12]
+    masks, ncolors = h[14:17], h[19]
+    if bpp != 32 or masks != (0xFF0000, 0xFF00, 0xFF):
+        sys.exit(f"xwd: {bpp} bits a pixel, masks {masks}: only 32-bit xRGB is read")
+    start = header_size + ncolors * 12
+    mode = "BGRX" if byte_order == 0 else "XRGB"
+    im = Image.frombuffer("RGB", (width, height), data[start:], "raw", mode, bytes_per_line, 1)
+    im.save(out)
+    print(json.dumps({"size": [width, height]}))
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"compare": compare, "lit": lit}[cmd](*args)
+    {"compare": compare, "lit": lit, "xwd": xwd, "rgb": rgb}[cmd](*args)

@@ -246,6 +246,16 @@ impl Viewer {
         Ok(r.pos())
     }
 
+    /// Decodes the rectangle at the start of `data` (within an update whose header was
+    /// read): the bytes it used, and false after LastRect. A short read leaves the zlib
+    /// streams as they were (a compressed block is taken whole before it is inflated), so
+    /// the caller can try the same rectangle again with more bytes.
+    pub fn one_rect(&mut self, data: &[u8]) -> Res<(usize, bool)> {
+        let mut r = Reader::new(data);
+        let more = self.rect(&mut r)?;
+        Ok((r.pos(), more))
+    }
+
     /// Decodes a bare sequence of rectangles (no message header) until the data ends.
     pub fn rects(&mut self, data: &[u8]) -> Res<usize> {
         let mut r = Reader::new(data);
