@@ -408,7 +408,12 @@ struct Scripted {
     msgs: tokio::sync::mpsc::UnboundedReceiver<tcvnc::rfb::messages::ClientMessage>,
 }
 
-async fn scripted_console(w: u16, h: u16, qemu_keys: bool) -> Scripted {
+async fn scripted_console(
+    w: u16,
+    h: u16,
+    qemu_keys: bool,
+    first_after: std::time::Duration,
+) -> Scripted {
     use tcvnc::rfb::messages::{read_client_message, ClientMessage, PixelFormat};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -463,6 +468,7 @@ async fn scripted_console(w: u16, h: u16, qemu_keys: bool) -> Scripted {
                         m = incoming.recv() => {
                             let Some(m) = m else { return Ok::<(), std::io::Error>(()) };
                             if let ClientMessage::FramebufferUpdateRequest { incremental: false, .. } = m {
+                                tokio::time::sleep(first_after).await;
                                 let mut u = vec![0, 0, 0, 1 + u8::from(qemu_keys)];
                                 u.extend_from_slice(&raw(w, h));
                                 if qemu_keys {
@@ -511,7 +517,7 @@ async fn daemon_for(console: SocketAddr) -> (tcvnc::sim::SimHandle, TestDaemon) 
 /// did not is closed with the reason (a websocket viewer reads it in the close frame).
 #[tokio::test]
 async fn viewers_follow_a_resize_or_are_closed_with_a_reason() {
-    let console = scripted_console(64, 48, false).await;
+    let console = scripted_console(64, 48, false, std::time::Duration::ZERO).await;
     let (_sim, mut d) = daemon_for(console.addr).await;
     let mut a = within(Viewer::connect(d.tcp(INSTANCE), &[RAW, DESKTOP_SIZE])).await;
     a.request(false).await;
@@ -569,7 +575,7 @@ async fn viewers_follow_a_resize_or_are_closed_with_a_reason() {
 /// screen the announcement came with.
 #[tokio::test]
 async fn the_same_size_announced_again_closes_no_viewer() {
-    let console = scripted_console(64, 48, false).await;
+    let console = scripted_console(64, 48, false, std::time::Duration::ZERO).await;
     let (_sim, mut d) = daemon_for(console.addr).await;
     let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
     v.request(false).await;
@@ -587,7 +593,7 @@ async fn the_same_size_announced_again_closes_no_viewer() {
 /// The console's cursor shape reaches viewers that asked for the Cursor pseudo-encoding.
 #[tokio::test]
 async fn cursor_shapes_reach_viewers_that_ask() {
-    let console = scripted_console(32, 32, false).await;
+    let console = scripted_console(32, 32, false, std::time::Duration::ZERO).await;
     let (_sim, mut d) = daemon_for(console.addr).await;
     let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW, CURSOR])).await;
     v.request(false).await;
@@ -612,7 +618,7 @@ async fn cursor_shapes_reach_viewers_that_ask() {
 #[tokio::test]
 async fn qemu_key_events_pass_through_and_colour_maps_are_refused() {
     use tcvnc::rfb::messages::ClientMessage;
-    let mut console = scripted_console(32, 32, true).await;
+    let mut console = scripted_console(32, 32, true, std::time::Duration::ZERO).await;
     let (_sim, mut d) = daemon_for(console.addr).await;
     let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
     v.request(false).await;
@@ -697,5 +703,21 @@ async fn a_stalled_viewer_does_not_slow_the_others() {
     fast.shows_pattern().expect("pattern");
     assert!(frames(&d) >= before + 20, "the console kept its pace");
     drop((slow, fast));
+    assert!(d.stop().await);
+}
+
+/// A viewer of an engine that has just connected is served the console's first full
+/// update, not the empty screen before it (the console takes 300 ms to send it).
+#[tokio::test]
+async fn the_first_viewer_never_sees_an_empty_screen() {
+    let console = scripted_console(32, 32, false, std::time::Duration::from_millis(300)).await;
+    let (_sim, mut d) = daemon_for(console.addr).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    assert!(
+        v.v.screen.iter().all(|&p| p & 0xff_ffff == 0x40_4040),
+        "the console's screen, not an empty one"
+    );
     assert!(d.stop().await);
 }

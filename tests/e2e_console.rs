@@ -111,9 +111,7 @@ async fn same_through_console_mode(name: &str, t: &Tcvnc, direct: &Path) {
 /// screen equals the reference. The viewer is the reference decoder asking for ZRLE and
 /// cursor shapes (so that no server draws the pointer into the screen), not for
 /// DesktopSize (console mode must not need it while the size stays). Through console
-/// mode this also starts the engine, which then lingers with the whole screen (until the
-/// console's first update is in, an engine serves a blank screen: see
-/// [`e2e_console_first_capture_is_the_screen`]).
+/// mode this also starts the engine, which then lingers with the whole screen.
 async fn viewer_sees(what: &str, addr: SocketAddr, reference: &Path) {
     let (w, h, want) = png_rgb(reference).await;
     let mut v = tokio::time::timeout(STEP, Viewer::connect(addr, &[ZRLE, HEXTILE, RAW, CURSOR]))
@@ -202,14 +200,11 @@ async fn e2e_console_pixels_xvnc() {
 }
 
 /// The first viewer of a console engine, a vncdotool capture (one non-incremental
-/// update), gets the console's screen, not the engine's blank framebuffer.
-///
-/// Fails today (console-mode bug, reported): the engine is `Live` once the console's
-/// handshake is done, before the console's first update is decoded, so a viewer that
-/// asks at once is sent a black screen (here 614,444 bytes of Raw zeros for 480×320,
-/// 41 ms after "console engine connected").
+/// update), gets the console's screen, not the engine's blank framebuffer: viewers of a
+/// fresh engine wait for the console's first full update. (Before that fix a viewer
+/// that asked at once got 614,444 bytes of Raw zeros for 480×320, 41 ms after "console
+/// engine connected".)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "console-mode bug: a fresh engine serves its blank screen before the console's first update"]
 async fn e2e_console_first_capture_is_the_screen() {
     if !e2e("e2e_console_first_capture_is_the_screen") {
         return;

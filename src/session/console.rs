@@ -160,9 +160,21 @@ where
     app.metrics.engine_viewers(instance, 1);
     let _left = scopeguard(|| app.metrics.engine_viewers(instance, -1));
 
-    // The first screen (at once when the engine runs), the viewer watched meanwhile.
+    // The first screen (at once when the engine runs; after the console's first full
+    // update when it has just connected, so no viewer is shown an empty screen), the
+    // viewer watched meanwhile. A console that sends no first update within the
+    // handshake timeout is served as it is.
+    let engine = membership.engine().clone();
+    let first_screen = async {
+        match engine.screen_ready().await {
+            Phase::Ended(f) => Phase::Ended(f),
+            p => tokio::time::timeout(cfg.session.handshake_timeout, engine.screen_complete())
+                .await
+                .unwrap_or(p),
+        }
+    };
     let phase = tokio::select! {
-        p = membership.engine().screen_ready() => p,
+        p = first_screen => p,
         g = watch::gone(client) => {
             let f = Failure::Left(g);
             summary.outcome = f.label();
