@@ -209,3 +209,70 @@ async fn typing_and_keys_reach_the_console_and_untypable_text_types_nothing() {
     assert_eq!(r.status(), 200);
     assert!(d.stop().await);
 }
+
+/// Without `--via`, `tcvnc screenshot` and `tcvnc type` run one-shot from the config:
+/// one URL each, said on stderr, the picture written, the text typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_commands_spend_one_url_each() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("tcvnc.toml");
+    let o = Opts {
+        targets: format!("[[target]]\ninstance = \"{INSTANCE}\"\n"),
+        ..Opts::default()
+    };
+    std::fs::write(&config, config_text(&sim, &o)).expect("config");
+    let run = |args: Vec<String>| {
+        let home = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            tcvnc_cli(&home, &a)
+        })
+    };
+    let shot = dir.path().join("shot.png");
+    let out = run(vec![
+        "screenshot".into(),
+        INSTANCE.into(),
+        "-c".into(),
+        config.display().to_string(),
+        "-o".into(),
+        shot.display().to_string(),
+    ])
+    .await
+    .expect("cli");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("one console URL of ins-demo0001 was spent"),
+        "{stderr}"
+    );
+    let (w, _, px) = decode_png(&std::fs::read(&shot).expect("written"));
+    shows_pattern(w, &px);
+    assert_eq!(sim.state.mints(INSTANCE), 1);
+    let out = run(vec![
+        "type".into(),
+        INSTANCE.into(),
+        "-c".into(),
+        config.display().to_string(),
+        "ok".into(),
+    ])
+    .await
+    .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.state.mints(INSTANCE), 2);
+    let typed = within(sim.state.wait_inputs(INSTANCE, 4)).await;
+    let key = |down, keysym| SimInput::Key { down, keysym };
+    assert_eq!(
+        typed,
+        [
+            key(true, 0x6f),
+            key(false, 0x6f),
+            key(true, 0x6b),
+            key(false, 0x6b)
+        ]
+    );
+}

@@ -446,6 +446,10 @@ unauthenticated_per_peer = 100000
             if let Some(d) = t.linger {
                 cfg.push_str(&format!("linger = \"{}ms\"\n", d.as_millis()));
             }
+            if t.mode.as_str() == "console" {
+                // Many viewers on one console (the fan-out and memory cases).
+                cfg.push_str("on_busy = \"share\"\n");
+            }
         }
         let path = work.join(format!("tcvnc-{tag}.toml"));
         std::fs::write(&path, cfg)?;

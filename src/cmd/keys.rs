@@ -21,6 +21,6 @@ pub(super) async fn run(instance: &str, combos: &[String], via: ViaArgs) -> Resu
     let action = Action::Keys(&combos);
     match Via::from_args(via, &Env::from_process())? {
         Via::Daemon(d) => d.send(instance, &action).await.map(drop),
-        Via::OneShot(o) => one_shot(&o, &action).await.map(drop),
+        Via::OneShot(o) => one_shot(instance, &o, &action).await.map(drop),
     }
 }

@@ -70,7 +70,7 @@ pub(super) async fn run(
             sink.finish(result).await
         }
         Via::OneShot(o) => {
-            let png = one_shot(&o, &Action::Screenshot).await?;
+            let png = one_shot(instance, &o, &Action::Screenshot).await?;
             let mut sink = Sink::open(&out).await?;
             let result = sink.write(&png).await;
             sink.finish(result).await

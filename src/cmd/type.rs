@@ -22,6 +22,6 @@ pub(super) async fn run(instance: &str, text: &str, via: ViaArgs) -> Result<(), 
     let action = Action::Type(text);
     match Via::from_args(via, &Env::from_process())? {
         Via::Daemon(d) => d.send(instance, &action).await.map(drop),
-        Via::OneShot(o) => one_shot(&o, &action).await.map(drop),
+        Via::OneShot(o) => one_shot(instance, &o, &action).await.map(drop),
     }
 }

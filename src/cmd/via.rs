@@ -1,6 +1,6 @@
 //! How `screenshot`, `type` and `keys` reach a console: through a running daemon's HTTP
 //! paths (`--via URL`: `GET /vnc/<instance>/screenshot.png`, `POST …/type`, `POST …/keys`),
-//! or one-shot (mint one URL, connect, act, leave), which is not built yet. Owns the HTTP
+//! or one-shot (this process mints one URL, connects, acts and leaves). Owns the HTTP
 //! client, the bearer token and the daemon's answers turned into messages and exit codes.
 
 use std::path::{Path, PathBuf};
@@ -50,25 +50,117 @@ impl Via {
     }
 }
 
-/// What one-shot mode will need.
+/// What one-shot mode needs: where the config is and the region flag.
 pub(super) struct OneShot {
     /// `-c FILE`.
-    #[allow(dead_code)] // read by one-shot mode, not built yet
     pub(super) config: Option<PathBuf>,
     /// `--region`.
-    #[allow(dead_code)] // read by one-shot mode, not built yet
     pub(super) region: Option<String>,
 }
 
-/// One-shot mode: mint one URL, connect to the console, act, leave. Not built yet.
+/// One-shot mode: this process mints one URL (through the instance's budget and the
+/// config's credentials), connects a console engine, acts once the first full update has
+/// arrived, and leaves. Says on stderr that a URL was spent. Returns the PNG for a
+/// screenshot, nothing otherwise.
 ///
 /// # Errors
-/// Always, for now: a usage error (64) that says to use `--via`.
-pub(super) async fn one_shot(_how: &OneShot, action: &Action<'_>) -> Result<Vec<u8>, CmdError> {
-    Err(CmdError::Usage(format!(
-        "`tcvnc {}` without --via (one-shot: connect to the console from this process) is not available yet; run the daemon (`tcvnc serve`, the instance as a target or found by [discovery]) and pass --via with its [http] listen address, e.g. --via http://127.0.0.1:6080",
-        action.command()
-    )))
+/// Config (64), the cloud or the console refusing (69), anything else (1).
+pub(super) async fn one_shot(
+    instance: &str,
+    how: &OneShot,
+    action: &Action<'_>,
+) -> Result<Vec<u8>, CmdError> {
+    use crate::engine::ViewerRole;
+    let env = Env::from_process();
+    let mut cfg = crate::config::Config::locate(how.config.as_deref())?
+        .unwrap_or_else(crate::config::Config::defaults);
+    let target = if super::is_name(&cfg, instance) {
+        let client = crate::app::cloud_client(&cfg, None, &env, None).await?;
+        super::target_by_name(&cfg, instance, how.region.clone(), &env, &client).await?
+    } else {
+        super::target_by_id(&cfg, instance, how.region.clone(), &env)?
+    };
+    if target.transparent() {
+        return Err(CmdError::Usage(format!(
+            "{} is a transparent target: tcvnc does not speak RFB to it",
+            target.instance
+        )));
+    }
+    // One instance, no listener: the engine leaves as soon as the request is done.
+    cfg.targets = vec![crate::config::Target {
+        listen: None,
+        ..target.clone()
+    }];
+    cfg.discovery = None;
+    cfg.http = None;
+    let app = crate::app::build(cfg.clone(), &env).await?;
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let result = async {
+        let b = crate::session::borrow(&app, &cfg, &target, ViewerRole::Control, peer)
+            .await
+            .map_err(|f| CmdError::Refused(format!("cannot {} {}: {f}", action.doing(), target.instance)))?;
+        eprintln!(
+            "tcvnc {}: one console URL of {} was spent (one-shot; --via a running daemon uses its live console)",
+            action.command(),
+            target.instance
+        );
+        let engine = b.membership.engine().clone();
+        let out = match action {
+            Action::Screenshot => {
+                let fb = engine.screen.read().fb.clone();
+                crate::console::png::encode(&fb)
+                    .map_err(|e| CmdError::Refused(format!("no screen to show: {e}")))?
+            }
+            Action::Type(text) => {
+                let strokes = crate::console::keys::type_text(text)
+                    .map_err(|e| CmdError::Usage(e.to_string()))?;
+                press(&engine, &strokes, cfg.session.type_interval).await?;
+                Vec::new()
+            }
+            Action::Keys(combos) => {
+                let strokes = crate::console::keys::combos(combos)
+                    .map_err(|e| CmdError::Usage(e.to_string()))?;
+                press(&engine, &strokes, cfg.session.type_interval).await?;
+                Vec::new()
+            }
+        };
+        drop(b.membership);
+        Ok(out)
+    }
+    .await;
+    app.shutdown.trigger();
+    app.shutdown.drain(Duration::from_secs(5)).await;
+    result
+}
+
+/// Presses `strokes` at `pace`, while the console stays connected.
+async fn press(
+    engine: &crate::engine::Engine,
+    strokes: &[crate::console::keys::KeyStroke],
+    pace: Duration,
+) -> Result<(), CmdError> {
+    for (n, s) in strokes.iter().enumerate() {
+        if !matches!(engine.phase(), crate::engine::Phase::Live)
+            || engine.press(s.down, s.keysym).await.is_err()
+        {
+            return Err(CmdError::Refused(format!(
+                "the console connection dropped after {n} of {} key events: check the screen before sending the rest",
+                strokes.len()
+            )));
+        }
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
+    }
+    // Everything written to, and read by, the console before this process leaves.
+    engine.flush().await.map_err(|()| {
+        CmdError::Refused(
+            "the console connection dropped before the last key events were sent: check the screen"
+                .into(),
+        )
+    })?;
+    engine.settled(Duration::from_secs(1)).await;
+    Ok(())
 }
 
 /// What a command asks for.

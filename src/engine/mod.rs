@@ -242,6 +242,9 @@ pub(crate) enum Input {
     Pointer(Bytes),
     /// A key (the engine tracks which are held).
     Key { down: bool, keysym: u32 },
+    /// Answered once everything sent before it went to the console (typing requests wait
+    /// on it before they leave); dropped unanswered when there is no console.
+    Flush(tokio::sync::oneshot::Sender<()>),
     /// A QEMU extended key event (sent as a plain key to consoles without them).
     QemuKey {
         down: bool,
@@ -272,6 +275,8 @@ pub struct Engine {
     /// Whether the current console connection's first full update has been decoded (the
     /// screen is the console's, not a banner over the last one).
     complete: watch::Sender<bool>,
+    /// Updates decoded so far (typing waits for the console to have read its keys).
+    updates: watch::Sender<u64>,
     /// Viewers joined or left.
     membership: Notify,
     /// When the current upstream was opened.
@@ -362,6 +367,26 @@ impl Engine {
             .send(Input::Key { down, keysym })
             .await
             .map_err(|_| ())
+    }
+
+    /// Waits until every input sent before has been written to the console.
+    ///
+    /// # Errors
+    /// The console connection was lost first (what was sent may not have arrived).
+    pub(crate) async fn flush(&self) -> Result<(), ()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.input.send(Input::Flush(tx)).await.map_err(|_| ())?;
+        rx.await.map_err(|_| ())
+    }
+
+    /// After [`Engine::flush`]: waits (at most `limit`) until the console answered two
+    /// more update requests. RFB servers read client messages in order, and the engine
+    /// asks for the next update after each one, so by then the console has read the keys
+    /// sent before; a still console, which answers no request, costs `limit`.
+    pub(crate) async fn settled(&self, limit: Duration) {
+        let mut rx = self.updates.subscribe();
+        let want = *rx.borrow_and_update() + 2;
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n >= want)).await;
     }
 
     /// The engine as `/api/consoles` shows it: phase (`connecting`, `live`, `waiting`
@@ -558,6 +583,7 @@ impl Engines {
                     input: tx,
                     phase: watch::Sender::new(Phase::Connecting),
                     complete: watch::Sender::new(false),
+                    updates: watch::Sender::new(0),
                     membership: Notify::new(),
                     live_since: Mutex::new(None),
                     cache: cache::Cache::default(),

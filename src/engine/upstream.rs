@@ -289,11 +289,12 @@ impl Task {
                 i = self.input.recv() => {
                     let Some(i) = i else { return Lost::Shutdown };
                     let mut out = Vec::new();
-                    self.input_bytes(i, keys, &mut out);
+                    let mut acks = Vec::new();
+                    acks.extend(self.input_bytes(i, keys, &mut out));
                     // What else is waiting goes in the same frame.
                     while out.len() < 16 * 1024 {
                         match self.input.try_recv() {
-                            Ok(i) => self.input_bytes(i, keys, &mut out),
+                            Ok(i) => acks.extend(self.input_bytes(i, keys, &mut out)),
                             Err(_) => break,
                         }
                     }
@@ -302,6 +303,9 @@ impl Task {
                             return Lost::Dropped("failed", "the console connection failed while sending input".into());
                         }
                         sent_at = Instant::now();
+                    }
+                    for a in acks {
+                        let _ = a.send(());
                     }
                 }
                 _ = ping.tick() => {
@@ -410,6 +414,7 @@ impl Task {
                         if !*self.engine.complete.borrow() {
                             self.engine.complete.send_replace(true);
                         }
+                        self.engine.updates.send_modify(|n| *n += 1);
                         // The encode cache's generation moves once per update: viewers
                         // that encode while the next update is being decoded still
                         // share. (A rectangle encoded from pixels that update already
@@ -447,9 +452,16 @@ impl Task {
         Ok(updates)
     }
 
-    /// One input's bytes for the console; tracks held keys.
-    fn input_bytes(&self, i: Input, keys: &mut Keys, out: &mut Vec<u8>) {
+    /// One input's bytes for the console; tracks held keys. A flush is handed back, to
+    /// be answered once `out` is written.
+    fn input_bytes(
+        &self,
+        i: Input,
+        keys: &mut Keys,
+        out: &mut Vec<u8>,
+    ) -> Option<tokio::sync::oneshot::Sender<()>> {
         match i {
+            Input::Flush(ack) => return Some(ack),
             Input::Raw(b) => out.extend_from_slice(&b),
             Input::Pointer(b) => {
                 if let Ok(p) = <[u8; 6]>::try_from(&b[..]) {
@@ -482,6 +494,7 @@ impl Task {
                 }
             }
         }
+        None
     }
 
     /// Has the console back, or says why not: `Ok(None)` when no viewer is left to wait.
@@ -512,7 +525,8 @@ impl Task {
                 // Input while there is no console is dropped, keys still tracked.
                 while let Ok(i) = self.input.try_recv() {
                     let mut sink = Vec::new();
-                    self.input_bytes(i, keys, &mut sink);
+                    // A flush is dropped unanswered: nothing reached a console.
+                    drop(self.input_bytes(i, keys, &mut sink));
                     self.engine
                         .stats
                         .input_dropped

@@ -277,7 +277,16 @@ async fn press(
         key_events = sent,
         "typed into the console"
     );
-    // Let the console's echo reach the screen before the engine may leave.
+    // Everything written to the console before the engine may leave.
+    if engine.flush().await.is_err() {
+        let mut r = http_util::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the console connection dropped before the last key events were sent: check the screen\n",
+        );
+        spent_header(&mut r, &target.instance, "typing", b.spent);
+        return r;
+    }
+    engine.settled(std::time::Duration::from_secs(1)).await;
     drop(b.membership);
     let mut r = http_util::json(&json!({
         "instance": target.instance,

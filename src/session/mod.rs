@@ -6,6 +6,9 @@
 //! Per-connection state lives here, never on shared state.
 
 mod console;
+/// The mint moved to [`crate::mint`] (engines use it too); this path stays for callers
+/// of `tcvnc::session::mint`.
+pub use crate::mint;
 pub(crate) use console::borrow;
 mod end;
 mod watch;
@@ -27,7 +30,7 @@ use crate::client::ClientIo;
 use crate::config::{Config, Target};
 use crate::engine::ViewerRole;
 use crate::guard::Crowded;
-use crate::mint::{self, Spend};
+use crate::mint::Spend;
 use crate::outcome::{self, Failure};
 use crate::rfb::handshake::{self, Authenticated, Greeted, Ready};
 use crate::upstream::Upstream;

@@ -419,6 +419,11 @@ impl Frames {
         let mut enc = Encoder::new(format).map_err(|e| anyhow!("{e}"))?;
         enc.set_encodings(&[tcvnc::console::encode::ENC_ZRLE]);
         enc.enable_shared_zrle();
+        // The primer belongs to each client's own stream (`frame` sends it): this
+        // encoder's is spent on nothing, so the frames hold shared rectangles only.
+        if let Some(fb) = self.screens.first() {
+            enc.prime_zrle(fb, &mut Vec::new())?;
+        }
         let mut frames = Vec::with_capacity(self.screens.len());
         for fb in &self.screens {
             let mut out = Vec::new();
