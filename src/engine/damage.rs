@@ -166,3 +166,68 @@ mod tests {
         }
     }
 }
+
+/// Which pixels have been painted since a console connection began: the screen is the
+/// console's only once every pixel was (a console may send its first full screen in
+/// several updates). One bit a pixel, dropped once complete.
+#[derive(Debug)]
+pub(crate) struct Coverage {
+    w: usize,
+    h: usize,
+    bits: Vec<u64>,
+    set: usize,
+}
+
+impl Coverage {
+    /// Nothing painted on a `w` × `h` screen.
+    pub(crate) fn new(w: u16, h: u16) -> Coverage {
+        let (w, h) = (usize::from(w), usize::from(h));
+        Coverage {
+            w,
+            h,
+            bits: vec![0; (w * h).div_ceil(64)],
+            set: 0,
+        }
+    }
+
+    /// Marks `r` (clipped to the screen) painted.
+    pub(crate) fn paint(&mut self, r: Rect) {
+        let Some(r) = clip(r, self.w as u16, self.h as u16) else {
+            return;
+        };
+        for y in usize::from(r.y)..usize::from(r.y) + usize::from(r.h) {
+            let row = y * self.w;
+            for x in usize::from(r.x)..usize::from(r.x) + usize::from(r.w) {
+                let i = row + x;
+                let (word, bit) = (i / 64, 1u64 << (i % 64));
+                if self.bits[word] & bit == 0 {
+                    self.bits[word] |= bit;
+                    self.set += 1;
+                }
+            }
+        }
+    }
+
+    /// Whether every pixel was painted.
+    pub(crate) fn complete(&self) -> bool {
+        self.set >= self.w * self.h
+    }
+}
+
+#[cfg(test)]
+mod coverage_tests {
+    use super::*;
+
+    #[test]
+    fn complete_once_every_pixel_is_painted_in_any_pieces() {
+        let mut c = Coverage::new(100, 50);
+        c.paint(Rect::new(0, 0, 100, 20));
+        c.paint(Rect::new(0, 10, 60, 40));
+        assert!(!c.complete());
+        c.paint(Rect::new(60, 20, 100, 100));
+        assert!(c.complete());
+        let mut empty = Coverage::new(0, 0);
+        empty.paint(Rect::new(0, 0, 5, 5));
+        assert!(empty.complete());
+    }
+}

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::damage::Damage;
+use super::damage::{Coverage, Damage};
 use super::msgs::{key_event, qemu_key_event};
 use super::{Connected, Connector, Engine, Input, Phase, Settings};
 use crate::cloud::{Class, Kind};
@@ -239,6 +239,8 @@ impl Task {
             Err(e) => return Lost::Dropped("decode_error", format!("decoder: {e}")),
         };
         let mut acc = Damage::default();
+        let (w, h) = self.engine.size();
+        let mut coverage = Some(Coverage::new(w, h));
         let mut changes = Changes::default();
         // 0 turns pings off (as in bridge mode): a day between ticks.
         let keepalive = if self.settings.keepalive.is_zero() {
@@ -259,7 +261,7 @@ impl Task {
             tokio::select! {
                 r = c.up.io.recv() => match r {
                     Recv::Data(b) => {
-                        match self.decode(&mut decoder, &b, &mut acc, &mut changes) {
+                        match self.decode(&mut decoder, &b, &mut acc, &mut changes, &mut coverage) {
                             Ok(updates) => {
                                 for _ in 0..updates {
                                     // The next incremental request as soon as an update ends:
@@ -355,6 +357,7 @@ impl Task {
         bytes: &[u8],
         acc: &mut Damage,
         changes: &mut Changes,
+        coverage: &mut Option<Coverage>,
     ) -> Result<usize, crate::console::decode::DecodeError> {
         let mut rest = bytes;
         let mut updates = 0;
@@ -365,7 +368,12 @@ impl Task {
             let progressed = fed.consumed > 0 || !fed.events.is_empty();
             for ev in fed.events {
                 match ev {
-                    Event::Damage(r) => acc.add(r),
+                    Event::Damage(r) => {
+                        acc.add(r);
+                        if let Some(c) = coverage.as_mut() {
+                            c.paint(r);
+                        }
+                    }
                     Event::Resize {
                         width,
                         height,
@@ -382,6 +390,9 @@ impl Task {
                             .collect();
                         changes.resized = true;
                         acc.add(Rect::new(0, 0, width, height));
+                        if coverage.is_some() {
+                            *coverage = Some(Coverage::new(width, height));
+                        }
                     }
                     Event::Cursor(shape) => {
                         s.cursor = Some(CursorImage {
@@ -411,7 +422,9 @@ impl Task {
                         self.engine.publish(|p| p.cut = Some(latin1.clone()));
                     }
                     Event::UpdateEnd => {
-                        if !*self.engine.complete.borrow() {
+                        // The console's screen once every pixel of it was painted.
+                        if coverage.as_ref().is_some_and(Coverage::complete) {
+                            *coverage = None;
                             self.engine.complete.send_replace(true);
                         }
                         self.engine.updates.send_modify(|n| *n += 1);
