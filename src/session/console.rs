@@ -17,7 +17,7 @@ use crate::config::{Config, Target};
 use crate::engine::{
     self, BoxFuture, Connected, Connector, Phase, Settings, ViewerEnd, ViewerInfo, ViewerRole,
 };
-use crate::mint::{self, Spend};
+use crate::mint;
 use crate::outcome::{self, Failure};
 
 /// How an engine gets its console: as a session would, one URL per call.
@@ -42,15 +42,14 @@ impl Connector for SessionConnector {
                     .await
                     .map_err(|r| Failure::from_claim(instance, r))?,
             };
-            let spend = Spend {
-                budget: &app.budget,
-                states: &app.states,
-                metrics: &app.metrics,
-                fleet: app.fleet.as_deref(),
-            };
-            let got = mint::mint(&app.cloud, Some(spend), instance, &self.target.region)
-                .await
-                .map_err(Failure::from)?;
+            let got = mint::mint(
+                &app.cloud,
+                Some(super::spend(app)),
+                instance,
+                &self.target.region,
+            )
+            .await
+            .map_err(Failure::from)?;
             let url = got.minted.url.redacted();
             let request_id = got.minted.request_id.clone();
             tracing::info!(
@@ -114,13 +113,7 @@ pub(super) async fn run<W>(
 where
     W: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut summary = Summary {
-        outcome: "ok",
-        close: "refused",
-        url_age: None,
-        security: "-",
-        end: String::new(),
-    };
+    let mut summary = Summary::accepted();
     let instance = target.instance.as_str();
     let who = ViewerInfo {
         session: live.id,

@@ -199,10 +199,8 @@ pub async fn serve<W>(
             refuse(&app, &mut client, &state, &f, &target.instance).await;
             Summary {
                 outcome: f.label(),
-                close: "refused",
-                url_age: None,
-                security: "-",
                 end: f.to_string(),
+                ..Summary::accepted()
             }
         } else {
             run(&app, &cfg, &mut client, peer, &target, &live, state).await
@@ -365,6 +363,30 @@ struct Summary {
     end: String,
 }
 
+impl Summary {
+    /// A session that got past admission: `ok` until a refusal or an end says otherwise.
+    fn accepted() -> Summary {
+        Summary {
+            outcome: "ok",
+            close: "refused",
+            url_age: None,
+            security: "-",
+            end: String::new(),
+        }
+    }
+}
+
+/// What a mint spends from: the instance's budget (or the fleet's), what is known of
+/// instance states, the metrics.
+fn spend(app: &App) -> Spend<'_> {
+    Spend {
+        budget: &app.budget,
+        states: &app.states,
+        metrics: &app.metrics,
+        fleet: app.fleet.as_deref(),
+    }
+}
+
 /// What [`prepare`] hands the bridge.
 struct Prepared<'a> {
     console: ConsoleGuard<'a>,
@@ -452,12 +474,7 @@ where
     };
 
     // Budget and mint; a client that leaves before the request is sent spends nothing.
-    let spend = Spend {
-        budget: &app.budget,
-        states: &app.states,
-        metrics: &app.metrics,
-        fleet: app.fleet.as_deref(),
-    };
+    let spend = spend(app);
     let minted = tokio::select! {
         _ = cancel.cancelled() => Err(stopped()),
         g = watch::gone(client) => Err(Failure::Left(g)),
@@ -606,13 +623,7 @@ async fn run<W>(
 where
     W: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut summary = Summary {
-        outcome: "ok",
-        close: "refused",
-        url_age: None,
-        security: "-",
-        end: String::new(),
-    };
+    let mut summary = Summary::accepted();
     let cancel = app.shutdown.token().child_token();
     let ctx = Ctx {
         app,
