@@ -77,6 +77,8 @@ pub struct App {
     /// What is shared with other tcvnc processes through Redis (`[fleet]`), fixed at
     /// start (a reload that changes `[fleet]` is refused).
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// `tcvnc play`: every console-mode target shows this recording, read-only.
+    pub playback: Option<Arc<crate::engine::replay::Replay>>,
     next_id: AtomicU64,
     /// The size of `sessions`, which a reload may change.
     session_size: Arc<Mutex<SessionSize>>,
@@ -124,6 +126,10 @@ impl App {
         metrics: Arc<crate::metrics::Metrics>,
         shutdown: Shutdown,
     ) -> Result<App, CmdError> {
+        if let Some(r) = &config.recording {
+            crate::record::sidecar::prepare_dir(&r.dir)
+                .map_err(|e| CmdError::Usage(format!("config error: {e}")))?;
+        }
         let tls = crate::tls::client_config(config.upstream.ca_file.as_deref())
             .map_err(|e| CmdError::Usage(format!("config error: upstream.ca_file: {e}")))?;
         let fleet = match &config.fleet {
@@ -176,6 +182,7 @@ impl App {
             metrics,
             ready: AtomicBool::new(false),
             fleet,
+            playback: None,
             next_id: AtomicU64::new(1),
             session_size: Arc::new(Mutex::new(SessionSize {
                 total: max_sessions,

@@ -160,6 +160,55 @@ pub enum Command {
         #[command(flatten)]
         via: ViaArgs,
     },
+    /// Serve a recording read-only to any VNC viewer (native or noVNC).
+    #[command(
+        after_help = "FILE is a recording from [recording] dir (or a websockify --record file). Playback starts when the first viewer connects and restarts for the next one once every viewer left; at the end the last screen stays. The desktop name says when the recording ended. Listeners are on loopback unless given otherwise; nothing in a recording is a secret tcvnc holds, but its screen may be: other addresses need [http] auth through a config, so play refuses them. Exit codes: 0 ok, 64 usage or a file that is not a recording, 1 a listener could not bind."
+    )]
+    Play {
+        /// The recording.
+        file: PathBuf,
+        /// Raw TCP listener for native viewers.
+        #[arg(long, default_value = "127.0.0.1:5900")]
+        tcp: SocketAddr,
+        /// HTTP listener for noVNC (page at /, websocket at /vnc/INSTANCE).
+        #[arg(long, default_value = "127.0.0.1:6080")]
+        http: SocketAddr,
+        /// Playback speed: 2 plays twice as fast, 0.5 at half speed.
+        #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+        speed: f64,
+        /// Start this far into the recording (e.g. 90s, 1h2m).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        from: Option<std::time::Duration>,
+    },
+    /// Turn a recording into a video (with ffmpeg) or PNG frames.
+    #[command(
+        after_help = "OUT ending in .mp4, .mkv, .webm, .mov or .avi is a video made by ffmpeg (frames piped to it at --fps); when ffmpeg is not installed, or OUT is anything else, OUT is a directory of PNG frames, one every --interval (frame-000001-000m01.000s.png …). Exit codes: 0 ok, 64 usage or a file that is not a recording, 1 writing failed."
+    )]
+    Export {
+        /// The recording.
+        file: PathBuf,
+        /// The video file, or the directory for PNG frames.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: PathBuf,
+        /// Frames per second of a video.
+        #[arg(long, default_value_t = 10)]
+        fps: u32,
+        /// Time between PNG frames.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+    },
+}
+
+/// A playback speed: a positive number up to 1000.
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (e.g. 2 or 0.5)"))?;
+    if v.is_finite() && v > 0.0 && v <= 1000.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is out of range: more than 0, at most 1000"))
+    }
 }
 
 /// How `screenshot`, `type` and `keys` reach a console: a running daemon (`--via`), or

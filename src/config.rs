@@ -47,6 +47,17 @@ struct RawConfig {
     target: Vec<RawTarget>,
     fleet: Option<crate::fleet::config::RawFleet>,
     discovery: Option<RawDiscovery>,
+    recording: Option<RawRecording>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecording {
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    input: bool,
+    #[serde(default, with = "humantime_serde")]
+    retention: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -375,6 +386,17 @@ pub struct DiscoveryConfig {
     pub refresh: Duration,
 }
 
+/// `[recording]`: console-mode sessions recorded to files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingConfig {
+    /// Where recordings and their sidecars go (created 0700 when missing).
+    pub dir: PathBuf,
+    /// Also record what viewers send (keystrokes included): off by default.
+    pub input: bool,
+    /// Recordings older than this are deleted; `None` keeps them.
+    pub retention: Option<Duration>,
+}
+
 /// The most tags `[discovery]` may filter on: the cloud takes 10 filters per request and
 /// one is kept for `instance-name`.
 pub(crate) const MAX_DISCOVERY_TAGS: usize = 9;
@@ -405,6 +427,8 @@ pub struct Config {
     pub discovery: Option<DiscoveryConfig>,
     /// `[fleet]`: budgets and claims shared with other tcvnc processes through Redis.
     pub fleet: Option<crate::fleet::FleetConfig>,
+    /// `[recording]`, when configured.
+    pub recording: Option<RecordingConfig>,
 }
 
 struct Ctx<'a> {
@@ -1018,6 +1042,8 @@ impl Config {
             .transpose()
             .map_err(|(key, message)| ctx.err(key, message))?;
 
+        let recording = raw.recording.map(|r| recording(ctx, r)).transpose()?;
+
         let mut secret_files = ctx.secret_files.take();
         if credentials.secret_key_inline && ctx.file.ends_with(".toml") {
             secret_files.push(("credentials.secret_key".into(), PathBuf::from(ctx.file)));
@@ -1034,6 +1060,7 @@ impl Config {
             targets,
             discovery,
             fleet,
+            recording,
         })
     }
 
@@ -1170,6 +1197,31 @@ fn check_region(ctx: &Ctx<'_>, key: &str, region: &str) -> Result<(), ConfigErro
         ));
     }
     Ok(())
+}
+
+/// Validates `[recording]`: `dir` is required (relative to the config file); a
+/// retention of zero would delete every recording as it is written.
+fn recording(ctx: &Ctx<'_>, r: RawRecording) -> Result<RecordingConfig, ConfigError> {
+    let Some(dir) = r.dir else {
+        return Err(ctx.err(
+            "recording.dir",
+            "required: the directory recordings are written to (e.g. \"/var/lib/tcvnc/recordings\")",
+        ));
+    };
+    if dir.as_os_str().is_empty() {
+        return Err(ctx.err("recording.dir", "must not be empty"));
+    }
+    if r.retention.is_some_and(|d| d < Duration::from_secs(60)) {
+        return Err(ctx.err(
+            "recording.retention",
+            "must be at least 1 minute (recordings are deleted once older than this), or left out to keep them",
+        ));
+    }
+    Ok(RecordingConfig {
+        dir: ctx.path(&dir),
+        input: r.input,
+        retention: r.retention,
+    })
 }
 
 /// Validates `[discovery]`: regions (default `[cloud] region`), at most

@@ -60,6 +60,7 @@ pub mod metrics;
 pub mod mint;
 pub mod net;
 pub mod outcome;
+pub mod record;
 pub mod redact;
 pub mod rfb;
 pub mod session;

@@ -110,6 +110,9 @@ struct EngineMetrics {
     rects: Family<EncodingLabel, Counter>,
     encoded_bytes: Family<EncodingLabel, Counter>,
     input_dropped: Family<InstanceCause, Counter>,
+    recordings: Family<Instance, Gauge>,
+    recorded_bytes: Family<Instance, Counter>,
+    recordings_stopped: Family<InstanceCause, Counter>,
 }
 
 /// The `[fleet]` metrics: Redis's health, its errors, what was done without it.
@@ -163,6 +166,9 @@ impl Metrics {
                 rects: Family::default(),
                 encoded_bytes: Family::default(),
                 input_dropped: Family::default(),
+                recordings: Family::default(),
+                recorded_bytes: Family::default(),
+                recordings_stopped: Family::default(),
             },
             registry: Registry::default(),
         };
@@ -239,6 +245,21 @@ impl Metrics {
             m.engine.live.clone(),
         );
         registry.register(
+            "console_recordings",
+            "Console-mode recordings being written, by instance ([recording])",
+            m.engine.recordings.clone(),
+        );
+        registry.register(
+            "console_recorded_bytes",
+            "Bytes written to recordings, by instance",
+            m.engine.recorded_bytes.clone(),
+        );
+        registry.register(
+            "console_recordings_stopped",
+            "Recordings stopped before their session ended, by instance and cause (write_error: the disk failed or is full; slow_disk: the disk fell more than 64 MiB behind; open_error: the file could not be created)",
+            m.engine.recordings_stopped.clone(),
+        );
+        registry.register(
             "console_resumes",
             "Console connections had back after a drop, by instance and cause (closed: a close frame; dropped: the connection ended without one; failed; unanswered_pings; decode_error)",
             m.engine.resumes.clone(),
@@ -280,6 +301,37 @@ impl Metrics {
     pub(crate) fn engine_input_dropped(&self, instance: &str, cause: &str) {
         self.engine
             .input_dropped
+            .get_or_create(&InstanceCause {
+                instance: instance.into(),
+                cause: cause.into(),
+            })
+            .inc();
+    }
+
+    /// A recording started (+1) or ended (−1).
+    pub(crate) fn recording_live(&self, instance: &str, delta: i64) {
+        self.engine
+            .recordings
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .inc_by(delta);
+    }
+
+    /// `n` bytes were written to a recording.
+    pub(crate) fn recorded(&self, instance: &str, n: u64) {
+        self.engine
+            .recorded_bytes
+            .get_or_create(&Instance {
+                instance: instance.into(),
+            })
+            .inc_by(n);
+    }
+
+    /// A recording stopped early (the session went on).
+    pub(crate) fn recording_stopped(&self, instance: &str, cause: &str) {
+        self.engine
+            .recordings_stopped
             .get_or_create(&InstanceCause {
                 instance: instance.into(),
                 cause: cause.into(),

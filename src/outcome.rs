@@ -141,6 +141,9 @@ pub(crate) enum Failure {
     /// Console mode: the engine closed after its last viewer left and `linger` passed.
     #[error("the console engine closed after its last viewer left")]
     Lingered,
+    /// `tcvnc play`: the recording cannot be played (the words say where and why).
+    #[error("the recording cannot be played: {0}")]
+    Recording(String),
 }
 
 impl Failure {
@@ -161,6 +164,7 @@ impl Failure {
             Failure::HandshakeTimeout { .. } => CLOSE_ERROR,
             Failure::ResumeTimeout { .. } => CLOSE_TRY_AGAIN,
             Failure::Lingered => CLOSE_NORMAL,
+            Failure::Recording(_) => CLOSE_ERROR,
             Failure::ViewOnlyNeedsConsoleMode { .. } => CLOSE_POLICY,
             Failure::Cloud(_) | Failure::Dial(_) | Failure::Upstream(_) => CLOSE_ERROR,
         }
@@ -186,6 +190,7 @@ impl Failure {
             Failure::HandshakeTimeout { .. } => "upstream_handshake",
             Failure::ResumeTimeout { .. } => "resume_timeout",
             Failure::Lingered => "lingered",
+            Failure::Recording(_) => "recording",
             Failure::ViewOnlyNeedsConsoleMode { .. } => "view_only_unavailable",
         }
     }

@@ -6,8 +6,10 @@ mod connect;
 #[cfg(feature = "sim")]
 mod demo;
 mod docs;
+mod export;
 mod health;
 mod keys;
+mod play;
 mod screenshot;
 mod serve;
 #[cfg(feature = "sim")]
@@ -83,6 +85,19 @@ pub async fn run(cmd: Command) -> Result<(), CmdError> {
             combos,
             via,
         } => keys::run(&instance, &combos, via).await,
+        Command::Play {
+            file,
+            tcp,
+            http,
+            speed,
+            from,
+        } => play::run(&file, tcp, http, speed, from.unwrap_or_default()).await,
+        Command::Export {
+            file,
+            output,
+            fps,
+            interval,
+        } => export::run(&file, &output, fps, interval).await,
     }
 }
 

@@ -56,6 +56,25 @@ pub async fn run_reloading(
             }
         }
     });
+    let recordings = app.clone();
+    app.shutdown.spawn(async move {
+        // `[recording] retention`: at start, then hourly (the config of the moment).
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = recordings.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let cfg = recordings.config();
+                    if let Some((dir, keep)) = cfg.recording.as_ref().and_then(|r| Some((r.dir.clone(), r.retention?))) {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            crate::record::sidecar::sweep(&dir, keep, std::time::SystemTime::now())
+                        })
+                        .await;
+                    }
+                }
+            }
+        }
+    });
     let config = app.clone();
     app.shutdown.spawn(crate::discovery::run(
         app.discovery.clone(),

@@ -25,6 +25,8 @@
 mod cache;
 mod damage;
 mod msgs;
+mod recorder;
+pub(crate) mod replay;
 mod upstream;
 mod viewer;
 
@@ -75,6 +77,14 @@ pub(crate) trait Connector: Send + Sync + 'static {
     fn connect(&self) -> BoxFuture<'_, Result<Connected, Failure>>;
 }
 
+/// Where an engine's screen comes from.
+pub(crate) enum Source {
+    /// A console, opened through the connector.
+    Console(Arc<dyn Connector>, Settings),
+    /// A recording (`tcvnc play`).
+    Recording(Arc<replay::Replay>),
+}
+
 /// An engine's settings, from its target and `[session]`/`[upstream]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -90,6 +100,9 @@ pub struct Settings {
     pub max_unanswered_pings: u32,
     /// The console's VNC password, when it asks for one.
     pub upstream_password: Option<Secret>,
+    /// Record the console's sessions (`[recording]`), with the target's region for the
+    /// sidecar.
+    pub recording: Option<(crate::config::RecordingConfig, String)>,
 }
 
 /// Where an engine is.
@@ -163,7 +176,8 @@ pub struct ViewerInfo {
     pub session: u64,
     /// Its address.
     pub peer: std::net::SocketAddr,
-    /// `tcp`, `ws`, or `api` (a screenshot or typing request, not a viewer).
+    /// `tcp`, `ws`, `api` (a screenshot or typing request, not a viewer) or `rec` (the
+    /// recorder, which neither counts as a viewer nor keeps the engine running).
     pub via: &'static str,
     /// When it joined.
     pub since: std::time::SystemTime,
@@ -171,7 +185,12 @@ pub struct ViewerInfo {
 
 impl ViewerInfo {
     fn is_viewer(&self) -> bool {
-        self.via != "api"
+        matches!(self.via, "tcp" | "ws")
+    }
+
+    /// Keeps the engine running (viewers and requests; not the recorder).
+    fn holds(&self) -> bool {
+        self.via != "rec"
     }
 
     fn json(&self, role: ViewerRole) -> serde_json::Value {
@@ -262,7 +281,20 @@ pub struct EngineStats {
     pub frames: AtomicU64,
     /// Input messages dropped (no console connected, or a view-only viewer).
     pub input_dropped: AtomicU64,
+    /// Console URLs spent (each connection opened, and each minted but not dialled).
+    pub urls: AtomicU64,
 }
+
+/// A viewer's visit, for the recording's sidecar.
+#[derive(Debug, Clone)]
+pub(crate) struct Visit {
+    pub(crate) info: ViewerInfo,
+    pub(crate) role: ViewerRole,
+    pub(crate) left: Option<std::time::SystemTime>,
+}
+
+/// The most visits an engine remembers (the sidecar's list).
+const MAX_VISITS: usize = 10_000;
 
 /// One console's engine.
 #[derive(Debug)]
@@ -286,6 +318,10 @@ pub struct Engine {
     pub(crate) metrics: Arc<Metrics>,
     /// Counters.
     pub stats: EngineStats,
+    /// Viewers who came and went (for the recording's sidecar), oldest first.
+    pub(crate) visits: Mutex<Vec<Visit>>,
+    /// Where viewers' input is recorded (`[recording] input = true`), while it is.
+    pub(crate) input_sink: Mutex<Option<crate::record::writer::Sink>>,
 }
 
 impl Engine {
@@ -303,9 +339,48 @@ impl Engine {
             .count()
     }
 
-    /// Members of any kind (viewers and requests): the engine runs while there are any.
+    /// Members that hold the engine (viewers and requests): it runs while there are any.
     fn members(&self) -> usize {
-        self.slots.lock().len()
+        self.slots.lock().iter().filter(|s| s.info.holds()).count()
+    }
+
+    /// Joins the engine as its recorder: told every change like a viewer, listed nowhere,
+    /// holding nothing.
+    pub(crate) fn observe(self: &Arc<Self>) -> Membership {
+        let (w, h) = self.size();
+        let mut pending = Pending {
+            cursor: true,
+            name: true,
+            ..Pending::default()
+        };
+        pending
+            .damage
+            .add(crate::console::fb::Rect::new(0, 0, w, h));
+        let slot = Arc::new(Slot {
+            // Viewers' ids count up from 0: this one is never theirs.
+            id: u64::MAX,
+            info: ViewerInfo {
+                session: 0,
+                peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                via: "rec",
+                since: std::time::SystemTime::now(),
+            },
+            role: Mutex::new(ViewerRole::View),
+            pending: Mutex::new(pending),
+            wake: Notify::new(),
+        });
+        self.slots.lock().push(slot.clone());
+        Membership {
+            engine: self.clone(),
+            slot,
+        }
+    }
+
+    /// Records viewer input sent to the console, when `[recording] input` is on.
+    pub(crate) fn record_input(&self, bytes: &[u8]) {
+        if let Some(sink) = self.input_sink.lock().as_ref() {
+            sink.record(crate::record::format::From::Client, bytes);
+        }
     }
 
     /// Each viewer: session, role, address, how it came, since when.
@@ -499,6 +574,17 @@ impl Drop for Membership {
         self.engine.slots.lock().retain(|s| s.id != self.slot.id);
         self.engine.membership.notify_one();
         if self.slot.info.is_viewer() {
+            let now = std::time::SystemTime::now();
+            if let Some(v) = self
+                .engine
+                .visits
+                .lock()
+                .iter_mut()
+                .rev()
+                .find(|v| v.info.session == self.slot.info.session && v.left.is_none())
+            {
+                v.left = Some(now);
+            }
             tracing::info!(
                 instance = %self.engine.instance,
                 session = self.slot.info.session,
@@ -531,7 +617,7 @@ impl Engines {
         policy: OnBusy,
         who: ViewerInfo,
         role: ViewerRole,
-        start: impl FnOnce() -> (Arc<dyn Connector>, Settings),
+        start: impl FnOnce() -> Source,
         shutdown: &Shutdown,
         metrics: Arc<Metrics>,
     ) -> Result<Membership, Busy> {
@@ -566,7 +652,7 @@ impl Engines {
                 e.clone()
             }
             _ => {
-                let (connector, settings) = start();
+                let source = start();
                 let (tx, rx) = mpsc::channel(256);
                 let engine = Arc::new(Engine {
                     instance: instance.to_owned(),
@@ -589,22 +675,49 @@ impl Engines {
                     cache: cache::Cache::default(),
                     metrics: metrics.clone(),
                     stats: EngineStats::default(),
+                    visits: Mutex::new(Vec::new()),
+                    input_sink: Mutex::new(None),
                 });
                 map.insert(instance.to_owned(), engine.clone());
-                let task = upstream::Task {
-                    engine: engine.clone(),
-                    registry: self.map.clone(),
-                    connector,
-                    settings,
-                    input: rx,
-                    cancel: shutdown.token().clone(),
-                    metrics,
-                };
-                shutdown.spawn(task.run());
+                match source {
+                    Source::Console(connector, settings) => {
+                        let task = upstream::Task {
+                            engine: engine.clone(),
+                            registry: self.map.clone(),
+                            connector,
+                            settings,
+                            input: rx,
+                            cancel: shutdown.token().clone(),
+                            tracker: shutdown.clone(),
+                            metrics,
+                        };
+                        shutdown.spawn(task.run());
+                    }
+                    Source::Recording(replay) => {
+                        // Viewers' input goes nowhere (they are all view-only).
+                        drop(rx);
+                        let task = replay::Task {
+                            engine: engine.clone(),
+                            registry: self.map.clone(),
+                            replay,
+                            cancel: shutdown.token().clone(),
+                        };
+                        shutdown.spawn(task.run());
+                    }
+                }
                 engine
             }
         };
         if who.is_viewer() {
+            let mut visits = engine.visits.lock();
+            if visits.len() < MAX_VISITS {
+                visits.push(Visit {
+                    info: who.clone(),
+                    role,
+                    left: None,
+                });
+            }
+            drop(visits);
             tracing::info!(
                 instance,
                 session = who.session,

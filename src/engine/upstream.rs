@@ -50,6 +50,8 @@ pub(super) struct Task {
     pub(super) settings: Settings,
     pub(super) input: mpsc::Receiver<Input>,
     pub(super) cancel: CancellationToken,
+    /// Tracks the recorder (a drain waits for its file to close).
+    pub(super) tracker: crate::shutdown::Shutdown,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -84,6 +86,14 @@ impl Task {
             Err(f) => Some(f),
             Ok(mut c) => {
                 tracing::info!(instance, url = %c.url, request_id = %c.request_id, "console engine connected");
+                if let Some((cfg, region)) = self.settings.recording.clone() {
+                    let rec = super::recorder::Recorder {
+                        engine: self.engine.clone(),
+                        cfg,
+                        region,
+                    };
+                    self.tracker.spawn(rec.run());
+                }
                 loop {
                     let lost = self.live(&mut c, &mut keys).await;
                     drop(c);
@@ -167,10 +177,18 @@ impl Task {
 
     /// One attempt: connect and complete the console's handshake.
     async fn open(&mut self, keys: &mut Keys) -> Result<Connected, Failure> {
-        let mut c = tokio::select! {
-            c = self.connector.connect() => c?,
+        let connected = tokio::select! {
+            c = self.connector.connect() => c,
             () = self.cancel.cancelled() => return Err(Failure::Shutdown),
         };
+        // A URL was spent when one was minted: dialled, or minted and the dial failed.
+        if matches!(connected, Ok(_) | Err(Failure::Dial(_))) {
+            self.engine
+                .stats
+                .urls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut c = connected?;
         let limit = self.settings.handshake_timeout;
         let shook = tokio::select! {
             r = tokio::time::timeout(limit, handshake_with(&mut c, &self.settings)) => r,
@@ -261,7 +279,7 @@ impl Task {
             tokio::select! {
                 r = c.up.io.recv() => match r {
                     Recv::Data(b) => {
-                        match self.decode(&mut decoder, &b, &mut acc, &mut changes, &mut coverage) {
+                        match apply(&self.engine, &mut decoder, &b, &mut acc, &mut changes, &mut coverage) {
                             Ok(updates) => {
                                 for _ in 0..updates {
                                     // The next incremental request as soon as an update ends:
@@ -301,6 +319,7 @@ impl Task {
                         }
                     }
                     if !out.is_empty() {
+                        self.engine.record_input(&out);
                         if c.up.io.send(Bytes::from(out)).await.is_err() {
                             return Lost::Dropped("failed", "the console connection failed while sending input".into());
                         }
@@ -347,122 +366,6 @@ impl Task {
                 }
             }
         }
-    }
-
-    /// Feeds `bytes` to the decoder under the screen's lock; publishes each finished
-    /// update to the viewers. Returns how many updates ended.
-    fn decode(
-        &self,
-        decoder: &mut UpdateDecoder,
-        bytes: &[u8],
-        acc: &mut Damage,
-        changes: &mut Changes,
-        coverage: &mut Option<Coverage>,
-    ) -> Result<usize, crate::console::decode::DecodeError> {
-        let mut rest = bytes;
-        let mut updates = 0;
-        let mut s = self.engine.screen.write();
-        while !rest.is_empty() {
-            let fed = decoder.feed(rest, &mut s.fb)?;
-            rest = &rest[fed.consumed..];
-            let progressed = fed.consumed > 0 || !fed.events.is_empty();
-            for ev in fed.events {
-                match ev {
-                    Event::Damage(r) => {
-                        acc.add(r);
-                        if let Some(c) = coverage.as_mut() {
-                            c.paint(r);
-                        }
-                    }
-                    Event::Resize {
-                        width,
-                        height,
-                        screens,
-                        ..
-                    } => {
-                        s.layout = screens
-                            .iter()
-                            .map(|sc| LayoutScreen {
-                                id: sc.id,
-                                area: sc.rect,
-                                flags: sc.flags,
-                            })
-                            .collect();
-                        changes.resized = true;
-                        acc.add(Rect::new(0, 0, width, height));
-                        if coverage.is_some() {
-                            *coverage = Some(Coverage::new(width, height));
-                        }
-                    }
-                    Event::Cursor(shape) => {
-                        s.cursor = Some(CursorImage {
-                            hot_x: shape.hotspot_x,
-                            hot_y: shape.hotspot_y,
-                            width: shape.width,
-                            height: shape.height,
-                            pixels: shape.pixels,
-                            mask: shape.mask,
-                        });
-                        changes.cursor = true;
-                    }
-                    Event::DesktopName(n) => {
-                        s.console_name = n.clone();
-                        s.name = n;
-                        changes.name = true;
-                    }
-                    Event::QemuExtendedKeyEvent => s.qemu_keys = true,
-                    // Server messages outside updates reach viewers at once.
-                    Event::Bell => self.engine.publish(|p| p.bell = true),
-                    Event::CutText { text, .. } => {
-                        let latin1: Bytes = text
-                            .chars()
-                            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-                            .collect::<Vec<u8>>()
-                            .into();
-                        self.engine.publish(|p| p.cut = Some(latin1.clone()));
-                    }
-                    Event::UpdateEnd => {
-                        // The console's screen once every pixel of it was painted.
-                        if coverage.as_ref().is_some_and(Coverage::complete) {
-                            *coverage = None;
-                            self.engine.complete.send_replace(true);
-                        }
-                        self.engine.updates.send_modify(|n| *n += 1);
-                        // The encode cache's generation moves once per update: viewers
-                        // that encode while the next update is being decoded still
-                        // share. (A rectangle encoded from pixels that update already
-                        // changed is sent again: its damage is published at its end.)
-                        s.generation += 1;
-                        updates += 1;
-                        let damage = acc.take();
-                        let ch = std::mem::take(changes);
-                        self.engine.publish(|p| {
-                            p.damage.add_all(&damage);
-                            p.resized |= ch.resized;
-                            p.cursor |= ch.cursor;
-                            p.name |= ch.name;
-                        });
-                    }
-                    Event::LedState(_)
-                    | Event::PointerMotion { .. }
-                    | Event::Fence { .. }
-                    | Event::EndOfContinuousUpdates => {}
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-        drop(s);
-        if updates > 0 {
-            self.engine
-                .stats
-                .frames
-                .fetch_add(updates as u64, std::sync::atomic::Ordering::Relaxed);
-            self.metrics
-                .engine_frames(&self.engine.instance, updates as u64);
-        }
-        Ok(updates)
     }
 
     /// One input's bytes for the console; tracks held keys. A flush is handed back, to
@@ -632,9 +535,126 @@ impl Task {
     }
 }
 
+/// Feeds `bytes` (the console's, or a recording's) to the decoder under the screen's
+/// lock; publishes each finished update to the viewers. Returns how many updates ended.
+pub(super) fn apply(
+    engine: &Engine,
+    decoder: &mut UpdateDecoder,
+    bytes: &[u8],
+    acc: &mut Damage,
+    changes: &mut Changes,
+    coverage: &mut Option<Coverage>,
+) -> Result<usize, crate::console::decode::DecodeError> {
+    let mut rest = bytes;
+    let mut updates = 0;
+    let mut s = engine.screen.write();
+    while !rest.is_empty() {
+        let fed = decoder.feed(rest, &mut s.fb)?;
+        rest = &rest[fed.consumed..];
+        let progressed = fed.consumed > 0 || !fed.events.is_empty();
+        for ev in fed.events {
+            match ev {
+                Event::Damage(r) => {
+                    acc.add(r);
+                    if let Some(c) = coverage.as_mut() {
+                        c.paint(r);
+                    }
+                }
+                Event::Resize {
+                    width,
+                    height,
+                    screens,
+                    ..
+                } => {
+                    s.layout = screens
+                        .iter()
+                        .map(|sc| LayoutScreen {
+                            id: sc.id,
+                            area: sc.rect,
+                            flags: sc.flags,
+                        })
+                        .collect();
+                    changes.resized = true;
+                    acc.add(Rect::new(0, 0, width, height));
+                    if coverage.is_some() {
+                        *coverage = Some(Coverage::new(width, height));
+                    }
+                }
+                Event::Cursor(shape) => {
+                    s.cursor = Some(CursorImage {
+                        hot_x: shape.hotspot_x,
+                        hot_y: shape.hotspot_y,
+                        width: shape.width,
+                        height: shape.height,
+                        pixels: shape.pixels,
+                        mask: shape.mask,
+                    });
+                    changes.cursor = true;
+                }
+                Event::DesktopName(n) => {
+                    s.console_name = n.clone();
+                    s.name = n;
+                    changes.name = true;
+                }
+                Event::QemuExtendedKeyEvent => s.qemu_keys = true,
+                // Server messages outside updates reach viewers at once.
+                Event::Bell => engine.publish(|p| p.bell = true),
+                Event::CutText { text, .. } => {
+                    let latin1: Bytes = text
+                        .chars()
+                        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+                        .collect::<Vec<u8>>()
+                        .into();
+                    engine.publish(|p| p.cut = Some(latin1.clone()));
+                }
+                Event::UpdateEnd => {
+                    // The console's screen once every pixel of it was painted.
+                    if coverage.as_ref().is_some_and(Coverage::complete) {
+                        *coverage = None;
+                        engine.complete.send_replace(true);
+                    }
+                    engine.updates.send_modify(|n| *n += 1);
+                    // The encode cache's generation moves once per update: viewers
+                    // that encode while the next update is being decoded still
+                    // share. (A rectangle encoded from pixels that update already
+                    // changed is sent again: its damage is published at its end.)
+                    s.generation += 1;
+                    updates += 1;
+                    let damage = acc.take();
+                    let ch = std::mem::take(changes);
+                    engine.publish(|p| {
+                        p.damage.add_all(&damage);
+                        p.resized |= ch.resized;
+                        p.cursor |= ch.cursor;
+                        p.name |= ch.name;
+                    });
+                }
+                Event::LedState(_)
+                | Event::PointerMotion { .. }
+                | Event::Fence { .. }
+                | Event::EndOfContinuousUpdates => {}
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    drop(s);
+    if updates > 0 {
+        engine
+            .stats
+            .frames
+            .fetch_add(updates as u64, std::sync::atomic::Ordering::Relaxed);
+        engine
+            .metrics
+            .engine_frames(&engine.instance, updates as u64);
+    }
+    Ok(updates)
+}
+
 /// Changes other than pixels, gathered until an update ends.
 #[derive(Default)]
-struct Changes {
+pub(super) struct Changes {
     resized: bool,
     cursor: bool,
     name: bool,

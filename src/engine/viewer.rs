@@ -185,7 +185,7 @@ where
 }
 
 /// One viewer's state.
-struct Viewer {
+pub(super) struct Viewer {
     engine: Arc<Engine>,
     enc: Encoder,
     parser: Parser,
@@ -214,6 +214,59 @@ async fn notice_ends(until: Option<tokio::time::Instant>) {
 }
 
 impl Viewer {
+    /// A viewer that is a recording: `format`, the `encodings` every player decodes, the
+    /// screen's size as its ServerInit said.
+    pub(super) fn recording(
+        engine: Arc<Engine>,
+        format: PixelFormat,
+        encodings: &[i32],
+    ) -> Result<Viewer, String> {
+        let size = engine.size();
+        let mut enc = Encoder::new(format).map_err(|e| e.to_string())?;
+        enc.set_encodings(encodings);
+        Ok(Viewer {
+            engine,
+            enc,
+            parser: Parser::default(),
+            wants: true,
+            out: Vec::new(),
+            shared: false,
+            notice: None,
+            told_view_only: true,
+            notice_drawn: true,
+            size,
+        })
+    }
+
+    /// The next messages a recording holds: a Bell when the console rang (and its cut
+    /// text when `cut`), then a FramebufferUpdate with what changed, if anything did.
+    ///
+    /// # Errors
+    /// The screen could not be encoded.
+    pub(super) fn next_messages(
+        &mut self,
+        slot: &super::Slot,
+        cut: bool,
+        metrics: &Metrics,
+    ) -> Result<Vec<u8>, String> {
+        let (bell, text) = {
+            let mut p = slot.pending.lock();
+            (std::mem::take(&mut p.bell), p.cut.take())
+        };
+        if bell {
+            self.out.push(2);
+        }
+        if let Some(text) = text.filter(|_| cut) {
+            self.out.extend_from_slice(&[3, 0, 0, 0]);
+            self.out
+                .extend_from_slice(&(text.len() as u32).to_be_bytes());
+            self.out.extend_from_slice(&text);
+        }
+        self.update(slot, metrics)?;
+        self.enc.release_buffers();
+        Ok(std::mem::take(&mut self.out))
+    }
+
     /// Acts on every whole message received.
     async fn handle_messages(&mut self, slot: &super::Slot) -> Result<(), String> {
         while let Some(m) = self.parser.next().map_err(|e| e.0)? {

@@ -1,4 +1,4 @@
-//! `GET /api/consoles`: every console tcvnc serves (the `[[target]]`s, then the
+//! `GET /api/consoles` (and `GET /api/recordings`, at the end): every console tcvnc serves (the `[[target]]`s, then the
 //! instances `[discovery]` found) with name, state, region, zone, tags, where it came
 //! from, its viewers and the URLs left in its budget, plus how discovery is doing; for a
 //! console-mode instance whose engine runs, the engine's phase and upstream age.
@@ -50,4 +50,43 @@ pub(super) fn consoles(app: &Arc<App>, cfg: &Config) -> Response<Body> {
         http::HeaderValue::from_static("no-store"),
     );
     r
+}
+
+/// `GET /api/recordings`: every recording's sidecar in `[recording] dir`, newest first,
+/// for the control role only (they name viewers and their addresses).
+pub(super) fn recordings(cfg: &Config, role: crate::engine::ViewerRole) -> Response<Body> {
+    if role != crate::engine::ViewerRole::Control {
+        return http_util::text(
+            StatusCode::FORBIDDEN,
+            "the recordings list needs the control token ([http] token_file), not the view-only one\n",
+        );
+    }
+    let Some(rec) = &cfg.recording else {
+        return http_util::text(
+            StatusCode::NOT_FOUND,
+            "recording is off: add [recording] dir = \"...\" to the config\n",
+        );
+    };
+    match crate::record::sidecar::list(&rec.dir) {
+        Ok(list) => {
+            let mut r = http_util::json(&json!({
+                "dir": rec.dir.display().to_string(),
+                "input": rec.input,
+                "retention_s": rec.retention.map(|d| d.as_secs()),
+                "recordings": list,
+            }));
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::warn!(dir = %rec.dir.display(), "cannot list the recordings: {e}");
+            http_util::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot list the recordings: see tcvnc's log\n",
+            )
+        }
+    }
 }

@@ -365,6 +365,9 @@ fn routed(
     if path == "/api/consoles" {
         return super::api::consoles(app, cfg);
     }
+    if path == "/api/recordings" {
+        return super::api::recordings(cfg, role);
+    }
     if path == "/metrics" {
         for t in &cfg.targets {
             app.metrics

@@ -132,7 +132,7 @@ impl PixelFormat {
     }
 
     /// Parses the 16 wire bytes.
-    pub(crate) fn from_bytes(b: &[u8; 16]) -> PixelFormat {
+    pub fn from_bytes(b: &[u8; 16]) -> PixelFormat {
         PixelFormat {
             bits_per_pixel: b[0],
             depth: b[1],

@@ -94,6 +94,26 @@ fn settings(cfg: &Config, target: &Target) -> Settings {
         keepalive: cfg.upstream.keepalive,
         max_unanswered_pings: cfg.upstream.max_unanswered_pings,
         upstream_password: target.upstream_password.clone(),
+        recording: cfg
+            .recording
+            .clone()
+            .filter(|_| target.mode == crate::config::Mode::Console)
+            .map(|r| (r, target.region.clone())),
+    }
+}
+
+/// Where `target`'s engine gets its screen: the console (one URL per connection), or
+/// the recording `tcvnc play` serves.
+fn source(app: &Arc<App>, target: &Target, settings: Settings) -> engine::Source {
+    match &app.playback {
+        Some(replay) => engine::Source::Recording(replay.clone()),
+        None => engine::Source::Console(
+            Arc::new(SessionConnector {
+                app: app.clone(),
+                target: target.clone(),
+            }),
+            settings,
+        ),
     }
 }
 
@@ -115,6 +135,12 @@ where
 {
     let mut summary = Summary::accepted();
     let instance = target.instance.as_str();
+    // A recording is only watched.
+    let role = if app.playback.is_some() {
+        ViewerRole::View
+    } else {
+        role
+    };
     let who = ViewerInfo {
         session: live.id,
         peer: live.peer,
@@ -126,13 +152,7 @@ where
         target.on_busy,
         who,
         role,
-        || {
-            let c: Arc<dyn Connector> = Arc::new(SessionConnector {
-                app: app.clone(),
-                target: target.clone(),
-            });
-            (c, settings(cfg, target))
-        },
+        || source(app, target, settings(cfg, target)),
         &app.shutdown,
         app.metrics.clone(),
     );
@@ -327,13 +347,7 @@ pub(crate) async fn borrow(
             crate::config::OnBusy::Share,
             who,
             role,
-            || {
-                let c: Arc<dyn Connector> = Arc::new(SessionConnector {
-                    app: app.clone(),
-                    target: target.clone(),
-                });
-                (c, settings)
-            },
+            || source(app, target, settings),
             &app.shutdown,
             app.metrics.clone(),
         )

@@ -1,0 +1,204 @@
+//! The engine's recorder (`[recording]`): a viewer of the engine that writes what it is
+//! sent to a file instead of a socket. It starts when the engine's console first
+//! connects and ends with the engine, so one file holds one console session with its
+//! drops, resumes, banners, resizes and idle periods.
+//!
+//! Like any viewer it is told what changed and takes it at its own pace: at most one
+//! update every [`FRAME_GAP`] (changes in between are coalesced, so a video-like screen
+//! costs at most ten encodes a second), written through `record::writer::Sink`, which
+//! never blocks: a disk that falls behind or fails stops the recording, not the console.
+//! The sidecar (`record::sidecar`) is written at the start, when viewers come and go, and
+//! at the end.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::viewer::Viewer;
+use super::{Engine, Phase};
+use crate::config::RecordingConfig;
+use crate::record::format::From;
+use crate::record::sidecar::{self, Sidecar};
+use crate::record::writer::{free_name, Sink};
+
+/// The shortest time between two recorded updates.
+pub(crate) const FRAME_GAP: Duration = Duration::from_millis(100);
+/// The shortest time between two rewrites of the sidecar for viewers coming and going.
+const SIDECAR_GAP: Duration = Duration::from_secs(2);
+
+/// One engine's recorder.
+pub(super) struct Recorder {
+    pub(super) engine: Arc<Engine>,
+    pub(super) cfg: RecordingConfig,
+    pub(super) region: String,
+}
+
+impl Recorder {
+    /// Records until the engine ends (or the recording has to stop).
+    pub(super) async fn run(self) {
+        let instance = self.engine.instance().to_owned();
+        let started = SystemTime::now();
+        let path = free_name(&self.cfg.dir, &instance, started);
+        let metrics = self.engine.metrics.clone();
+        let (sink, thread) = match Sink::create(&path, &instance, metrics.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(instance, path = %path.display(), "cannot start the recording: {e}; the session goes on unrecorded: check [recording] dir");
+                metrics.recording_stopped(&instance, "open_error");
+                return;
+            }
+        };
+        metrics.recording_live(&instance, 1);
+        tracing::info!(instance, path = %path.display(), input = self.cfg.input, "recording the console");
+        let membership = self.engine.observe();
+        let slot = membership.slot.clone();
+        let (w, h, name) = {
+            let s = self.engine.screen.read();
+            (s.fb.width(), s.fb.height(), s.name.clone())
+        };
+        // The name was just sent in the ServerInit.
+        slot.pending.lock().name = false;
+        for step in crate::record::preamble(w, h, &name) {
+            sink.record_at(From::Server, 0, &step);
+        }
+        let mut side = Sidecar {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            format: sidecar::FORMAT_NAME.into(),
+            instance: instance.clone(),
+            region: self.region.clone(),
+            start: sidecar::time(started),
+            end: None,
+            width: w,
+            height: h,
+            viewers: Vec::new(),
+            urls_spent: 0,
+            resumes: 0,
+            input_recorded: self.cfg.input,
+            bytes: 0,
+            stopped: None,
+            ended: None,
+        };
+        self.write_sidecar(&mut side, &sink).await;
+        if self.cfg.input {
+            *self.engine.input_sink.lock() = Some(sink.clone());
+        }
+        let ended = self.record(&slot, &sink, &mut side).await;
+        *self.engine.input_sink.lock() = None;
+        drop(membership);
+        sink.finish();
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        side.end = Some(sidecar::time(SystemTime::now()));
+        side.ended = ended;
+        self.write_sidecar(&mut side, &sink).await;
+        metrics.recording_live(&instance, -1);
+        tracing::info!(
+            instance,
+            path = %path.display(),
+            bytes = sink.written(),
+            stopped = side.stopped.as_deref().unwrap_or(""),
+            "recording closed"
+        );
+    }
+
+    /// The recording loop; returns why the session ended (`None`: the recording stopped
+    /// first).
+    async fn record(
+        &self,
+        slot: &Arc<super::Slot>,
+        sink: &Sink,
+        side: &mut Sidecar,
+    ) -> Option<String> {
+        let metrics = self.engine.metrics.clone();
+        let mut v = match Viewer::recording(
+            self.engine.clone(),
+            crate::record::FORMAT,
+            crate::record::ENCODINGS,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(instance = %self.engine.instance(), "cannot record: {e}");
+                return None;
+            }
+        };
+        let mut phase = self.engine.subscribe();
+        let mut last = tokio::time::Instant::now() - FRAME_GAP;
+        let mut visits = 0;
+        let mut sidecar_at = tokio::time::Instant::now();
+        loop {
+            let ended = match &*phase.borrow_and_update() {
+                Phase::Ended(f) => Some(f.to_string()),
+                _ => None,
+            };
+            // Changes are coalesced over FRAME_GAP.
+            tokio::time::sleep_until(last + FRAME_GAP).await;
+            match v.next_messages(slot, self.cfg.input, &metrics) {
+                Ok(bytes) if !bytes.is_empty() => {
+                    last = tokio::time::Instant::now();
+                    if !sink.record(From::Server, &bytes) {
+                        side.stopped = sink.stopped().map(|s| s.why);
+                        return None;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(instance = %self.engine.instance(), "recording stopped: {e}");
+                    side.stopped = Some(e);
+                    return None;
+                }
+            }
+            if let Some(why) = ended {
+                return Some(why);
+            }
+            if let Some(s) = sink.stopped() {
+                side.stopped = Some(s.why);
+                return None;
+            }
+            let n = self.engine.visits.lock().len();
+            if n != visits && sidecar_at.elapsed() >= SIDECAR_GAP {
+                visits = n;
+                sidecar_at = tokio::time::Instant::now();
+                self.write_sidecar(side, sink).await;
+            }
+            tokio::select! {
+                () = slot.wake.notified() => {}
+                r = phase.changed() => if r.is_err() { return Some("tcvnc stopped".into()) },
+                // Viewers who came and went reach the sidecar even on a still screen.
+                () = tokio::time::sleep(SIDECAR_GAP) => {}
+            }
+        }
+    }
+
+    /// Writes the sidecar with the engine's counters now (off the runtime's threads).
+    async fn write_sidecar(&self, side: &mut Sidecar, sink: &Sink) {
+        side.viewers = self
+            .engine
+            .visits
+            .lock()
+            .iter()
+            .map(|v| sidecar::Viewer {
+                session: v.info.session,
+                role: v.role.as_str().into(),
+                peer: v.info.peer.to_string(),
+                via: v.info.via.into(),
+                joined: sidecar::time(v.info.since),
+                left: v.left.map(sidecar::time),
+            })
+            .collect();
+        side.urls_spent = self.engine.stats.urls.load(Ordering::Relaxed);
+        side.resumes = self.engine.stats.resumes.load(Ordering::Relaxed);
+        side.bytes = sink.written();
+        if side.stopped.is_none() {
+            side.stopped = sink.stopped().map(|s| s.why);
+        }
+        let dir: PathBuf = self.cfg.dir.clone();
+        let s = side.clone();
+        let written = tokio::task::spawn_blocking(move || sidecar::write(&dir, &s)).await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(instance = %self.engine.instance(), "cannot write the recording's sidecar: {e}");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! An engine whose console is a recording (`tcvnc play`): the recording's updates are
+//! decoded into the screen at their times (scaled by `speed`; everything before `from`
+//! at once), and viewers are served from the screen as from a live console: any viewer,
+//! any pixel format and encoding, all view-only. The playback starts when the first
+//! viewer joins and ends when the last leaves (the next viewer starts it again); at the
+//! end of the recording the last screen stays, its name saying so.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::damage::{Coverage, Damage};
+use super::upstream::{apply, Changes};
+use super::{Engine, Phase};
+use crate::console::decode::UpdateDecoder;
+use crate::outcome::Failure;
+use crate::record::source;
+
+/// What `tcvnc play` plays.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The recording.
+    pub path: PathBuf,
+    /// Playback speed (2.0: twice as fast).
+    pub speed: f64,
+    /// Where playback starts.
+    pub from: Duration,
+}
+
+/// The task that plays a recording into an engine.
+pub(super) struct Task {
+    pub(super) engine: Arc<Engine>,
+    pub(super) registry: Arc<Mutex<HashMap<String, Arc<Engine>>>>,
+    pub(super) replay: Arc<Replay>,
+    pub(super) cancel: CancellationToken,
+}
+
+impl Task {
+    pub(super) async fn run(self) {
+        if let Err(f) = self.play().await {
+            if !matches!(f, Failure::Shutdown) {
+                tracing::warn!(path = %self.replay.path.display(), "{f}");
+            }
+            let mut map = self.registry.lock();
+            self.leave(&mut map, f);
+        }
+    }
+
+    /// Leaves the registry and closes the viewers with `f` (under the registry's lock).
+    fn leave(&self, map: &mut HashMap<String, Arc<Engine>>, f: Failure) {
+        if map
+            .get(self.engine.instance())
+            .is_some_and(|e| Arc::ptr_eq(e, &self.engine))
+        {
+            map.remove(self.engine.instance());
+        }
+        self.engine.set_phase(Phase::Ended(Arc::new(f)));
+    }
+
+    async fn play(&self) -> Result<(), Failure> {
+        let path = self.replay.path.clone();
+        let from_ms = self.replay.from.as_millis() as u64;
+        let engine = self.engine.clone();
+        // The handshake, and everything before `from`, decoded at once off the runtime.
+        let started = Instant::now();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+            let mut src = source::open(&path).map_err(|e| Failure::Recording(e.to_string()))?;
+            let init = src.init.clone();
+            {
+                let mut s = engine.screen.write();
+                s.fb.resize(init.width, init.height);
+                s.console_name = init.name.clone();
+                s.name = init.name.clone();
+                s.generation += 1;
+            }
+            let mut decoder = UpdateDecoder::new(&init.format)
+                .map_err(|e| Failure::Recording(format!("its pixel format: {e}")))?;
+            let mut st = State::new(init.width, init.height);
+            let next = loop {
+                match src
+                    .next_data()
+                    .map_err(|e| Failure::Recording(e.to_string()))?
+                {
+                    Some((ms, data)) if ms < from_ms => st.feed(&engine, &mut decoder, &data)?,
+                    other => break other,
+                }
+            };
+            Ok((src, decoder, st, next))
+        })
+        .await
+        .map_err(|e| Failure::Recording(format!("the reader failed: {e}")))?;
+        let (mut src, mut decoder, mut st, mut next) = opened?;
+        tracing::info!(
+            path = %self.replay.path.display(),
+            from_s = self.replay.from.as_secs_f64(),
+            ready_ms = started.elapsed().as_millis() as u64,
+            "playing"
+        );
+        self.engine.complete.send_replace(true);
+        self.engine.set_phase(Phase::Live);
+        let t0 = Instant::now();
+        let speed = self.replay.speed.max(0.001);
+        while let Some((ms, data)) = next {
+            let due =
+                t0 + Duration::from_secs_f64(ms.saturating_sub(from_ms) as f64 / 1000.0 / speed);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => break,
+                    () = self.engine.membership.notified() => {
+                        if self.end_if_idle() {
+                            return Ok(());
+                        }
+                    }
+                    () = self.cancel.cancelled() => return Err(Failure::Shutdown),
+                }
+            }
+            st.feed(&self.engine, &mut decoder, &data)?;
+            next = src
+                .next_data()
+                .map_err(|e| Failure::Recording(e.to_string()))?;
+        }
+        {
+            let mut s = self.engine.screen.write();
+            let suffix = if src.finished() {
+                " (end of recording)"
+            } else {
+                " (end of recording: the file was cut short)"
+            };
+            s.name = format!("{}{suffix}", s.console_name);
+            self.engine.publish(|p| p.name = true);
+        }
+        tracing::info!(path = %self.replay.path.display(), "end of recording; the last screen stays until the viewers leave");
+        loop {
+            tokio::select! {
+                () = self.engine.membership.notified() => {
+                    if self.end_if_idle() {
+                        return Ok(());
+                    }
+                }
+                () = self.cancel.cancelled() => return Err(Failure::Shutdown),
+            }
+        }
+    }
+
+    /// Ends the playback when no viewer is left, under the registry's lock (a viewer
+    /// joins under it, so none joins an ending playback): whether it ended.
+    fn end_if_idle(&self) -> bool {
+        let mut map = self.registry.lock();
+        if self.engine.members() == 0 {
+            self.leave(&mut map, Failure::Lingered);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The decoding state between messages.
+struct State {
+    acc: Damage,
+    changes: Changes,
+    coverage: Option<Coverage>,
+}
+
+impl State {
+    fn new(w: u16, h: u16) -> State {
+        State {
+            acc: Damage::default(),
+            changes: Changes::default(),
+            coverage: Some(Coverage::new(w, h)),
+        }
+    }
+
+    fn feed(
+        &mut self,
+        engine: &Engine,
+        decoder: &mut UpdateDecoder,
+        data: &[u8],
+    ) -> Result<(), Failure> {
+        apply(
+            engine,
+            decoder,
+            data,
+            &mut self.acc,
+            &mut self.changes,
+            &mut self.coverage,
+        )
+        .map(|_| ())
+        .map_err(|e| Failure::Recording(format!("tcvnc cannot decode it: {e}")))
+    }
+}

@@ -1,0 +1,516 @@
+//! Recording (`[recording]`) and playback (`tcvnc play`, `tcvnc export`) against the
+//! simulator's test-pattern console: a console-mode session, a gateway drop and resume
+//! included, is written as websockify's record format; an independent decoder (the
+//! reference viewer in `tests/rfbref`) reads back the screen the viewer saw, the banner
+//! and names of the resume included; the sidecar names the viewer, the URLs and the
+//! resume; nothing secret is in either file. A recording made here plays through `tcvnc
+//! play` (seeking, speed, a resize) and `tcvnc export` gives the screen at each instant.
+
+mod common;
+mod console_support;
+mod rfbref;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use console_support::*;
+use tcvnc::record::format::{self, From, Reader};
+use tcvnc::sim::rfb_server::pattern;
+use tcvnc::sim::{Faults, GatewayEvent};
+use tokio::io::AsyncWriteExt;
+
+const CONTROL_TOKEN: &str = "0c1d0a9b8c7e6d5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f";
+const VIEW_TOKEN: &str = "0a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b";
+
+/// Every frame of a recording file.
+fn frames(path: &std::path::Path) -> (Vec<format::Frame>, bool) {
+    let f = std::fs::File::open(path).expect("open");
+    let mut r = Reader::new(std::io::BufReader::new(f)).expect("a recording");
+    let mut out = Vec::new();
+    while let Some(fr) = r.next_frame().expect("frame") {
+        out.push(fr);
+    }
+    (out, r.finished)
+}
+
+/// What the reference viewer made of a recording's server stream.
+struct Played {
+    v: rfbref::Viewer,
+    names: Vec<String>,
+    updates: usize,
+}
+
+/// Plays the server side of `frames` into the reference viewer (a viewer's view of it:
+/// handshake, then updates, bells and cut text).
+fn play(frames: &[format::Frame]) -> Played {
+    let server: Vec<&format::Frame> = frames.iter().filter(|f| f.from == From::Server).collect();
+    assert!(
+        server.windows(2).all(|w| w[0].ms <= w[1].ms),
+        "times in order"
+    );
+    assert_eq!(server[0].data, b"RFB 003.008\n");
+    assert_eq!(server[1].data, [1, 1], "one security type: None");
+    assert_eq!(server[2].data, [0, 0, 0, 0], "SecurityResult OK");
+    let init = &server[3].data;
+    let (w, h) = (
+        u16::from_be_bytes([init[0], init[1]]),
+        u16::from_be_bytes([init[2], init[3]]),
+    );
+    let mut pf = [0u8; 16];
+    pf.copy_from_slice(&init[4..20]);
+    let pf = tcvnc::rfb::messages::PixelFormat::from_bytes(&pf);
+    let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize;
+    let mut p = Played {
+        v: rfbref::Viewer::new(pf, w, h),
+        names: vec![String::from_utf8_lossy(&init[24..24 + name_len]).into_owned()],
+        updates: 0,
+    };
+    for f in &server[4..] {
+        let mut at = 0;
+        while at < f.data.len() {
+            match f.data[at] {
+                0 => {
+                    at +=
+                        p.v.update(&f.data[at..])
+                            .expect("an update the reference decodes");
+                    p.updates += 1;
+                    if let Some(n) = p.v.name.take() {
+                        p.names.push(n);
+                    }
+                }
+                2 => at += 1,
+                3 => {
+                    let n = u32::from_be_bytes([
+                        f.data[at + 4],
+                        f.data[at + 5],
+                        f.data[at + 6],
+                        f.data[at + 7],
+                    ]) as usize;
+                    at += 8 + n;
+                }
+                t => panic!("message type {t} in a recording"),
+            }
+        }
+    }
+    p
+}
+
+impl Played {
+    /// The still parts of the test pattern are on the screen, pixel for pixel.
+    fn shows_pattern(&self) -> Result<(), String> {
+        for y in 0..self.v.height {
+            if (240 - 32..240 + 32).contains(&y) || y < 20 {
+                continue;
+            }
+            for x in 0..self.v.width {
+                let (r, g, b) = pattern(x, y, 0);
+                let want = self.v.value_of_rgb(r, g, b);
+                let got =
+                    self.v.screen[usize::from(y) * usize::from(self.v.width) + usize::from(x)];
+                if got & self.v.used_mask() != want & self.v.used_mask() {
+                    return Err(format!("pixel {x},{y}: {got:08x}, want {want:08x}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn recordings_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "js"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits until the recording's sidecar says it ended (the engine closes it after its
+/// last viewer left and `linger` passed).
+async fn ended_sidecar(dir: &std::path::Path) -> tcvnc::record::sidecar::Sidecar {
+    within(async {
+        loop {
+            if let Some(s) = tcvnc::record::sidecar::list(dir)
+                .expect("list")
+                .into_iter()
+                .find(|s| s.end.is_some())
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_console_session_is_recorded_as_the_viewer_saw_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rec = tmp.path().join("recordings");
+    let secret = |name: &str, value: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, value).expect("write");
+        p.display().to_string()
+    };
+    let sim = sim().await;
+    let mut events = sim.state.events();
+    let mut o = console_opts("linger = \"0s\"");
+    o.http = Some(format!(
+        "token_file = \"{}\"\nview_token_file = \"{}\"\n",
+        secret("t", CONTROL_TOKEN),
+        secret("v", VIEW_TOKEN)
+    ));
+    let text = format!(
+        "{}\n[recording]\ndir = \"{}\"\nretention = \"30d\"\n",
+        config_text(&sim, &o),
+        rec.display()
+    );
+    let mut d = TestDaemon::from_text(&text).await;
+    assert_eq!(mode(&rec), 0o700, "the directory is created private");
+    // The first gateway session ends after 1.5 MB: a drop and a resume in the recording.
+    sim.state.set_faults(Faults {
+        drop_after_bytes: Some(1_500_000),
+        ..Faults::default()
+    });
+    let mut v = within(Viewer::connect(
+        d.tcp(INSTANCE),
+        &[ZRLE, RAW, DESKTOP_SIZE, DESKTOP_NAME],
+    ))
+    .await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("first update");
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Ended(_))).await;
+    // One drop: the next session runs on.
+    sim.state.set_faults(Faults::default());
+    wait_event(&mut events, |e| matches!(e, GatewayEvent::Accepted(_))).await;
+    for _ in 0..5 {
+        v.request(true).await;
+        within(v.next_update())
+            .await
+            .expect("an update after the drop");
+    }
+    v.shows_pattern().expect("the viewer's screen");
+    // Keys from the viewer reach the console but not the file (input is off).
+    v.send(&key(true, 0x61)).await;
+    v.send(&key(false, 0x61)).await;
+    within(sim.state.wait_inputs(INSTANCE, 2)).await;
+    // The API lists the running recording to the control token only.
+    let http = d.http.expect("http");
+    let client = http_client();
+    let url = format!("http://{http}/api/recordings");
+    let r = client
+        .get(&url)
+        .bearer_auth(VIEW_TOKEN)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 403);
+    let r = client
+        .get(&url)
+        .bearer_auth(CONTROL_TOKEN)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    let listed: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(listed["recordings"][0]["instance"], INSTANCE);
+    assert!(listed["recordings"][0]["end"].is_null(), "still running");
+    drop(v);
+
+    let side = ended_sidecar(&rec).await;
+    let files = recordings_in(&rec);
+    assert_eq!(files.len(), 1, "one file per console session");
+    let path = &files[0];
+    assert_eq!(
+        side.file,
+        path.file_name().expect("name").to_string_lossy(),
+        "the sidecar names its file"
+    );
+    assert!(side.file.starts_with("ins-demo0001-"), "{}", side.file);
+    assert_eq!(mode(path), 0o600);
+    assert_eq!(mode(&tcvnc::record::sidecar::path_for(path)), 0o600);
+    assert_eq!(side.instance, INSTANCE);
+    assert_eq!(side.region, "ap-guangzhou");
+    assert!(side.end.as_deref() > Some(side.start.as_str()));
+    assert_eq!(side.viewers.len(), 1, "{:?}", side.viewers);
+    assert_eq!(side.viewers[0].role, "control");
+    assert_eq!(side.viewers[0].via, "tcp");
+    assert!(side.viewers[0].peer.starts_with("127.0.0.1:"));
+    assert!(side.viewers[0].left.is_some());
+    assert_eq!(side.urls_spent, sim.state.mints(INSTANCE));
+    assert!(side.urls_spent >= 2, "{side:?}");
+    assert!(side.resumes >= 1, "{side:?}");
+    assert!(!side.input_recorded);
+    assert!(side.stopped.is_none(), "{side:?}");
+    assert_eq!(side.bytes, std::fs::metadata(path).expect("meta").len());
+
+    // Nothing secret: no URL, token or key, in the file or in what it decodes to.
+    let raw = std::fs::read_to_string(path).expect("text");
+    for bad in [
+        "wss://",
+        "?s=",
+        "&s=",
+        tcvnc::sim::DEMO_SECRET_KEY,
+        tcvnc::sim::DEMO_SECRET_ID,
+    ] {
+        assert!(!raw.contains(bad), "{bad} in the recording");
+    }
+    let (all, finished) = frames(path);
+    assert!(finished, "closed with its last line");
+    assert!(
+        all.iter().all(|f| f.from == From::Server),
+        "no viewer input without input = true"
+    );
+    let decoded: Vec<u8> = all.iter().flat_map(|f| f.data.clone()).collect();
+    assert!(!decoded.windows(6).any(|w| w == b"wss://"));
+
+    // What the file holds is what the viewer saw: the pattern, and the drop's banner.
+    let p = play(&all);
+    assert!(p.updates >= 3, "{} updates", p.updates);
+    assert_eq!((p.v.width, p.v.height), (640, 480));
+    p.shows_pattern().expect("the recorded screen");
+    assert!(
+        p.names.iter().any(|n| n.starts_with("reconnecting")),
+        "the resume's name: {:?}",
+        p.names
+    );
+    assert_eq!(p.names.last(), p.names.first(), "the console's name back");
+    assert!(p.v.seen.contains(&7), "Tight: {:?}", p.v.seen);
+    let metrics = d.app.metrics.encode();
+    assert!(
+        metrics.contains("tcvnc_console_recordings{instance=\"ins-demo0001\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tcvnc_console_recorded_bytes_total{instance=\"ins-demo0001\"}"));
+    assert!(d.stop().await);
+}
+
+#[tokio::test]
+async fn viewer_input_is_recorded_only_when_asked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sim = sim().await;
+    let text = format!(
+        "{}\n[recording]\ndir = \"{}\"\ninput = true\n",
+        config_text(&sim, &console_opts("linger = \"0s\"")),
+        tmp.path().display()
+    );
+    let mut d = TestDaemon::from_text(&text).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    v.send(&key(true, 0x62)).await;
+    v.send(&key(false, 0x62)).await;
+    within(sim.state.wait_inputs(INSTANCE, 2)).await;
+    drop(v);
+    let side = ended_sidecar(tmp.path()).await;
+    assert!(side.input_recorded);
+    let (all, _) = frames(&tmp.path().join(&side.file));
+    let client: Vec<u8> = all
+        .iter()
+        .filter(|f| f.from == From::Client)
+        .flat_map(|f| f.data.clone())
+        .collect();
+    let mut want = key(true, 0x62);
+    want.extend(key(false, 0x62));
+    assert!(
+        client.windows(want.len()).any(|w| w == want),
+        "the key events in the client frames: {client:?}"
+    );
+    assert!(d.stop().await);
+}
+
+/// A recording written by hand: a red screen at 0 s, green at 60 s, then at 120 s a
+/// resize to 320×240 and blue; each update Raw, the name "handmade".
+fn handmade(path: &std::path::Path) {
+    let mut out = format::HEADER.as_bytes().to_vec();
+    for step in tcvnc::record::preamble(64, 48, "handmade") {
+        format::line(From::Server, 0, &step, &mut out);
+    }
+    let raw = |w: u16, h: u16, rgb: [u8; 3], resize: bool| {
+        let mut m = vec![0, 0, 0, if resize { 2 } else { 1 }];
+        if resize {
+            m.extend_from_slice(&[0, 0, 0, 0]);
+            m.extend_from_slice(&w.to_be_bytes());
+            m.extend_from_slice(&h.to_be_bytes());
+            m.extend_from_slice(&(-223i32).to_be_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 0, 0]);
+        m.extend_from_slice(&w.to_be_bytes());
+        m.extend_from_slice(&h.to_be_bytes());
+        m.extend_from_slice(&0i32.to_be_bytes());
+        for _ in 0..u32::from(w) * u32::from(h) {
+            // noVNC's format: red in the lowest byte.
+            m.extend_from_slice(&[rgb[0], rgb[1], rgb[2], 0]);
+        }
+        m
+    };
+    format::line(From::Server, 10, &raw(64, 48, [255, 0, 0], false), &mut out);
+    format::line(
+        From::Server,
+        60_000,
+        &raw(64, 48, [0, 255, 0], false),
+        &mut out,
+    );
+    format::line(
+        From::Server,
+        120_000,
+        &raw(320, 240, [0, 0, 255], true),
+        &mut out,
+    );
+    out.extend_from_slice(format::FOOTER.as_bytes());
+    std::fs::write(path, out).expect("write");
+}
+
+#[tokio::test]
+async fn export_gives_the_screen_at_each_instant() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("handmade.js");
+    handmade(&file);
+    let out = tmp.path().join("frames");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .args([
+            "export",
+            &file.display().to_string(),
+            "-o",
+            &out.display().to_string(),
+            "--interval",
+            "30s",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut pngs: Vec<_> = std::fs::read_dir(&out)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    pngs.sort();
+    let names: Vec<String> = pngs
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "frame-000001-000m00.000s.png",
+            "frame-000002-000m30.000s.png",
+            "frame-000003-001m00.000s.png",
+            "frame-000004-001m30.000s.png",
+            "frame-000005-002m00.000s.png",
+        ]
+    );
+    let colour = |p: &std::path::Path| {
+        let mut d = zune_png::PngDecoder::new(std::fs::read(p).expect("read"));
+        let px = d.decode_raw().expect("PNG");
+        let (w, h) = d.get_dimensions().expect("dims");
+        assert!(px.chunks_exact(3).all(|c| c == &px[..3]), "one colour");
+        (w, h, [px[0], px[1], px[2]])
+    };
+    // At 0 s the first update (at 10 ms) has not come: the screen is still black.
+    assert_eq!(colour(&pngs[0]), (64, 48, [0, 0, 0]));
+    assert_eq!(colour(&pngs[1]), (64, 48, [255, 0, 0]));
+    assert_eq!(
+        colour(&pngs[2]),
+        (64, 48, [0, 255, 0]),
+        "green came at 60 s"
+    );
+    assert_eq!(colour(&pngs[3]), (64, 48, [0, 255, 0]));
+    assert_eq!(colour(&pngs[4]), (320, 240, [0, 0, 255]));
+    // Not a recording: a usage error naming the file.
+    let bad = tmp.path().join("bad.js");
+    std::fs::write(&bad, "hello\n").expect("write");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .args([
+            "export",
+            &bad.display().to_string(),
+            "-o",
+            &out.display().to_string(),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(run.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("bad.js"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_serves_a_recording_from_an_instant_at_a_speed() {
+    use tokio::io::AsyncBufReadExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("handmade.js");
+    handmade(&file);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .args([
+            "play",
+            &file.display().to_string(),
+            "--tcp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--from",
+            "90s",
+            "--speed",
+            "100",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let tcp = within(async {
+        loop {
+            let l = lines.next_line().await.expect("read").expect("a line");
+            if let Some(a) = l.trim().strip_prefix("native viewer:  vncviewer ") {
+                return a
+                    .replace("::", ":")
+                    .parse::<std::net::SocketAddr>()
+                    .expect("address");
+            }
+        }
+    })
+    .await;
+    let mut v = within(Viewer::connect(tcp, &[RAW, DESKTOP_SIZE, DESKTOP_NAME])).await;
+    assert_eq!(v.name, "handmade");
+    assert_eq!((v.v.width, v.v.height), (64, 48));
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    // At 90 s the screen is green.
+    assert_eq!(v.rgb(5, 5), 0x00ff00);
+    // 30 s of recording at 100x: the resize and blue come 0.3 s later.
+    within(async {
+        while v.v.width != 320 {
+            v.request(true).await;
+            v.next_update().await.expect("update");
+        }
+    })
+    .await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    assert_eq!(v.rgb(300, 200), 0x0000ff);
+    within(async {
+        while !v.names.iter().any(|n| n.ends_with("(end of recording)")) {
+            v.request(true).await;
+            v.next_update().await.expect("update");
+        }
+    })
+    .await;
+    // Read-only: a key goes nowhere, and the viewer stays.
+    v.send(&key(true, 0x61)).await;
+    v.s.flush().await.expect("flush");
+    v.request(false).await;
+    within(v.next_update()).await.expect("still served");
+    let _ = child.kill().await;
+}
