@@ -9,6 +9,8 @@
 //! - Drop and reboot: a viewer keeps its connection while the gateway drops the console
 //!   (or the instance reboots), is told why, and gets fresh frames after.
 //! - Keyboard: keys typed in noVNC reach a shell on the console.
+//! - Sharing: browsers with control and view-only roles and a TCP viewer on one console
+//!   (one URL); only the controller's input reaches it, the view-only input is counted.
 //!
 //! Runs with TCVNC_E2E=1, where a missing tool is a failure. Artifacts (captures, page
 //! screenshots, the daemon's log of a failed test) are kept in `tests/e2e/artifacts`.
@@ -479,4 +481,209 @@ async fn e2e_console_novnc_keyboard() {
     assert!(status.success(), "novnc_type.mjs: {status}");
     let engine = &t.console(INSTANCE).await["engine"];
     assert_eq!(engine["input_dropped"], 0, "{engine}");
+}
+
+/// `novnc_share.mjs`: two noVNC pages in one headless Chromium, driven a command at a
+/// time (a line on its stdin, a JSON line back).
+struct Browsers {
+    node: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    out: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Browsers {
+    /// Opens `control` and `view` (noVNC URLs); page screenshots go to `PREFIX-*.png`.
+    fn start(control: &str, view: &str, prefix: &Path) -> Browsers {
+        let mut node = tokio::process::Command::new("node")
+            .arg(common::e2e_file("novnc_share.mjs"))
+            .args([control, view])
+            .arg(prefix)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let stdin = node.stdin.take().expect("stdin");
+        let out = BufReader::new(node.stdout.take().expect("stdout")).lines();
+        Browsers { node, stdin, out }
+    }
+
+    /// Sends `command`; its answer, which must say `ok`.
+    async fn ask(&mut self, command: &str) -> Value {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("write to node");
+        let line = tokio::time::timeout(Duration::from_secs(60), self.out.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("novnc_share.mjs: no answer to {command:?} in time"))
+            .expect("read")
+            .unwrap_or_default();
+        let said: Value = serde_json::from_str(&line).unwrap_or(json!({"unparsed": line}));
+        assert_eq!(said["ok"], true, "novnc_share.mjs, {command:?}: {said}");
+        said
+    }
+
+    /// Closes stdin: the script writes the page screenshots and exits, which it must do
+    /// cleanly.
+    async fn close(mut self) {
+        drop(self.stdin);
+        let status = tokio::time::timeout(STEP, self.node.wait())
+            .await
+            .expect("the browser closes")
+            .expect("node");
+        assert!(status.success(), "novnc_share.mjs: {status}");
+    }
+}
+
+/// The key and pointer events in `sent` (the page's own record, see `novnc_share.mjs`).
+fn events(sent: &Value) -> Vec<Value> {
+    sent["sent"].as_array().cloned().unwrap_or_default()
+}
+
+/// Three viewers share one console (`on_busy = "share"`, the simulator's test pattern,
+/// whose input log records every event that reaches it): a raw RFB viewer on TCP and two
+/// noVNC pages in headless Chromium, one with control, one view-only (`?view_only=1` in
+/// its websocket path, noVNC itself not told, so it sends what playwright gives it). One
+/// URL serves all three; `/api/consoles` lists them with role and transport. The
+/// view-only page clicks and types first: tcvnc counts every one of its events as
+/// dropped (`tcvnc_console_input_dropped_total{cause="view_only"}` reaches exactly what
+/// the page sent, which also proves tcvnc read them all), then the control page clicks
+/// and types; the console's input log ends up equal to the control page's events, in
+/// order, and holds nothing of the view-only page's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_console_shared_browsers_and_tcp() {
+    if !e2e("e2e_console_shared_browsers_and_tcp") {
+        return;
+    }
+    let t = Tcvnc::start_pattern(&console_target("")).await;
+    let addr: SocketAddr = t.addr(&format!("tcp {INSTANCE}")).parse().expect("addr");
+    let mut tcp = tokio::time::timeout(STEP, Viewer::connect(addr, &[ZRLE, HEXTILE, RAW]))
+        .await
+        .expect("the TCP viewer is admitted in time");
+    tcp.request(false).await;
+    tokio::time::timeout(STEP, tcp.next_update())
+        .await
+        .expect("the TCP viewer's first update in time")
+        .expect("the TCP viewer's first update");
+    tcp.shows_pattern()
+        .unwrap_or_else(|e| panic!("the TCP viewer sees the test pattern: {e}"));
+
+    let page = format!(
+        "http://{}/vnc.html?autoconnect=true&reconnect=false&path=vnc/{INSTANCE}",
+        t.addr("http")
+    );
+    let view_page = format!("{page}%3Fview_only%3D1");
+    let mut b = Browsers::start(&page, &view_page, &artifacts().join("console-share"));
+    b.ask("ready").await;
+
+    let console = t.console(INSTANCE).await;
+    let mut roles: Vec<String> = console["engine"]["viewer_list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a viewer list: {console}"))
+        .iter()
+        .map(|v| format!("{} {}", v["via"], v["role"]).replace('"', ""))
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        ["tcp control", "ws control", "ws view"],
+        "/api/consoles: {console}"
+    );
+
+    // The view-only page first: none of it may reach the console.
+    let view_text = "view-only keys go nowhere";
+    let view = events(&b.ask(&format!("input view 100 100 {view_text}")).await);
+    let view_keys = view.iter().filter(|e| e["kind"] != "pointer").count();
+    assert_eq!(
+        view_keys,
+        2 * view_text.len(),
+        "the view-only page sent a press and a release per character: {view:?}"
+    );
+    assert!(
+        view.iter()
+            .any(|e| e["kind"] == "pointer" && e["mask"] == 1 && e["x"] == 100 && e["y"] == 100),
+        "the view-only page sent its click: {view:?}"
+    );
+    let dropped =
+        format!("tcvnc_console_input_dropped_total{{instance=\"{INSTANCE}\",cause=\"view_only\"}}");
+    poll(
+        "tcvnc drops every event of the view-only page",
+        STEP,
+        || async {
+            let n = t.metric(&dropped).await;
+            if n == view.len() as f64 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{dropped} is {} of {}; the console's input log: {}",
+                    n as i64,
+                    view.len(),
+                    Value::from(t.sim_inputs(INSTANCE).await)
+                ))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        t.console(INSTANCE).await["engine"]["input_dropped"],
+        view.len(),
+        "/api/consoles counts them too"
+    );
+
+    // Then the control page: exactly its events reach the console, in order.
+    let control = events(&b.ask("input control 520 400 control keys arrive").await);
+    let log = poll(
+        "the control page's events reach the console",
+        STEP,
+        || async {
+            let log = t.sim_inputs(INSTANCE).await;
+            if log.len() >= control.len() {
+                Ok(log)
+            } else {
+                Err(format!(
+                    "{} of {} so far: {}",
+                    log.len(),
+                    control.len(),
+                    Value::from(log)
+                ))
+            }
+        },
+    )
+    .await;
+    assert!(
+        log == control,
+        "the console's input log is the control page's events and nothing else:\n\
+         log:     {}\ncontrol: {}\nview:    {}",
+        Value::from(log.clone()),
+        Value::from(control.clone()),
+        Value::from(view.clone())
+    );
+    assert!(
+        control
+            .iter()
+            .any(|e| e["kind"] == "pointer" && e["mask"] == 1 && e["x"] == 520 && e["y"] == 400),
+        "the control page's click: {control:?}"
+    );
+    assert_eq!(
+        t.metric(&dropped).await,
+        view.len() as f64,
+        "nothing else was dropped"
+    );
+    eprintln!(
+        "shared console: the view-only page's {} events were dropped, the control page's {} reached the console",
+        view.len(),
+        control.len()
+    );
+    b.close().await;
+
+    assert_eq!(t.mints(INSTANCE).await, 1, "one URL for the three viewers");
+    let stats = t.sim_stats().await;
+    assert_eq!(
+        stats["gateway_accepted"], 1,
+        "one console connection: {stats}"
+    );
+    drop(tcp);
 }
