@@ -11,6 +11,8 @@
 //! - Keyboard: keys typed in noVNC reach a shell on the console.
 //! - Sharing: browsers with control and view-only roles and a TCP viewer on one console
 //!   (one URL); only the controller's input reaches it, the view-only input is counted.
+//! - Typing and screenshots: text typed over HTTP and by the CLI reaches bash and shows
+//!   in the next screenshot (equal to the X server's screen, read back by tesseract).
 //!
 //! Runs with TCVNC_E2E=1, where a missing tool is a failure. Artifacts (captures, page
 //! screenshots, the daemon's log of a failed test) are kept in `tests/e2e/artifacts`.
@@ -686,4 +688,261 @@ async fn e2e_console_shared_browsers_and_tcp() {
         "one console connection: {stats}"
     );
     drop(tcp);
+}
+
+/// Runs `tcvnc ARGS…` to its end (bounded); it must exit 0. Its stderr.
+async fn tcvnc_cli(args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        STEP,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("tcvnc {args:?} did not finish in time"))
+    .expect("tcvnc runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "tcvnc {args:?}: {}\n{stderr}",
+        out.status
+    );
+    stderr
+}
+
+/// `GET /vnc/<instance>/screenshot.png` written to `png`; whether the daemon says it
+/// spent a console URL for it.
+async fn screenshot_http(t: &Tcvnc, png: &Path) -> bool {
+    let r = common::http_client()
+        .get(format!(
+            "http://{}/vnc/{INSTANCE}/screenshot.png",
+            t.addr("http")
+        ))
+        .send()
+        .await
+        .expect("screenshot request");
+    assert!(r.status().is_success(), "screenshot.png: {}", r.status());
+    let spent = r.headers().contains_key("x-tcvnc-url-spent");
+    std::fs::write(png, r.bytes().await.expect("the PNG")).expect("write the PNG");
+    spent
+}
+
+/// A word tesseract read, punctuation at either end left out, and its box (left, top,
+/// right, bottom).
+struct OcrWord {
+    text: String,
+    bbox: [u32; 4],
+}
+
+/// What tesseract reads in an image: words, a line at a time.
+struct Ocr(Vec<Vec<OcrWord>>);
+
+impl Ocr {
+    /// Runs `tesseract PNG stdout tsv`.
+    async fn read(png: &Path) -> Ocr {
+        let out = tokio::time::timeout(
+            STEP,
+            tokio::process::Command::new("tesseract")
+                .arg(png)
+                .args(["stdout", "tsv"])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("tesseract in time")
+        .expect("tesseract is installed (Debian tesseract-ocr; bash .ci/run installs it)");
+        assert!(out.status.success(), "tesseract: {}", out.status);
+        // level page block par line word left top width height conf text
+        let mut lines: Vec<Vec<OcrWord>> = Vec::new();
+        let mut line_of_last = None;
+        for row in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+            let f: Vec<&str> = row.split('\t').collect();
+            if f.len() < 12 || f[0] != "5" {
+                continue;
+            }
+            let n = |i: usize| f[i].parse::<u32>().unwrap_or(0);
+            let text = f[11].trim_matches(|c: char| !c.is_ascii_alphanumeric());
+            if text.is_empty() {
+                continue;
+            }
+            let line = Some((n(2), n(3), n(4)));
+            if line != line_of_last {
+                lines.push(Vec::new());
+                line_of_last = line;
+            }
+            lines.last_mut().expect("a line").push(OcrWord {
+                text: text.to_owned(),
+                bbox: [n(6), n(7), n(6) + n(8), n(7) + n(9)],
+            });
+        }
+        Ocr(lines)
+    }
+
+    /// The box around `phrase` where it stands, word after word, on one line.
+    fn find(&self, phrase: &[&str]) -> Option<[u32; 4]> {
+        self.0.iter().find_map(|ws| {
+            ws.windows(phrase.len())
+                .find(|w| w.iter().zip(phrase).all(|(word, p)| word.text == *p))
+                .map(|w| {
+                    w.iter().fold([u32::MAX, u32::MAX, 0, 0], |a, word| {
+                        let b = word.bbox;
+                        [
+                            a[0].min(b[0]),
+                            a[1].min(b[1]),
+                            a[2].max(b[2]),
+                            a[3].max(b[3]),
+                        ]
+                    })
+                })
+        })
+    }
+
+    /// The lines read, for a failure's message.
+    fn lines(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|ws| {
+                ws.iter()
+                    .map(|w| w.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+}
+
+/// Text typed through console mode shows in its screenshots: x11vnc on Xvfb runs an
+/// xterm (a 20-point font) with `bash --norc`. A line is typed with `POST
+/// /vnc/<instance>/type`, another with `tcvnc type --via` ended by `tcvnc keys … enter
+/// --via`, both full of shifted characters. Bash received exactly that text (each line
+/// is an `echo` into a file the test reads). The screenshot taken next (`tcvnc
+/// screenshot --via`, then `GET …/screenshot.png`) equals the X server's own screen
+/// (`xwd -root`, once it is still) pixel for pixel; tesseract reads both lines' words in
+/// it, and where it reads them the screenshot from before the typing was blank. One URL
+/// for everything (the engine lingers between requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_console_type_shows_in_screenshot() {
+    if !e2e("e2e_console_type_shows_in_screenshot") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tmp");
+    let mut d = Desktop::start(Vnc::X11vnc, 960, 400).await;
+    d.draw_big_shell(home.path()).await;
+    let t = Tcvnc::start(&d.backend(), &console_target("linger = \"5m\"")).await;
+    let via = format!("http://{}", t.addr("http"));
+
+    // Before: the prompt alone, as the X server shows it.
+    let before_x = d.path("before-x.png");
+    d.settle(&before_x).await;
+    let before = artifacts().join("console-type-before.png");
+    let spent = screenshot_http(&t, &before).await;
+    assert!(spent, "the first screenshot connected the console");
+    let cmp = same_pixels(&before_x, &before).await;
+    assert_eq!(cmp["equal"], true, "the screenshot before typing: {cmp}");
+
+    // A line through the HTTP path (its newline is Enter)...
+    let http_text = "Typed over HTTP A-Z!@#_:\"";
+    let http_line = format!("echo '{http_text}' > http.txt\n");
+    let r = common::http_client()
+        .post(format!("{via}/vnc/{INSTANCE}/type"))
+        .body(http_line.clone())
+        .send()
+        .await
+        .expect("type request");
+    assert!(r.status().is_success(), "POST type: {}", r.status());
+    let said: Value = r.json().await.expect("json");
+    assert_eq!(said["characters"], http_line.len(), "{said}");
+    // ...and one through the CLI, Enter pressed apart.
+    let cli_text = "Typed by the CLI a-z~$%^&*()+{}|<>?";
+    let cli_line = format!("echo '{cli_text}' > cli.txt");
+    tcvnc_cli(&["type", INSTANCE, &cli_line, "--via", &via]).await;
+    tcvnc_cli(&["keys", INSTANCE, "enter", "--via", &via]).await;
+    for (file, text) in [("http.txt", http_text), ("cli.txt", cli_text)] {
+        let path = home.path().join(file);
+        let content = poll(&format!("bash writes {file}"), STEP, || async {
+            match std::fs::read_to_string(&path) {
+                Ok(c) if c.ends_with('\n') => Ok(c),
+                Ok(c) => Err(format!("{c:?} so far")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        assert_eq!(
+            content,
+            format!("{text}\n"),
+            "what bash was typed into {file}"
+        );
+    }
+
+    // After: the next screenshots are the X server's screen, pixel for pixel.
+    let after_x = d.path("after-x.png");
+    d.settle(&after_x).await;
+    let after = artifacts().join("console-type-after.png");
+    let mut shots = 0;
+    poll("a screenshot equal to the X server's screen", STEP, || {
+        shots += 1;
+        let (after, after_x, via) = (&after, &after_x, &via);
+        async move {
+            let out = after.display().to_string();
+            tcvnc_cli(&["screenshot", INSTANCE, "-o", &out, "--via", via]).await;
+            let cmp = same_pixels(after_x, after).await;
+            if cmp["equal"] == true {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} differs from {}: {cmp}",
+                    after.display(),
+                    after_x.display()
+                ))
+            }
+        }
+    })
+    .await;
+    let after_http = artifacts().join("console-type-after-http.png");
+    assert!(!screenshot_http(&t, &after_http).await, "no URL spent");
+    let cmp = same_pixels(&after_x, &after_http).await;
+    assert_eq!(cmp["equal"], true, "GET screenshot.png after typing: {cmp}");
+
+    // The typed words are in the screenshot, where there was nothing before.
+    let read = Ocr::read(&after).await;
+    let read_before = Ocr::read(&before).await;
+    for phrase in [
+        &["Typed", "over", "HTTP", "A-Z"][..],
+        &["Typed", "by", "the", "CLI", "a-z"][..],
+    ] {
+        let b = read.find(phrase).unwrap_or_else(|| {
+            panic!(
+                "tesseract does not read {phrase:?} in {}: {:?}",
+                after.display(),
+                read.lines()
+            )
+        });
+        assert!(
+            read_before.find(phrase).is_none(),
+            "{phrase:?} before typing: {:?}",
+            read_before.lines()
+        );
+        let args: Vec<String> = [before.display().to_string(), after.display().to_string()]
+            .into_iter()
+            .chain(b.iter().map(u32::to_string))
+            .collect();
+        let mut argv = vec!["region"];
+        argv.extend(args.iter().map(String::as_str));
+        let region = e2e_support::viewers::imgtool(&argv).await;
+        eprintln!("typed {phrase:?}: read at {b:?}: {region}");
+        assert_eq!(region["colours_a"], 1, "blank before typing: {region}");
+        assert!(
+            region["differing"].as_u64().unwrap_or(0) > 0
+                && region["colours_b"].as_u64().unwrap_or(0) > 1,
+            "the text is drawn there after: {region}"
+        );
+    }
+    eprintln!(
+        "typed text: the screenshot equalled the X server's screen after {shots} CLI screenshot(s)"
+    );
+    assert_eq!(t.mints(INSTANCE).await, 1, "one URL for everything");
 }
