@@ -9,6 +9,10 @@
 //! - Drop and reboot: a viewer keeps its connection while the gateway drops the console
 //!   (or the instance reboots), is told why, and gets fresh frames after.
 //! - Keyboard: keys typed in noVNC reach a shell on the console.
+//! - Sharing: browsers with control and view-only roles and a TCP viewer on one console
+//!   (one URL); only the controller's input reaches it, the view-only input is counted.
+//! - Typing and screenshots: text typed over HTTP and by the CLI reaches bash and shows
+//!   in the next screenshot (equal to the X server's screen, read back by tesseract).
 //!
 //! Runs with TCVNC_E2E=1, where a missing tool is a failure. Artifacts (captures, page
 //! screenshots, the daemon's log of a failed test) are kept in `tests/e2e/artifacts`.
@@ -479,4 +483,466 @@ async fn e2e_console_novnc_keyboard() {
     assert!(status.success(), "novnc_type.mjs: {status}");
     let engine = &t.console(INSTANCE).await["engine"];
     assert_eq!(engine["input_dropped"], 0, "{engine}");
+}
+
+/// `novnc_share.mjs`: two noVNC pages in one headless Chromium, driven a command at a
+/// time (a line on its stdin, a JSON line back).
+struct Browsers {
+    node: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    out: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Browsers {
+    /// Opens `control` and `view` (noVNC URLs); page screenshots go to `PREFIX-*.png`.
+    fn start(control: &str, view: &str, prefix: &Path) -> Browsers {
+        let mut node = tokio::process::Command::new("node")
+            .arg(common::e2e_file("novnc_share.mjs"))
+            .args([control, view])
+            .arg(prefix)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let stdin = node.stdin.take().expect("stdin");
+        let out = BufReader::new(node.stdout.take().expect("stdout")).lines();
+        Browsers { node, stdin, out }
+    }
+
+    /// Sends `command`; its answer, which must say `ok`.
+    async fn ask(&mut self, command: &str) -> Value {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("write to node");
+        let line = tokio::time::timeout(Duration::from_secs(60), self.out.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("novnc_share.mjs: no answer to {command:?} in time"))
+            .expect("read")
+            .unwrap_or_default();
+        let said: Value = serde_json::from_str(&line).unwrap_or(json!({"unparsed": line}));
+        assert_eq!(said["ok"], true, "novnc_share.mjs, {command:?}: {said}");
+        said
+    }
+
+    /// Closes stdin: the script writes the page screenshots and exits, which it must do
+    /// cleanly.
+    async fn close(mut self) {
+        drop(self.stdin);
+        let status = tokio::time::timeout(STEP, self.node.wait())
+            .await
+            .expect("the browser closes")
+            .expect("node");
+        assert!(status.success(), "novnc_share.mjs: {status}");
+    }
+}
+
+/// The key and pointer events in `sent` (the page's own record, see `novnc_share.mjs`).
+fn events(sent: &Value) -> Vec<Value> {
+    sent["sent"].as_array().cloned().unwrap_or_default()
+}
+
+/// Three viewers share one console (`on_busy = "share"`, the simulator's test pattern,
+/// whose input log records every event that reaches it): a raw RFB viewer on TCP and two
+/// noVNC pages in headless Chromium, one with control, one view-only (`?view_only=1` in
+/// its websocket path, noVNC itself not told, so it sends what playwright gives it). One
+/// URL serves all three; `/api/consoles` lists them with role and transport. The
+/// view-only page clicks and types first: tcvnc counts every one of its events as
+/// dropped (`tcvnc_console_input_dropped_total{cause="view_only"}` reaches exactly what
+/// the page sent, which also proves tcvnc read them all), then the control page clicks
+/// and types; the console's input log ends up equal to the control page's events, in
+/// order, and holds nothing of the view-only page's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_console_shared_browsers_and_tcp() {
+    if !e2e("e2e_console_shared_browsers_and_tcp") {
+        return;
+    }
+    let t = Tcvnc::start_pattern(&console_target("")).await;
+    let addr: SocketAddr = t.addr(&format!("tcp {INSTANCE}")).parse().expect("addr");
+    let mut tcp = tokio::time::timeout(STEP, Viewer::connect(addr, &[ZRLE, HEXTILE, RAW]))
+        .await
+        .expect("the TCP viewer is admitted in time");
+    tcp.request(false).await;
+    tokio::time::timeout(STEP, tcp.next_update())
+        .await
+        .expect("the TCP viewer's first update in time")
+        .expect("the TCP viewer's first update");
+    tcp.shows_pattern()
+        .unwrap_or_else(|e| panic!("the TCP viewer sees the test pattern: {e}"));
+
+    let page = format!(
+        "http://{}/vnc.html?autoconnect=true&reconnect=false&path=vnc/{INSTANCE}",
+        t.addr("http")
+    );
+    let view_page = format!("{page}%3Fview_only%3D1");
+    let mut b = Browsers::start(&page, &view_page, &artifacts().join("console-share"));
+    b.ask("ready").await;
+
+    let console = t.console(INSTANCE).await;
+    let mut roles: Vec<String> = console["engine"]["viewer_list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a viewer list: {console}"))
+        .iter()
+        .map(|v| format!("{} {}", v["via"], v["role"]).replace('"', ""))
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        ["tcp control", "ws control", "ws view"],
+        "/api/consoles: {console}"
+    );
+
+    // The view-only page first: none of it may reach the console.
+    let view_text = "view-only keys go nowhere";
+    let view = events(&b.ask(&format!("input view 100 100 {view_text}")).await);
+    let view_keys = view.iter().filter(|e| e["kind"] != "pointer").count();
+    assert_eq!(
+        view_keys,
+        2 * view_text.len(),
+        "the view-only page sent a press and a release per character: {view:?}"
+    );
+    assert!(
+        view.iter()
+            .any(|e| e["kind"] == "pointer" && e["mask"] == 1 && e["x"] == 100 && e["y"] == 100),
+        "the view-only page sent its click: {view:?}"
+    );
+    let dropped =
+        format!("tcvnc_console_input_dropped_total{{instance=\"{INSTANCE}\",cause=\"view_only\"}}");
+    poll(
+        "tcvnc drops every event of the view-only page",
+        STEP,
+        || async {
+            let n = t.metric(&dropped).await;
+            if n == view.len() as f64 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{dropped} is {} of {}; the console's input log: {}",
+                    n as i64,
+                    view.len(),
+                    Value::from(t.sim_inputs(INSTANCE).await)
+                ))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        t.console(INSTANCE).await["engine"]["input_dropped"],
+        view.len(),
+        "/api/consoles counts them too"
+    );
+
+    // Then the control page: exactly its events reach the console, in order.
+    let control = events(&b.ask("input control 520 400 control keys arrive").await);
+    let log = poll(
+        "the control page's events reach the console",
+        STEP,
+        || async {
+            let log = t.sim_inputs(INSTANCE).await;
+            if log.len() >= control.len() {
+                Ok(log)
+            } else {
+                Err(format!(
+                    "{} of {} so far: {}",
+                    log.len(),
+                    control.len(),
+                    Value::from(log)
+                ))
+            }
+        },
+    )
+    .await;
+    assert!(
+        log == control,
+        "the console's input log is the control page's events and nothing else:\n\
+         log:     {}\ncontrol: {}\nview:    {}",
+        Value::from(log.clone()),
+        Value::from(control.clone()),
+        Value::from(view.clone())
+    );
+    assert!(
+        control
+            .iter()
+            .any(|e| e["kind"] == "pointer" && e["mask"] == 1 && e["x"] == 520 && e["y"] == 400),
+        "the control page's click: {control:?}"
+    );
+    assert_eq!(
+        t.metric(&dropped).await,
+        view.len() as f64,
+        "nothing else was dropped"
+    );
+    eprintln!(
+        "shared console: the view-only page's {} events were dropped, the control page's {} reached the console",
+        view.len(),
+        control.len()
+    );
+    b.close().await;
+
+    assert_eq!(t.mints(INSTANCE).await, 1, "one URL for the three viewers");
+    let stats = t.sim_stats().await;
+    assert_eq!(
+        stats["gateway_accepted"], 1,
+        "one console connection: {stats}"
+    );
+    drop(tcp);
+}
+
+/// Runs `tcvnc ARGS…` to its end (bounded); it must exit 0. Its stderr.
+async fn tcvnc_cli(args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        STEP,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("tcvnc {args:?} did not finish in time"))
+    .expect("tcvnc runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "tcvnc {args:?}: {}\n{stderr}",
+        out.status
+    );
+    stderr
+}
+
+/// `GET /vnc/<instance>/screenshot.png` written to `png`; whether the daemon says it
+/// spent a console URL for it.
+async fn screenshot_http(t: &Tcvnc, png: &Path) -> bool {
+    let r = common::http_client()
+        .get(format!(
+            "http://{}/vnc/{INSTANCE}/screenshot.png",
+            t.addr("http")
+        ))
+        .send()
+        .await
+        .expect("screenshot request");
+    assert!(r.status().is_success(), "screenshot.png: {}", r.status());
+    let spent = r.headers().contains_key("x-tcvnc-url-spent");
+    std::fs::write(png, r.bytes().await.expect("the PNG")).expect("write the PNG");
+    spent
+}
+
+/// A word tesseract read, punctuation at either end left out, and its box (left, top,
+/// right, bottom).
+struct OcrWord {
+    text: String,
+    bbox: [u32; 4],
+}
+
+/// What tesseract reads in an image: words, a line at a time.
+struct Ocr(Vec<Vec<OcrWord>>);
+
+impl Ocr {
+    /// Runs `tesseract PNG stdout tsv`.
+    async fn read(png: &Path) -> Ocr {
+        let out = tokio::time::timeout(
+            STEP,
+            tokio::process::Command::new("tesseract")
+                .arg(png)
+                .args(["stdout", "tsv"])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("tesseract in time")
+        .expect("tesseract is installed (Debian tesseract-ocr; bash .ci/run installs it)");
+        assert!(out.status.success(), "tesseract: {}", out.status);
+        // level page block par line word left top width height conf text
+        let mut lines: Vec<Vec<OcrWord>> = Vec::new();
+        let mut line_of_last = None;
+        for row in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+            let f: Vec<&str> = row.split('\t').collect();
+            if f.len() < 12 || f[0] != "5" {
+                continue;
+            }
+            let n = |i: usize| f[i].parse::<u32>().unwrap_or(0);
+            let text = f[11].trim_matches(|c: char| !c.is_ascii_alphanumeric());
+            if text.is_empty() {
+                continue;
+            }
+            let line = Some((n(2), n(3), n(4)));
+            if line != line_of_last {
+                lines.push(Vec::new());
+                line_of_last = line;
+            }
+            lines.last_mut().expect("a line").push(OcrWord {
+                text: text.to_owned(),
+                bbox: [n(6), n(7), n(6) + n(8), n(7) + n(9)],
+            });
+        }
+        Ocr(lines)
+    }
+
+    /// The box around `phrase` where it stands, word after word, on one line.
+    fn find(&self, phrase: &[&str]) -> Option<[u32; 4]> {
+        self.0.iter().find_map(|ws| {
+            ws.windows(phrase.len())
+                .find(|w| w.iter().zip(phrase).all(|(word, p)| word.text == *p))
+                .map(|w| {
+                    w.iter().fold([u32::MAX, u32::MAX, 0, 0], |a, word| {
+                        let b = word.bbox;
+                        [
+                            a[0].min(b[0]),
+                            a[1].min(b[1]),
+                            a[2].max(b[2]),
+                            a[3].max(b[3]),
+                        ]
+                    })
+                })
+        })
+    }
+
+    /// The lines read, for a failure's message.
+    fn lines(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|ws| {
+                ws.iter()
+                    .map(|w| w.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+}
+
+/// Text typed through console mode shows in its screenshots: x11vnc on Xvfb runs an
+/// xterm (a 20-point font) with `bash --norc`. A line is typed with `POST
+/// /vnc/<instance>/type`, another with `tcvnc type --via` ended by `tcvnc keys … enter
+/// --via`, both full of shifted characters. Bash received exactly that text (each line
+/// is an `echo` into a file the test reads). The screenshot taken next (`tcvnc
+/// screenshot --via`, then `GET …/screenshot.png`) equals the X server's own screen
+/// (`xwd -root`, once it is still) pixel for pixel; tesseract reads both lines' words in
+/// it, and where it reads them the screenshot from before the typing was blank. One URL
+/// for everything (the engine lingers between requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_console_type_shows_in_screenshot() {
+    if !e2e("e2e_console_type_shows_in_screenshot") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tmp");
+    let mut d = Desktop::start(Vnc::X11vnc, 960, 400).await;
+    d.draw_big_shell(home.path()).await;
+    let t = Tcvnc::start(&d.backend(), &console_target("linger = \"5m\"")).await;
+    let via = format!("http://{}", t.addr("http"));
+
+    // Before: the prompt alone, as the X server shows it.
+    let before_x = d.path("before-x.png");
+    d.settle(&before_x).await;
+    let before = artifacts().join("console-type-before.png");
+    let spent = screenshot_http(&t, &before).await;
+    assert!(spent, "the first screenshot connected the console");
+    let cmp = same_pixels(&before_x, &before).await;
+    assert_eq!(cmp["equal"], true, "the screenshot before typing: {cmp}");
+
+    // A line through the HTTP path (its newline is Enter)...
+    let http_text = "Typed over HTTP A-Z!@#_:\"";
+    let http_line = format!("echo '{http_text}' > http.txt\n");
+    let r = common::http_client()
+        .post(format!("{via}/vnc/{INSTANCE}/type"))
+        .body(http_line.clone())
+        .send()
+        .await
+        .expect("type request");
+    assert!(r.status().is_success(), "POST type: {}", r.status());
+    let said: Value = r.json().await.expect("json");
+    assert_eq!(said["characters"], http_line.len(), "{said}");
+    // ...and one through the CLI, Enter pressed apart.
+    let cli_text = "Typed by the CLI a-z~$%^&*()+{}|<>?";
+    let cli_line = format!("echo '{cli_text}' > cli.txt");
+    tcvnc_cli(&["type", INSTANCE, &cli_line, "--via", &via]).await;
+    tcvnc_cli(&["keys", INSTANCE, "enter", "--via", &via]).await;
+    for (file, text) in [("http.txt", http_text), ("cli.txt", cli_text)] {
+        let path = home.path().join(file);
+        let content = poll(&format!("bash writes {file}"), STEP, || async {
+            match std::fs::read_to_string(&path) {
+                Ok(c) if c.ends_with('\n') => Ok(c),
+                Ok(c) => Err(format!("{c:?} so far")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        assert_eq!(
+            content,
+            format!("{text}\n"),
+            "what bash was typed into {file}"
+        );
+    }
+
+    // After: the next screenshots are the X server's screen, pixel for pixel.
+    let after_x = d.path("after-x.png");
+    d.settle(&after_x).await;
+    let after = artifacts().join("console-type-after.png");
+    let mut shots = 0;
+    poll("a screenshot equal to the X server's screen", STEP, || {
+        shots += 1;
+        let (after, after_x, via) = (&after, &after_x, &via);
+        async move {
+            let out = after.display().to_string();
+            tcvnc_cli(&["screenshot", INSTANCE, "-o", &out, "--via", via]).await;
+            let cmp = same_pixels(after_x, after).await;
+            if cmp["equal"] == true {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} differs from {}: {cmp}",
+                    after.display(),
+                    after_x.display()
+                ))
+            }
+        }
+    })
+    .await;
+    let after_http = artifacts().join("console-type-after-http.png");
+    assert!(!screenshot_http(&t, &after_http).await, "no URL spent");
+    let cmp = same_pixels(&after_x, &after_http).await;
+    assert_eq!(cmp["equal"], true, "GET screenshot.png after typing: {cmp}");
+
+    // The typed words are in the screenshot, where there was nothing before.
+    let read = Ocr::read(&after).await;
+    let read_before = Ocr::read(&before).await;
+    for phrase in [
+        &["Typed", "over", "HTTP", "A-Z"][..],
+        &["Typed", "by", "the", "CLI", "a-z"][..],
+    ] {
+        let b = read.find(phrase).unwrap_or_else(|| {
+            panic!(
+                "tesseract does not read {phrase:?} in {}: {:?}",
+                after.display(),
+                read.lines()
+            )
+        });
+        assert!(
+            read_before.find(phrase).is_none(),
+            "{phrase:?} before typing: {:?}",
+            read_before.lines()
+        );
+        let args: Vec<String> = [before.display().to_string(), after.display().to_string()]
+            .into_iter()
+            .chain(b.iter().map(u32::to_string))
+            .collect();
+        let mut argv = vec!["region"];
+        argv.extend(args.iter().map(String::as_str));
+        let region = e2e_support::viewers::imgtool(&argv).await;
+        eprintln!("typed {phrase:?}: read at {b:?}: {region}");
+        assert_eq!(region["colours_a"], 1, "blank before typing: {region}");
+        assert!(
+            region["differing"].as_u64().unwrap_or(0) > 0
+                && region["colours_b"].as_u64().unwrap_or(0) > 1,
+            "the text is drawn there after: {region}"
+        );
+    }
+    eprintln!(
+        "typed text: the screenshot equalled the X server's screen after {shots} CLI screenshot(s)"
+    );
+    assert_eq!(t.mints(INSTANCE).await, 1, "one URL for everything");
 }

@@ -5,6 +5,8 @@ compare A B        -> {"equal": bool, "size_a": [w, h], "size_b": [w, h], "bbox"
 lit A Y0 Y1        -> {"lit": n}  count of pixels brighter than mid-grey in rows Y0..Y1
 xwd IN OUT         -> {"size": [w, h]}  an `xwd -root` dump (32-bit TrueColor) as a PNG
 rgb IN OUT         -> {"size": [w, h]}  an image's RGB bytes (w * h * 3, row-major) to OUT
+region A B X0 Y0 X1 Y1 -> {"differing": n, "colours_a": n, "colours_b": n}  within the box
+                      (X1, Y1 excluded): the pixels that differ, the colours in each image
 """
 import json
 import struct
@@ -60,6 +62,18 @@ def xwd(src, out):
     print(json.dumps({"size": [width, height]}))
 
 
+def region(a, b, x0, y0, x1, y1):
+    box = tuple(int(v) for v in (x0, y0, x1, y1))
+    ia = Image.open(a).convert("RGB").crop(box)
+    ib = Image.open(b).convert("RGB").crop(box)
+    pa, pb = list(ia.getdata()), list(ib.getdata())
+    print(json.dumps({
+        "differing": sum(1 for p, q in zip(pa, pb) if p != q),
+        "colours_a": len(set(pa)),
+        "colours_b": len(set(pb)),
+    }))
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"compare": compare, "lit": lit, "xwd": xwd, "rgb": rgb}[cmd](*args)
+    {"compare": compare, "lit": lit, "xwd": xwd, "rgb": rgb, "region": region}[cmd](*args)

@@ -34,9 +34,23 @@ impl Tcvnc {
     /// daemon with an HTTP listener and `targets` (`[[target]]` tables); returns once
     /// every listener is logged.
     pub async fn start(backend: &str, targets: &str) -> Tcvnc {
+        Tcvnc::launch(Some(backend), targets).await
+    }
+
+    /// [`Tcvnc::start`] with the simulator's own console, the test pattern, whose input
+    /// log (`GET /_sim/input`) records every key and pointer event that reaches it.
+    pub async fn start_pattern(targets: &str) -> Tcvnc {
+        Tcvnc::launch(None, targets).await
+    }
+
+    async fn launch(backend: Option<&str>, targets: &str) -> Tcvnc {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut sim = Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-            .args(["sim", "--backend", backend])
+        let mut sim = Command::new(env!("CARGO_BIN_EXE_tcvnc"));
+        sim.arg("sim");
+        if let Some(b) = backend {
+            sim.args(["--backend", b]);
+        }
+        let mut sim = sim
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
@@ -132,6 +146,13 @@ impl Tcvnc {
         self.sim_stats().await["mints"][instance]
             .as_u64()
             .unwrap_or(0)
+    }
+
+    /// `GET /_sim/input`: the key and pointer events that reached `instance`'s test
+    /// pattern (started with [`Tcvnc::start_pattern`]), oldest first.
+    pub async fn sim_inputs(&self, instance: &str) -> Vec<Value> {
+        let v = http_get_json(&format!("{}/_sim/input?instance={instance}", self.api)).await;
+        v["inputs"].as_array().cloned().unwrap_or_default()
     }
 
     /// `GET /api/consoles` of the daemon: `instance`'s entry.

@@ -220,10 +220,34 @@ impl Desktop {
     /// wherever the pointer is: without a window manager, focus follows the pointer).
     /// Returns once bash printed its first prompt.
     pub async fn draw_shell(&mut self, cwd: &Path) {
+        self.shell(cwd, &["-geometry", "200x80+0+0"]).await;
+    }
+
+    /// [`Desktop::draw_shell`] in a big font (DejaVu Sans Mono at 20 points, through
+    /// fontconfig's `Monospace`) and a still cursor: text an OCR reads back reliably.
+    pub async fn draw_big_shell(&mut self, cwd: &Path) {
+        self.shell(
+            cwd,
+            &[
+                "-geometry",
+                "80x24+0+0",
+                "-fa",
+                "Monospace",
+                "-fs",
+                "20",
+                "-xrm",
+                "XTerm*cursorBlink: false",
+            ],
+        )
+        .await;
+    }
+
+    async fn shell(&mut self, cwd: &Path, look: &[&str]) {
         let ready = self.path("prompt-ready");
         let mut xterm = self.command("xterm");
         xterm
-            .args(["-geometry", "200x80+0+0", "-fg", "yellow", "-bg", "#202020"])
+            .args(look)
+            .args(["-fg", "yellow", "-bg", "#202020"])
             .args(["-e", "bash", "--norc", "--noprofile", "-i"])
             .current_dir(cwd)
             .env("PS1", "$ ")
