@@ -1086,6 +1086,11 @@ impl Config {
                 "credentials.secret_key is written in the config file; prefer secret_key_file (or LoadCredential= under systemd) so the key lives in a file only tcvnc reads".into(),
             );
         }
+        if self.recording.is_some() && !self.targets.iter().any(|t| t.mode == Mode::Console) {
+            out.push(
+                "[recording] is set but no [[target]] has mode = \"console\": only console-mode sessions are recorded, so nothing will be".into(),
+            );
+        }
         if let Some(f) = &self.fleet {
             let per_minute = self.budget.reconnects_per_minute.get();
             if f.on_unavailable == crate::fleet::OnUnavailable::Local
@@ -1489,6 +1494,52 @@ mod example_tests {
         .expect("the example is valid");
         assert_eq!(c.targets.len(), 1);
         assert!(c.discovery.is_none(), "discovery is opt-in");
+        assert!(c.recording.is_none(), "recording is opt-in");
+    }
+
+    /// The example's commented-out `[recording]` parses once uncommented.
+    #[test]
+    fn example_recording_parses() {
+        let text = include_str!("../config/tcvnc.example.toml");
+        let start = text
+            .find("# [recording]")
+            .expect("the example documents [recording]");
+        let section: String = text[start..]
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = super::Config::parse(
+            &format!("{}{section}", &text[..start]),
+            "tcvnc.example.toml",
+            std::path::Path::new("."),
+        )
+        .expect("the uncommented example is valid");
+        let r = c.recording.expect("[recording]");
+        assert_eq!(r.dir, std::path::Path::new("/var/lib/tcvnc/recordings"));
+        assert!(!r.input);
+        assert_eq!(
+            r.retention,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        for (bad, key) in [
+            ("[recording]\n", "recording.dir"),
+            (
+                "[recording]\ndir = \"x\"\nretention = \"5s\"\n",
+                "recording.retention",
+            ),
+            (
+                "[recording]\ndir = \"x\"\nformat = \"fbs\"\n",
+                "unknown field",
+            ),
+        ] {
+            let e = super::Config::parse(bad, "t.toml", std::path::Path::new("."))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     /// The example's commented-out `[discovery]` parses once uncommented.
