@@ -1,8 +1,8 @@
 //! The benchmark suite: tcvnc side by side with websocat (the tool a user would otherwise
 //! pick) and with the physical limit (a plain rustls TLS pipe, a raw TCP pipe), and its
 //! console mode with bridge mode, a direct connection and `x11vnc -reflect`
-//! (`console/`), all on loopback in one run. Writes `results.json`, `REPORT.md` and
-//! `chart.svg`.
+//! (`console/`), and its HTTP actions (screenshots, typing; `console/actions.rs`), all on
+//! loopback in one run. Writes `results.json`, `REPORT.md` and `chart.svg`.
 //!
 //! Run it with `scripts/bench` (installs websocat, raises the open-file limit), or
 //! `cargo bench --bench proxy -- [--quick] [--out DIR] [--runs N]`.
@@ -64,6 +64,18 @@ pub struct Plan {
     pub console_idle_viewers: usize,
     /// Console CPU: full-screen updates timed per encoding.
     pub console_cpu_frames: usize,
+    /// Actions: runs of the screenshot cases.
+    pub actions_runs: usize,
+    /// Actions: live-engine screenshots timed per run (and as many encodes alone).
+    pub actions_live_shots: usize,
+    /// Actions: fresh-connect screenshots timed per run (one URL each).
+    pub actions_fresh_shots: usize,
+    /// Actions: vncdotool captures timed per run.
+    pub actions_peer_shots: usize,
+    /// Actions: characters typed at each interval.
+    pub actions_type_chars: usize,
+    /// Actions: the `type_interval`s typed at, in ms.
+    pub actions_type_intervals_ms: Vec<u64>,
 }
 
 impl Plan {
@@ -96,6 +108,12 @@ impl Plan {
             console_window_s: 8.0,
             console_idle_viewers: 100,
             console_cpu_frames: 20,
+            actions_runs: 3,
+            actions_live_shots: 100,
+            actions_fresh_shots: 50,
+            actions_peer_shots: 10,
+            actions_type_chars: 2000,
+            actions_type_intervals_ms: vec![5, 1, 0],
         }
     }
 
@@ -118,16 +136,23 @@ impl Plan {
             console_window_s: 4.0,
             console_idle_viewers: 20,
             console_cpu_frames: 5,
+            actions_runs: 1,
+            actions_live_shots: 20,
+            actions_fresh_shots: 6,
+            actions_peer_shots: 2,
+            actions_type_chars: 200,
+            actions_type_intervals_ms: vec![5, 0],
         }
     }
 }
 
 /// The first instances serve the data cases, the next ones the setup case, then the
-/// console section's; the rest are for idle sessions.
+/// console section's, then the actions section's; the rest are for idle sessions.
 const DATA_TARGETS: usize = 16;
 const SETUP_TARGETS: usize = 64;
 const FIRST_CONSOLE: usize = DATA_TARGETS + SETUP_TARGETS + 2;
-const FIRST_IDLE: usize = FIRST_CONSOLE + console::INSTANCES;
+const FIRST_ACTIONS: usize = FIRST_CONSOLE + console::INSTANCES;
+const FIRST_IDLE: usize = FIRST_ACTIONS + console::actions::INSTANCES;
 
 /// One path through which the client reaches the backend.
 struct DataPath {
@@ -160,7 +185,7 @@ fn main() -> Result<()> {
                 i += 1;
                 let list = args
                     .get(i)
-                    .ok_or_else(|| anyhow!("--only data|bulk|rtt,setup,idle,console"))?;
+                    .ok_or_else(|| anyhow!("--only data|bulk|rtt,setup,idle,console,actions"))?;
                 only = list.split(',').map(str::to_owned).collect();
             }
             "--shapes" => {
@@ -175,7 +200,7 @@ fn main() -> Result<()> {
                 plan.runs = args.get(i).ok_or_else(|| anyhow!("--runs N"))?.parse()?;
             }
             other => bail!(
-                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle,console, --shapes download-8,upload-64,rfb"
+                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle,console,actions, --shapes download-8,upload-64,rfb"
             ),
         }
         i += 1;
@@ -238,6 +263,9 @@ async fn suite(plan: &Plan, root: &Path, only: &[String]) -> Result<Results> {
     }
     if want("console") {
         console::cases(plan, &work, &instances, FIRST_CONSOLE, &mut res).await?;
+    }
+    if want("actions") {
+        console::actions::cases(plan, &work, &instances, FIRST_ACTIONS, &mut res).await?;
     }
     res.meta.insert("websocat".into(), websocat_version());
     Ok(res)

@@ -402,6 +402,31 @@ impl Tcvnc {
         targets: &[Target],
         ca: &Path,
     ) -> Result<Tcvnc> {
+        Self::start_with(work, tag, sim, targets, ca, "").await
+    }
+
+    /// [`Tcvnc::start`] with `[session] type_interval` set (the pause after each key
+    /// event that `POST /vnc/<instance>/type` sends).
+    pub async fn start_typing(
+        work: &Path,
+        tag: &str,
+        sim: &Sim,
+        targets: &[Target],
+        type_interval: Duration,
+    ) -> Result<Tcvnc> {
+        let line = format!("type_interval = \"{}us\"\n", type_interval.as_micros());
+        Self::start_with(work, tag, sim, targets, &sim.ca_file, &line).await
+    }
+
+    /// The config's `[session]` section ends with `session_extra` (lines of TOML).
+    async fn start_with(
+        work: &Path,
+        tag: &str,
+        sim: &Sim,
+        targets: &[Target],
+        ca: &Path,
+        session_extra: &str,
+    ) -> Result<Tcvnc> {
         let http = loop {
             let a = SocketAddr::from(([127, 0, 0, 1], free_port()?));
             if !targets.iter().any(|t| t.listen == Some(a)) {
@@ -428,7 +453,7 @@ listen = "{http}"
 max_sessions = 100000
 connections_per_peer_per_minute = 1000000
 unauthenticated_per_peer = 100000
-"#,
+{session_extra}"#,
             api = sim.api,
             id = tcvnc::sim::DEMO_SECRET_ID,
             key = key_file.display(),

@@ -247,6 +247,7 @@ pub fn checks(r: &Results) -> Vec<Check> {
         at_most: true,
     });
     console_checks(r, &mut out);
+    actions_checks(r, &mut out);
     for (case, paths) in &r.cases {
         if !case.starts_with("idle") {
             continue;
@@ -350,6 +351,118 @@ fn console_checks(r: &Results, out: &mut Vec<Check>) {
     }
 }
 
+/// The actions section's targets, for the cases that ran.
+fn actions_checks(r: &Results, out: &mut Vec<Check>) {
+    use crate::console::actions::{default_typing_path, FRESH, LIVE, TCVNC, TYPING};
+    if let Some(v) = r.samples(LIVE, TCVNC, "p99 ms") {
+        out.push(Check {
+            name: format!("{LIVE}: p99 of GET screenshot.png, tcvnc"),
+            measured: spread(v),
+            unit: "ms",
+            limit: 100.0,
+            at_most: true,
+        });
+    }
+    if let Some(v) = r.samples(FRESH, TCVNC, "URLs spent per shot") {
+        out.push(Check {
+            name: format!("{FRESH}: URLs spent per screenshot (X-Tcvnc-Url-Spent)"),
+            measured: spread(v),
+            unit: "URLs",
+            limit: 1.0,
+            at_most: true,
+        });
+    }
+    let default = default_typing_path();
+    if let Some(v) = r.samples(TYPING, &default, "lost") {
+        out.push(Check {
+            name: format!("{TYPING}: key events lost at {default}"),
+            measured: spread(v),
+            unit: "key events",
+            limit: 0.0,
+            at_most: true,
+        });
+    }
+}
+
+/// The actions section's comparisons, pair by pair over runs: (what, spread, unit).
+fn actions_comparisons(r: &Results) -> Vec<(String, Spread, &'static str)> {
+    use crate::console::actions::{ENCODER, FRESH, LIVE, START, TCVNC, VERSION, VNCDOTOOL};
+    let s = |c: &str, p: &str, m: &str| r.samples(c, p, m).unwrap_or(&[]).to_vec();
+    let live = s(LIVE, TCVNC, "p50 ms");
+    let enc = s(LIVE, ENCODER, "p50 ms");
+    let peer = s(LIVE, VNCDOTOOL, "p50 ms");
+    let start = s(START, VERSION, "p50 ms");
+    let fresh = s(FRESH, TCVNC, "p50 ms");
+    let beyond = s(FRESH, TCVNC, "beyond the API call p50 ms");
+    let api = s(FRESH, TCVNC, "API call p50 ms");
+    let div = |a: &[f64], b: &[f64]| spread(&pairwise(a, b, |x, y| x / y));
+    let sub = |a: &[f64], b: &[f64]| spread(&pairwise(a, b, |x, y| x - y));
+    // What vncdotool spends once Python is up: connect, 8 MB of Raw, decode, PNG.
+    let peer_work: Vec<f64> = pairwise(&peer, &start, |c, p| c - p);
+    vec![
+        (
+            "live screenshot p50, vncdotool capture ÷ tcvnc".to_owned(),
+            div(&peer, &live),
+            "×",
+        ),
+        (
+            "live screenshot p50, vncdotool capture less its process start ÷ tcvnc".to_owned(),
+            div(&peer_work, &live),
+            "×",
+        ),
+        (
+            "live screenshot p50, tcvnc ÷ its PNG encoder alone".to_owned(),
+            div(&live, &enc),
+            "×",
+        ),
+        (
+            "live screenshot p50, tcvnc − its PNG encoder alone (screen copy, HTTP)".to_owned(),
+            sub(&live, &enc),
+            "ms",
+        ),
+        (
+            "fresh-connect screenshot p50, vncdotool capture ÷ tcvnc".to_owned(),
+            div(&peer, &fresh),
+            "×",
+        ),
+        (
+            "fresh-connect screenshot p50, vncdotool capture less its process start ÷ tcvnc beyond the API call"
+                .to_owned(),
+            div(&peer_work, &beyond),
+            "×",
+        ),
+        (
+            "fresh-connect p50 − live p50 − API call p50 (gateway, RFB, first full screen)"
+                .to_owned(),
+            spread(
+                &fresh
+                    .iter()
+                    .zip(&live)
+                    .zip(&api)
+                    .map(|((f, l), a)| f - l - a)
+                    .collect::<Vec<_>>(),
+            ),
+            "ms",
+        ),
+    ]
+}
+
+/// The typing path with the highest chars/s at which no key event was lost or came out
+/// of order (medians), and that rate.
+fn fastest_lossless(r: &Results) -> Option<(String, f64)> {
+    use crate::console::actions::TYPING;
+    let (_, paths) = r.cases.iter().find(|(c, _)| c == TYPING)?;
+    paths
+        .iter()
+        .filter_map(|(path, _)| {
+            let m = |k: &str| r.samples(TYPING, path, k).map(|v| spread(v).median);
+            (m("lost")? == 0.0 && m("unexpected or out of order")? == 0.0)
+                .then(|| Some((path.clone(), m("chars/s")?)))
+                .flatten()
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -383,7 +496,7 @@ fn versions(r: &Results) -> Value {
     let mut v = serde_json::Map::new();
     v.insert("tcvnc".into(), json!(env!("CARGO_PKG_VERSION")));
     v.insert("rustc".into(), json!(rustc));
-    for tool in ["websocat", "x11vnc"] {
+    for tool in ["websocat", "x11vnc", "vncdotool"] {
         if let Some(version) = r.meta.get(tool) {
             v.insert(tool.into(), json!(version));
         }
@@ -524,11 +637,15 @@ fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Du
             table(&mut m, case, paths);
         }
     }
+    let actions = |case: &str| crate::console::actions::is_case(case);
+    if r.cases.iter().any(|(c, _)| actions(c)) {
+        actions_section(&mut m, plan, r);
+    }
     let _ = writeln!(
         m,
         "## All numbers\n\nmedian [min–max] over runs (set-up: over sessions).\n"
     );
-    for (case, paths) in r.cases.iter().filter(|(c, _)| !console(c)) {
+    for (case, paths) in r.cases.iter().filter(|(c, _)| !console(c) && !actions(c)) {
         table(&mut m, case, paths);
     }
     let notes = std::fs::read_to_string(
@@ -544,6 +661,46 @@ fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Du
         let _ = writeln!(m, "\n{}", fleet.trim());
     }
     m
+}
+
+/// The actions section: method, sizes, comparisons, the fastest lossless typing, tables.
+fn actions_section(m: &mut String, plan: &Plan, r: &Results) {
+    let _ = writeln!(
+        m,
+        "## Console actions\n\n{}\n\nSizes this run: {} run{} of {} live screenshots, {} encodes alone, {} vncdotool captures (after one unmeasured) and {} fresh-connect screenshots; typing {} characters at type_interval {} ms, once each. median [min–max] over runs; p50 and p99 are over one run's screenshots.\n",
+        ACTIONS_METHOD.trim(),
+        plan.actions_runs,
+        if plan.actions_runs == 1 { "" } else { "s" },
+        plan.actions_live_shots,
+        plan.actions_live_shots,
+        plan.actions_peer_shots,
+        plan.actions_fresh_shots,
+        plan.actions_type_chars,
+        plan.actions_type_intervals_ms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let _ = writeln!(m, "| comparison | median [min–max] over runs |\n|---|---|");
+    for (what, s, unit) in actions_comparisons(r) {
+        let _ = writeln!(m, "| {what} | {} {unit} |", fmt_spread(s));
+    }
+    let _ = writeln!(m);
+    if let Some((path, rate)) = fastest_lossless(r) {
+        let _ = writeln!(
+            m,
+            "Fastest typing with every key event logged by the simulator's console, in order: **{} characters/s** ({path}).\n",
+            fmt_num(rate)
+        );
+    }
+    for (case, paths) in r
+        .cases
+        .iter()
+        .filter(|(c, _)| crate::console::actions::is_case(c))
+    {
+        table(m, case, paths);
+    }
 }
 
 /// One case's table: a row per path, a column per metric, median [min–max].
@@ -619,6 +776,56 @@ from the simulator per connection, the simulator's TLS websocket gateway (`tcvnc
   `tcvnc_api_request_duration_seconds` for `DescribeInstanceVncUrl` over the drops
   (`/metrics`); "engine without console ms" is `without_console_ms` of tcvnc's
   "console resumed" log line (from noticing the drop to the next console's handshake).
+"#;
+
+const ACTIONS_METHOD: &str = r#"
+tcvnc's HTTP actions on console-mode targets, timed from outside as `curl` would see
+them: one HTTP/1.1 request per TCP connection, from connecting to the last byte of the
+answer. The console is the synthetic one of the console section, still, showing
+tests/rfbref's desktop at 1920×1080 (windows, text, a photo-like area, gradients);
+tcvnc reaches it through the simulator's API and TLS websocket gateway.
+
+* **Live screenshot**: a viewer on the target's TCP listener got its first full update
+  and stays, so the engine is live; then `GET /vnc/<instance>/screenshot.png` again and
+  again (after 3 unmeasured), each checked for `200 image/png` and no
+  `X-Tcvnc-Url-Spent`; the first PNG is decoded (zune-png, not the encoder's own crate)
+  and compared pixel by pixel with the console's screen. Beside it: **PNG encoder
+  alone**, tcvnc's `console::png::encode` on the same screen in the harness process
+  (the floor: what the GET adds is the screen copy and HTTP); and **vncdotool**
+  (`vncdo -s HOST::PORT capture FILE`, Python, Raw encoding, PIL's PNG) straight to the
+  console's TCP port, without gateway or API: what a user with direct access would run.
+  It starts a process and connects afresh each time, so it is also the yardstick for the
+  fresh-connect case; `vncdo --version`, timed as often, is the part of each capture
+  that is Python starting and importing (Twisted, PIL), so the comparisons show
+  vncdotool with and without it.
+* **Fresh-connect screenshot**: console-mode targets with `linger = "0ms"` and no
+  viewer, so each GET finds no engine: tcvnc mints a URL (`DescribeInstanceVncUrl` to
+  the simulator), dials the gateway (TLS, websocket, RFB), waits for the first full
+  screen (about 560 KiB of ZRLE), encodes the PNG, answers and leaves. Each answer must
+  say `X-Tcvnc-Url-Spent: 1`. The API call's own time is tcvnc's
+  `tcvnc_api_request_duration_seconds` for that request (read from `/metrics` before
+  and after it: exactly one call each time); "beyond the API call" is the total less
+  it. The phases come from tcvnc's JSON log lines for the request: URL minted → engine
+  connected (TLS, websocket and RFB handshakes through the gateway), → engine ended (the
+  first full screen arrived and decoded, the screen copied for the PNG; with linger 0
+  the engine leaves then), → the answer's log line (the PNG encode). Beside tcvnc's
+  handshake phase, "direct TLS+websocket+RFB" is the harness's own (tungstenite, to
+  ServerInit) with the same gateway and console after each screenshot, over one URL
+  reused (`reuse_tokens`). The screenshots take turns over 20 instances and wait until
+  the last engine of the instance has left, so each instance gets a URL at most once
+  every 20 screenshots, far below its 30 a minute: the budget never waits here (nor
+  does the simulator's API limit, raised for the benchmarks as in the other cases).
+* **Typing**: the simulator's own test-pattern console (no `--backend`), which logs
+  every key event it reads (`GET /_sim/input`). For each `[session] type_interval` a
+  tcvnc of its own and an instance of its own; a viewer keeps the engine live; one
+  `POST /vnc/<instance>/type` of a fixed text (letters of both cases, digits, every ASCII
+  symbol, spaces, a newline every 61 characters), timed until its answer (tcvnc answers
+  once the keys are written and the console has answered two more update requests).
+  The expected key events are written in the harness from the keysym tables (US
+  layout, Shift_L around shifted characters), not with tcvnc's `keys` module, and
+  matched in order against the simulator's log: "lost" are expected events not found
+  in order, "unexpected or out of order" the log's events left over. `type_interval` is
+  a pause after every key event, and a character is 2 (4 with Shift) key events.
 "#;
 
 const METHOD: &str = r#"

@@ -9,7 +9,11 @@
 //! - fan-out: N viewers of one console changing whole 10 times a second;
 //! - memory: the console's cost and each idle viewer's;
 //! - resume: from an upstream drop to the viewer's first fresh frame.
+//!
+//! [`actions`] is a section of its own (`--only actions`): screenshots and typing
+//! through tcvnc's HTTP actions.
 
+pub mod actions;
 mod cpu;
 pub mod source;
 mod viewer;
