@@ -470,18 +470,26 @@ async fn play_serves_a_recording_from_an_instant_at_a_speed() {
         .spawn()
         .expect("spawn");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let tcp = within(async {
+    let (tcp, page) = within(async {
+        let mut tcp = None;
         loop {
             let l = lines.next_line().await.expect("read").expect("a line");
             if let Some(a) = l.trim().strip_prefix("native viewer:  vncviewer ") {
-                return a
-                    .replace("::", ":")
-                    .parse::<std::net::SocketAddr>()
-                    .expect("address");
+                tcp = Some(
+                    a.replace("::", ":")
+                        .parse::<std::net::SocketAddr>()
+                        .expect("address"),
+                );
+            }
+            if let Some(u) = l.trim().strip_prefix("browser:        ") {
+                return (tcp.expect("the TCP line first"), u.to_owned());
             }
         }
     })
     .await;
+    // No sidecar, no instance id in the name: a stand-in id.
+    assert!(page.ends_with("/vnc.html?path=vnc/ins-playback"), "{page}");
+    let base = page.split("/vnc.html").next().expect("base").to_owned();
     let mut v = within(Viewer::connect(tcp, &[RAW, DESKTOP_SIZE, DESKTOP_NAME])).await;
     assert_eq!(v.name, "handmade");
     assert_eq!((v.v.width, v.v.height), (64, 48));
@@ -507,7 +515,28 @@ async fn play_serves_a_recording_from_an_instant_at_a_speed() {
         }
     })
     .await;
-    // Read-only: a key goes nowhere, and the viewer stays.
+    // Read-only: typing is refused; a screenshot is the recording's screen now.
+    let client = http_client();
+    let r = client
+        .post(format!("{base}/vnc/ins-playback/type"))
+        .body("x")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 409);
+    let r = client
+        .get(format!("{base}/vnc/ins-playback/screenshot.png"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-tcvnc-url-spent").is_none());
+    let png = r.bytes().await.expect("body");
+    let mut dec = zune_png::PngDecoder::new(&png[..]);
+    let px = dec.decode_raw().expect("PNG");
+    assert_eq!(dec.get_dimensions(), Some((320, 240)));
+    assert_eq!(&px[..3], &[0, 0, 255]);
+    // A key from the viewer goes nowhere, and the viewer stays.
     v.send(&key(true, 0x61)).await;
     v.s.flush().await.expect("flush");
     v.request(false).await;

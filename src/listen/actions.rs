@@ -91,6 +91,12 @@ pub(super) async fn serve(
                 "this needs the control role: the view-only token cannot act on a console\n",
             );
         }
+        if app.playback.is_some() {
+            return http_util::text(
+                StatusCode::CONFLICT,
+                "this is a recording played by tcvnc play: it is read-only\n",
+            );
+        }
     }
     let Ok(key) = percent_encoding::percent_decode_str(key).decode_utf8() else {
         return http_util::text(
