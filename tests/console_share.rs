@@ -215,6 +215,31 @@ async fn roles_from_passwords_and_tokens_and_view_only_input_is_dropped() {
             .all(|v| v["since"].as_str().is_some_and(|s| s.ends_with('Z'))),
         "{e}"
     );
+    // The index page lists them too: role, address, how, since when.
+    let page = http_client()
+        .get(format!("http://{http}/"))
+        .bearer_auth(CONTROL_TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.contains(&format!(
+            "control <code>127.0.0.1:{}</code> (tcp, since ",
+            port(&control)
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "view <code>127.0.0.1:{}</code> (tcp, since ",
+            port(&view)
+        )),
+        "{page}"
+    );
+    assert_eq!(page.matches("(ws, since ").count(), 2, "{page}");
     let metrics = d.app.metrics.encode();
     assert!(
         metrics.contains(

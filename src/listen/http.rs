@@ -393,7 +393,7 @@ fn routed(
         let role = if view_only { ViewerRole::View } else { role };
         return upgrade(app.clone(), cfg, req, peer, instance.to_owned(), role);
     }
-    super::web::serve(cfg, &app.discovery.snapshot(), path)
+    super::web::serve(app, cfg, &app.discovery.snapshot(), path)
 }
 
 fn upgrade(

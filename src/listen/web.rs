@@ -1,5 +1,6 @@
 //! The browser console: `GET /` lists the targets and the discovered instances (name,
-//! state, region, tags), each linking to noVNC already pointed at `/vnc/<instance>`;
+//! state, region, tags, who is watching: role, address, since when), each linking to
+//! noVNC already pointed at `/vnc/<instance>` (and view only, and a screenshot);
 //! noVNC's files are served from the web root with no path escape, correct MIME types
 //! and caching headers.
 
@@ -32,7 +33,43 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn index(cfg: &Config, snap: &Snapshot, root: Option<&Path>) -> Response<Body> {
+/// Who watches `instance`: a console-mode engine's viewers (role, address, how, since
+/// when), or the bridged sessions' addresses.
+fn watchers(app: &crate::app::App, instance: &str) -> String {
+    let mut lines = Vec::new();
+    if let Some(engine) = app.engines.get(instance) {
+        for v in engine.viewer_list() {
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            lines.push(format!(
+                "{} <code>{}</code> ({}, since {})",
+                html_escape(&field("role")),
+                html_escape(&field("peer")),
+                html_escape(&field("via")),
+                html_escape(&field("since"))
+            ));
+        }
+    }
+    for s in app.live_sessions() {
+        if s.instance == instance && app.engines.get(instance).is_none() {
+            lines.push(format!(
+                "control <code>{}</code> (bridged)",
+                html_escape(&s.peer.to_string())
+            ));
+        }
+    }
+    if lines.is_empty() {
+        "-".into()
+    } else {
+        lines.join("<br>")
+    }
+}
+
+fn index(
+    app: &crate::app::App,
+    cfg: &Config,
+    snap: &Snapshot,
+    root: Option<&Path>,
+) -> Response<Body> {
     let mut rows = String::new();
     for e in crate::discovery::entries(cfg, snap) {
         let id = html_escape(&e.instance);
@@ -63,12 +100,13 @@ fn index(cfg: &Config, snap: &Snapshot, root: Option<&Path>) -> Response<Body> {
             .unwrap_or_else(|| "-".into());
         let tags: Vec<String> = e.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         rows.push_str(&format!(
-            "<tr><td><code>{id}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{link}</td></tr>\n",
+            "<tr><td><code>{id}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{link}</td><td>{}</td></tr>\n",
             html_escape(e.name.as_deref().unwrap_or("-")),
             html_escape(e.state.as_deref().unwrap_or("-")),
             html_escape(&e.region),
             html_escape(&tags.join(", ")),
-            html_escape(&tcp)
+            html_escape(&tcp),
+            watchers(app, &e.instance)
         ));
     }
     let help = if root.is_some() {
@@ -81,7 +119,7 @@ fn index(cfg: &Config, snap: &Snapshot, root: Option<&Path>) -> Response<Body> {
     let page = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tcvnc consoles</title>\
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em 1em;text-align:left}}.warn{{color:#a40}}</style></head>\
-<body><h1>tcvnc consoles</h1>{help}<table><tr><th>instance</th><th>name</th><th>state</th><th>region</th><th>tags</th><th>native viewer</th><th>browser</th></tr>\n{rows}</table>\
+<body><h1>tcvnc consoles</h1>{help}<table><tr><th>instance</th><th>name</th><th>state</th><th>region</th><th>tags</th><th>native viewer</th><th>browser</th><th>viewers</th></tr>\n{rows}</table>\
 <p>Each connection spends one console URL of the instance's budget ({} per minute); in console mode viewers share one, \
 and a screenshot of a console no one watches spends one.</p></body></html>\n",
         cfg.budget.reconnects_per_minute
@@ -142,10 +180,10 @@ pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
 }
 
 /// Serves `/` (the targets and discovered instances) and static files.
-pub fn serve(cfg: &Config, snap: &Snapshot, path: &str) -> Response<Body> {
+pub fn serve(app: &crate::app::App, cfg: &Config, snap: &Snapshot, path: &str) -> Response<Body> {
     let root = web_root(cfg);
     if path == "/" || path == "/index.html" {
-        return index(cfg, snap, root.as_deref());
+        return index(app, cfg, snap, root.as_deref());
     }
     let not_found = || http_util::text(StatusCode::NOT_FOUND, "not found\n");
     let Some(root) = root else {
