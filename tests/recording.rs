@@ -327,6 +327,40 @@ async fn viewer_input_is_recorded_only_when_asked() {
     assert!(d.stop().await);
 }
 
+/// A recording that cannot start (its directory went away) is logged and counted; the
+/// viewers are served as ever.
+#[tokio::test]
+async fn a_recording_that_cannot_be_written_never_stops_the_session() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rec = tmp.path().join("gone");
+    let sim = sim().await;
+    let text = format!(
+        "{}\n[recording]\ndir = \"{}\"\n",
+        config_text(&sim, &console_opts("")),
+        rec.display()
+    );
+    let mut d = TestDaemon::from_text(&text).await;
+    std::fs::remove_dir(&rec).expect("the daemon made it; now it is gone");
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    for _ in 0..3 {
+        v.request(false).await;
+        within(v.next_update()).await.expect("served");
+    }
+    v.shows_pattern().expect("the console");
+    within(async {
+        while !d.app.metrics.encode().contains(
+            "tcvnc_console_recordings_stopped_total{instance=\"ins-demo0001\",cause=\"open_error\"} 1",
+        ) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    v.request(true).await;
+    within(v.next_update()).await.expect("still served");
+    drop(v);
+    assert!(d.stop().await);
+}
+
 /// A recording written by hand: a red screen at 0 s, green at 60 s, then at 120 s a
 /// resize to 320×240 and blue; each update Raw, the name "handmade".
 fn handmade(path: &std::path::Path) {
@@ -442,6 +476,92 @@ async fn export_gives_the_screen_at_each_instant() {
         .expect("run");
     assert_eq!(run.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&run.stderr).contains("bad.js"));
+}
+
+/// With ffmpeg (installed by `.ci/run`; without `TCVNC_E2E=1` a machine lacking it skips
+/// this): a video of the recording, 10 frames a second at its first size, whose frames
+/// are the screen at their instants.
+#[test]
+fn export_makes_a_video_with_ffmpeg() {
+    let have = std::process::Command::new("ffprobe")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var("TCVNC_E2E").is_err(),
+            "TCVNC_E2E=1 needs ffmpeg and ffprobe (Debian: ffmpeg)"
+        );
+        eprintln!("SKIPPED export_makes_a_video_with_ffmpeg: no ffmpeg");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("handmade.js");
+    handmade(&file);
+    let video = tmp.path().join("out.mkv");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .args([
+            "export",
+            &file.display().to_string(),
+            "-o",
+            &video.display().to_string(),
+            "--fps",
+            "1",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&video)
+        .output()
+        .expect("ffprobe");
+    let out = String::from_utf8_lossy(&probe.stdout).trim().to_owned();
+    // 0 s to 120 s at one frame a second, and the last screen.
+    assert_eq!(
+        out,
+        "64,48,121",
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // Frame 90 (90 s) is green; the last is the 320×240 blue screen cropped to 64×48.
+    let frame = |n: u32| {
+        let o = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&video)
+            .args([
+                "-vf",
+                &format!("select=eq(n\\,{n})"),
+                "-frames:v",
+                "1",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-",
+            ])
+            .output()
+            .expect("ffmpeg");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let px = o.stdout;
+        assert_eq!(px.len(), 64 * 48 * 3);
+        let mid = (24 * 64 + 32) * 3;
+        [px[mid], px[mid + 1], px[mid + 2]]
+    };
+    let near = |got: [u8; 3], want: [u8; 3]| got.iter().zip(want).all(|(g, w)| g.abs_diff(w) < 24);
+    assert!(near(frame(30), [255, 0, 0]), "{:?}", frame(30));
+    assert!(near(frame(90), [0, 255, 0]), "{:?}", frame(90));
+    assert!(near(frame(120), [0, 0, 255]), "{:?}", frame(120));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -339,6 +339,36 @@ mod tests {
         );
     }
 
+    /// A disk that takes nothing (the thread never writes) stops the recording once
+    /// more than MAX_QUEUED waits; the caller is never blocked.
+    #[test]
+    fn a_disk_too_slow_stops_the_recording() {
+        let (tx, _rx) = mpsc::channel();
+        let metrics = Arc::new(Metrics::new());
+        let sink = Sink {
+            tx,
+            shared: Arc::new(Shared {
+                queued: AtomicUsize::new(0),
+                written: AtomicU64::new(0),
+                stopped: Mutex::new(None),
+            }),
+            start: Instant::now(),
+            instance: "ins-slow".into(),
+            path: Path::new("/nowhere").into(),
+            metrics: metrics.clone(),
+        };
+        let chunk = vec![1u8; 1 << 20];
+        let mut taken = 0;
+        while sink.record_at(From::Server, 0, &chunk) {
+            taken += 1;
+            assert!(taken < 100, "never stopped");
+        }
+        // 1 MiB of data is 1.33 MiB of base64: about 48 chunks fit in 64 MiB.
+        assert!((40..=50).contains(&taken), "{taken}");
+        assert_eq!(sink.stopped().expect("stopped").cause, "slow_disk");
+        assert!(metrics.encode().contains("cause=\"slow_disk\"} 1"));
+    }
+
     #[test]
     fn names_do_not_collide() {
         let dir = tempfile::tempdir().expect("dir");
