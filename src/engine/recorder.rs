@@ -8,8 +8,9 @@
 //! costs at most ten encodes a second; a change of the engine's phase, such as the
 //! console lost or back, is written at once, so no outage is coalesced away), written
 //! through `record::writer::Sink`, which never blocks: a disk that falls behind or fails
-//! stops the recording, not the console. The sidecar (`record::sidecar`) is written at the
-//! start, when viewers come and go, and at the end.
+//! stops the recording, not the console. A session that ends is closed with an empty
+//! update at its end's time ([`END_MARK`]). The sidecar (`record::sidecar`) is written at
+//! the start, when viewers come and go, and at the end.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -25,6 +26,9 @@ use crate::record::writer::{free_name, Sink};
 
 /// The shortest time between two recorded updates.
 pub(crate) const FRAME_GAP: Duration = Duration::from_millis(100);
+/// What ends a recording of a session that ended: an empty FramebufferUpdate (no
+/// rectangles), which every player takes and which changes nothing, at the end's time.
+pub(crate) const END_MARK: [u8; 4] = [0, 0, 0, 0];
 /// The shortest time between two rewrites of the sidecar for viewers coming and going.
 const SIDECAR_GAP: Duration = Duration::from_secs(2);
 
@@ -88,6 +92,12 @@ impl Recorder {
             *self.engine.input_sink.lock() = Some(sink.clone());
         }
         let ended = self.record(&slot, &sink, &mut side).await;
+        if ended.is_some() {
+            // The file's last time is the session's end, not its last change: players
+            // (export's frames and videos, noVNC's real-time playback) show the last
+            // screen for as long as the session did.
+            sink.record(From::Server, &END_MARK);
+        }
         *self.engine.input_sink.lock() = None;
         drop(membership);
         sink.finish();
