@@ -663,3 +663,117 @@ async fn play_serves_a_recording_from_an_instant_at_a_speed() {
     within(v.next_update()).await.expect("still served");
     let _ = child.kill().await;
 }
+
+/// A console whose screen never changes (64×64 grey): it answers full update requests and
+/// tells `requests` of each incremental one (the engine's keepalive while it is still).
+async fn still_console(requests: tokio::sync::mpsc::UnboundedSender<()>) -> std::net::SocketAddr {
+    use tcvnc::rfb::messages::{read_client_message, ClientMessage, PixelFormat};
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let mut v = [0u8; 12];
+                s.write_all(b"RFB 003.008\n").await?;
+                s.read_exact(&mut v).await?;
+                s.write_all(&[1, 1]).await?;
+                s.read_exact(&mut [0u8; 1]).await?;
+                s.write_all(&[0, 0, 0, 0]).await?;
+                s.read_exact(&mut [0u8; 1]).await?;
+                let pf = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+                let mut init = vec![0, 64, 0, 64];
+                init.extend_from_slice(&pf.to_bytes());
+                init.extend_from_slice(&[0, 0, 0, 5]);
+                init.extend_from_slice(b"still");
+                s.write_all(&init).await?;
+                loop {
+                    match read_client_message(&mut s).await {
+                        Ok(ClientMessage::FramebufferUpdateRequest {
+                            incremental: false, ..
+                        }) => {
+                            let mut u = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 64, 0, 64, 0, 0, 0, 0];
+                            u.extend_from_slice(&[0x40; 64 * 64 * 4]);
+                            s.write_all(&u).await?;
+                        }
+                        Ok(ClientMessage::FramebufferUpdateRequest { .. }) => {
+                            let _ = requests.send(());
+                        }
+                        Ok(_) => {}
+                        Err(_) => return Ok::<(), std::io::Error>(()),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A recording lasts as long as its session, not until its last change: the console's
+/// screen never changes after its first update; the viewer stays while the engine sends
+/// six keepalive requests 200 ms apart (over a second of a still screen), then leaves.
+/// The file's last frame is an empty FramebufferUpdate at the session's end (within
+/// 0.5 s of the sidecar's `end`), over a second after the last change, so a player (a
+/// video, export's frames, noVNC in real time) shows the still screen for that second.
+/// (Before, the file ended at the last change and the still end of a session was lost.)
+#[tokio::test]
+async fn a_recording_lasts_as_long_as_its_session() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let backend = still_console(tx).await;
+    let sim = sim_with(tcvnc::sim::SimOptions {
+        backend: Some(backend.to_string()),
+        ..tcvnc::sim::SimOptions::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut o = console_opts("linger = \"0s\"");
+    o.upstream = "keepalive = \"200ms\"";
+    let text = format!(
+        "{}\n[recording]\ndir = \"{}\"\n",
+        config_text(&sim, &o),
+        tmp.path().display()
+    );
+    let mut d = TestDaemon::from_text(&text).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    for _ in 0..6 {
+        within(rx.recv()).await.expect("a keepalive request");
+    }
+    drop(v);
+    let side = ended_sidecar(tmp.path()).await;
+    let (all, finished) = frames(&tmp.path().join(&side.file));
+    assert!(finished);
+    let server: Vec<&format::Frame> = all.iter().filter(|f| f.from == From::Server).collect();
+    let (last, before) = server.split_last().expect("frames");
+    assert_eq!(last.data, [0, 0, 0, 0], "an empty update ends it");
+    let change = before.last().expect("the screen's update");
+    assert!(
+        change.data.len() > 4,
+        "the screen: {} bytes",
+        change.data.len()
+    );
+    assert!(
+        last.ms >= change.ms + 1000,
+        "the end at {} ms, the last change at {} ms",
+        last.ms,
+        change.ms
+    );
+    let t = |s: &str| humantime::parse_rfc3339(s).expect("RFC 3339");
+    let length = t(side.end.as_deref().expect("end"))
+        .duration_since(t(&side.start))
+        .expect("end after start")
+        .as_millis() as u64;
+    assert!(
+        last.ms <= length + 5 && length - last.ms.min(length) < 500,
+        "the end at {} ms, the session {length} ms long",
+        last.ms
+    );
+    let p = play(&all);
+    let px = p.v.screen[10 * 64 + 10] & p.v.used_mask();
+    assert_eq!(px, p.v.value_of_rgb(0x40, 0x40, 0x40), "the still screen");
+    assert!(d.stop().await);
+}

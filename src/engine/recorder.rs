@@ -5,10 +5,12 @@
 //!
 //! Like any viewer it is told what changed and takes it at its own pace: at most one
 //! update every [`FRAME_GAP`] (changes in between are coalesced, so a video-like screen
-//! costs at most ten encodes a second), written through `record::writer::Sink`, which
-//! never blocks: a disk that falls behind or fails stops the recording, not the console.
-//! The sidecar (`record::sidecar`) is written at the start, when viewers come and go, and
-//! at the end.
+//! costs at most ten encodes a second; a change of the engine's phase, such as the
+//! console lost or back, is written at once, so no outage is coalesced away), written
+//! through `record::writer::Sink`, which never blocks: a disk that falls behind or fails
+//! stops the recording, not the console. A session that ends is closed with an empty
+//! update at its end's time ([`END_MARK`]). The sidecar (`record::sidecar`) is written at
+//! the start, when viewers come and go, and at the end.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -24,6 +26,9 @@ use crate::record::writer::{free_name, Sink};
 
 /// The shortest time between two recorded updates.
 pub(crate) const FRAME_GAP: Duration = Duration::from_millis(100);
+/// What ends a recording of a session that ended: an empty FramebufferUpdate (no
+/// rectangles), which every player takes and which changes nothing, at the end's time.
+pub(crate) const END_MARK: [u8; 4] = [0, 0, 0, 0];
 /// The shortest time between two rewrites of the sidecar for viewers coming and going.
 const SIDECAR_GAP: Duration = Duration::from_secs(2);
 
@@ -87,6 +92,12 @@ impl Recorder {
             *self.engine.input_sink.lock() = Some(sink.clone());
         }
         let ended = self.record(&slot, &sink, &mut side).await;
+        if ended.is_some() {
+            // The file's last time is the session's end, not its last change: players
+            // (export's frames and videos, noVNC's real-time playback) show the last
+            // screen for as long as the session did.
+            sink.record(From::Server, &END_MARK);
+        }
         *self.engine.input_sink.lock() = None;
         drop(membership);
         sink.finish();
@@ -128,13 +139,25 @@ impl Recorder {
         let mut last = tokio::time::Instant::now() - FRAME_GAP;
         let mut visits = 0;
         let mut sidecar_at = tokio::time::Instant::now();
+        // The phase changed since the last write: write at once.
+        let mut at_once = false;
         loop {
             let ended = match &*phase.borrow_and_update() {
                 Phase::Ended(f) => Some(f.to_string()),
                 _ => None,
             };
-            // Changes are coalesced over FRAME_GAP.
-            tokio::time::sleep_until(last + FRAME_GAP).await;
+            // Changes are coalesced over FRAME_GAP, but a change of phase (the console
+            // lost, back, ended) is written at once: an outage shorter than the gap
+            // (banner and name drawn, then the console's screen back) would vanish.
+            if !std::mem::take(&mut at_once) {
+                tokio::select! {
+                    () = tokio::time::sleep_until(last + FRAME_GAP) => {}
+                    r = phase.changed() => if r.is_ok() {
+                        at_once = true;
+                        continue;
+                    },
+                }
+            }
             match v.next_messages(slot, self.cfg.input, &metrics) {
                 Ok(bytes) if !bytes.is_empty() => {
                     last = tokio::time::Instant::now();
@@ -165,7 +188,10 @@ impl Recorder {
             }
             tokio::select! {
                 () = slot.wake.notified() => {}
-                r = phase.changed() => if r.is_err() { return Some("tcvnc stopped".into()) },
+                r = phase.changed() => match r {
+                    Ok(()) => at_once = true,
+                    Err(_) => return Some("tcvnc stopped".into()),
+                },
                 // Viewers who came and went reach the sidecar even on a still screen.
                 () = tokio::time::sleep(SIDECAR_GAP) => {}
             }

@@ -15,6 +15,11 @@
 //! message starting with `UkZC` (`RFB` in base64): a third of the size of escaped binary
 //! for compressed pixels, and nothing to escape. The reader takes both.
 //!
+//! A recording of a session that ended has, as its last frame, an empty
+//! FramebufferUpdate at the time the session ended: the file lasts as long as the
+//! session did, its last still screen included (a player that stops at the last frame
+//! would otherwise cut it).
+//!
 //! A file is appended to as the session runs; one cut short (a crash, a full disk) lacks
 //! the closing `'EOF'];` and is read up to its last whole line.
 

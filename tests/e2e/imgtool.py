@@ -7,6 +7,7 @@ xwd IN OUT         -> {"size": [w, h]}  an `xwd -root` dump (32-bit TrueColor) a
 rgb IN OUT         -> {"size": [w, h]}  an image's RGB bytes (w * h * 3, row-major) to OUT
 region A B X0 Y0 X1 Y1 -> {"differing": n, "colours_a": n, "colours_b": n}  within the box
                       (X1, Y1 excluded): the pixels that differ, the colours in each image
+crop IN OUT X0 Y0 X1 Y1 -> {"size": [w, h]}  the box (X1, Y1 excluded) of IN as a PNG
 """
 import json
 import struct
@@ -74,6 +75,12 @@ def region(a, b, x0, y0, x1, y1):
     }))
 
 
+def crop(src, out, x0, y0, x1, y1):
+    im = Image.open(src).convert("RGB").crop(tuple(int(v) for v in (x0, y0, x1, y1)))
+    im.save(out)
+    print(json.dumps({"size": list(im.size)}))
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"compare": compare, "lit": lit, "xwd": xwd, "rgb": rgb, "region": region}[cmd](*args)
+    {"compare": compare, "lit": lit, "xwd": xwd, "rgb": rgb, "region": region, "crop": crop}[cmd](*args)
