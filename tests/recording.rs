@@ -272,6 +272,11 @@ async fn a_console_session_is_recorded_as_the_viewer_saw_it() {
     let decoded: Vec<u8> = all.iter().flat_map(|f| f.data.clone()).collect();
     assert!(!decoded.windows(6).any(|w| w == b"wss://"));
 
+    // It opens on the console's screen, not on the empty one of the engine that had just
+    // connected.
+    play(&all[..5])
+        .shows_pattern()
+        .expect("the recording's first update");
     // What the file holds is what the viewer saw: the pattern, and the drop's banner.
     let p = play(&all);
     assert!(p.updates >= 3, "{} updates", p.updates);
@@ -290,6 +295,131 @@ async fn a_console_session_is_recorded_as_the_viewer_saw_it() {
         "{metrics}"
     );
     assert!(metrics.contains("tcvnc_console_recorded_bytes_total{instance=\"ins-demo0001\"}"));
+    assert!(d.stop().await);
+}
+
+/// A console whose first update takes `delay` (a console far away): RFB 3.8, security
+/// None, a 64×48 screen, then a red screen in Raw the first time it is asked, in the
+/// pixel format it was given (32 bits).
+async fn slow_console(delay: Duration) -> std::net::SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let pf = tcvnc::rfb::messages::PixelFormat::true_colour(
+                    32,
+                    24,
+                    false,
+                    [255; 3],
+                    [16, 8, 0],
+                );
+                s.write_all(b"RFB 003.008\n").await?;
+                let mut b = [0u8; 12];
+                s.read_exact(&mut b).await?;
+                s.write_all(&[1, 1]).await?;
+                s.read_u8().await?;
+                s.write_all(&[0, 0, 0, 0]).await?;
+                s.read_u8().await?;
+                let mut init = vec![0, 64, 0, 48];
+                init.extend_from_slice(&pf.to_bytes());
+                init.extend_from_slice(&[0, 0, 0, 4]);
+                init.extend_from_slice(b"slow");
+                s.write_all(&init).await?;
+                let (mut shifts, mut big, mut sent) = ([16u8, 8, 0], false, false);
+                loop {
+                    match s.read_u8().await? {
+                        0 => {
+                            let mut m = [0u8; 19];
+                            s.read_exact(&mut m).await?;
+                            big = m[5] != 0;
+                            shifts = [m[13], m[14], m[15]];
+                        }
+                        2 => {
+                            let mut m = [0u8; 3];
+                            s.read_exact(&mut m).await?;
+                            let n = u16::from_be_bytes([m[1], m[2]]);
+                            let mut skip = vec![0u8; 4 * usize::from(n)];
+                            s.read_exact(&mut skip).await?;
+                        }
+                        3 => {
+                            let mut m = [0u8; 9];
+                            s.read_exact(&mut m).await?;
+                            if !sent {
+                                sent = true;
+                                tokio::time::sleep(delay).await;
+                                let mut u = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 64, 0, 48, 0, 0, 0, 0];
+                                let red = 255u32 << shifts[0];
+                                let px = if big {
+                                    red.to_be_bytes()
+                                } else {
+                                    red.to_le_bytes()
+                                };
+                                for _ in 0..64 * 48 {
+                                    u.extend_from_slice(&px);
+                                }
+                                s.write_all(&u).await?;
+                            }
+                        }
+                        4 => {
+                            let mut m = [0u8; 7];
+                            s.read_exact(&mut m).await?;
+                        }
+                        5 => {
+                            let mut m = [0u8; 5];
+                            s.read_exact(&mut m).await?;
+                        }
+                        6 => {
+                            let mut m = [0u8; 7];
+                            s.read_exact(&mut m).await?;
+                            let n = u32::from_be_bytes([m[3], m[4], m[5], m[6]]);
+                            let mut skip = vec![0u8; n as usize];
+                            s.read_exact(&mut skip).await?;
+                        }
+                        _ => return Ok::<(), std::io::Error>(()),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A console whose first update comes 300 ms after the engine connected: the recording
+/// opens on that screen (red), not on the engine's empty one.
+#[tokio::test]
+async fn a_recording_opens_on_the_consoles_first_screen() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rec = tmp.path().join("recordings");
+    let console = slow_console(Duration::from_millis(300)).await;
+    let sim = sim_with(tcvnc::sim::SimOptions {
+        backend: Some(console.to_string()),
+        ..Default::default()
+    })
+    .await;
+    let text = format!(
+        "{}\n[recording]\ndir = \"{}\"\n",
+        config_text(&sim, &console_opts("linger = \"0s\"")),
+        rec.display()
+    );
+    let mut d = TestDaemon::from_text(&text).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[RAW])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("first update");
+    assert_eq!(v.rgb(5, 5), 0xff0000, "the viewer's first screen");
+    drop(v);
+    ended_sidecar(&rec).await;
+    let (all, _) = frames(&recordings_in(&rec)[0]);
+    let first = play(&all[..5]);
+    let red = first.v.value_of_rgb(255, 0, 0);
+    assert_eq!(
+        first.v.screen[5 * 64 + 5] & first.v.used_mask(),
+        red & first.v.used_mask(),
+        "the recording's first update shows the console's first screen"
+    );
     assert!(d.stop().await);
 }
 
@@ -364,6 +494,11 @@ async fn a_recording_that_cannot_be_written_never_stops_the_session() {
 /// A recording written by hand: a red screen at 0 s, green at 60 s, then at 120 s a
 /// resize to 320×240 and blue; each update Raw, the name "handmade".
 fn handmade(path: &std::path::Path) {
+    handmade_at(path, 10);
+}
+
+/// [`handmade`] with its first screen (red) at `first_ms`.
+fn handmade_at(path: &std::path::Path, first_ms: u64) {
     let mut out = format::HEADER.as_bytes().to_vec();
     for step in tcvnc::record::preamble(64, 48, "handmade") {
         format::line(From::Server, 0, &step, &mut out);
@@ -386,7 +521,12 @@ fn handmade(path: &std::path::Path) {
         }
         m
     };
-    format::line(From::Server, 10, &raw(64, 48, [255, 0, 0], false), &mut out);
+    format::line(
+        From::Server,
+        first_ms,
+        &raw(64, 48, [255, 0, 0], false),
+        &mut out,
+    );
     format::line(
         From::Server,
         60_000,
@@ -562,6 +702,58 @@ fn export_makes_a_video_with_ffmpeg() {
     assert!(near(frame(30), [255, 0, 0]), "{:?}", frame(30));
     assert!(near(frame(90), [0, 255, 0]), "{:?}", frame(90));
     assert!(near(frame(120), [0, 0, 255]), "{:?}", frame(120));
+}
+
+/// Starts `tcvnc play FILE ARGS…` on free loopback ports; returns the process and its TCP
+/// listener's address (from the "native viewer" line it prints).
+async fn start_play(
+    file: &std::path::Path,
+    args: &[&str],
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .arg("play")
+        .arg(file)
+        .args(["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let tcp = within(async {
+        loop {
+            let l = lines.next_line().await.expect("read").expect("a line");
+            if let Some(a) = l.trim().strip_prefix("native viewer:  vncviewer ") {
+                return a
+                    .replace("::", ":")
+                    .parse::<std::net::SocketAddr>()
+                    .expect("address");
+            }
+        }
+    })
+    .await;
+    // The rest of what it prints is read too: a closed pipe would end it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, tcp)
+}
+
+/// Played from its start, a recording's first screen (red, 500 ms in, as in
+/// websockify's recordings, which start before the handshake) is the first a viewer is
+/// sent, not the empty screen before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_from_the_start_serves_the_first_screen_not_an_empty_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("handmade.js");
+    handmade_at(&file, 500);
+    let (mut child, tcp) = start_play(&file, &[]).await;
+    let mut v = within(Viewer::connect(tcp, &[RAW, DESKTOP_SIZE, DESKTOP_NAME])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    assert_eq!(v.rgb(5, 5), 0xff0000, "the first screen");
+    let _ = child.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

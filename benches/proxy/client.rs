@@ -221,7 +221,17 @@ pub struct RfbTimes {
 
 /// The viewer's side of RFB 3.8 with security type None, up to ServerInit.
 pub async fn rfb_viewer<C: Chan>(c: &mut C, t0: Instant) -> Result<RfbTimes> {
-    within("RFB handshake", async {
+    rfb_viewer_within(c, t0, STEP).await
+}
+
+/// [`rfb_viewer`] with a longer patience than the usual 60 s (a server that decodes a
+/// whole recording before its ServerInit).
+pub async fn rfb_viewer_within<C: Chan>(
+    c: &mut C,
+    t0: Instant,
+    limit: Duration,
+) -> Result<RfbTimes> {
+    let handshake = async {
         let mut version = [0u8; 12];
         c.recv(&mut version).await?;
         let first_byte = t0.elapsed();
@@ -266,8 +276,10 @@ pub async fn rfb_viewer<C: Chan>(c: &mut C, t0: Instant) -> Result<RfbTimes> {
             ),
             format,
         })
-    })
-    .await
+    };
+    tokio::time::timeout(limit, handshake)
+        .await
+        .map_err(|_| anyhow!("RFB handshake: no progress in {limit:?}"))?
 }
 
 /// A viewer on raw TCP: connect and handshake.

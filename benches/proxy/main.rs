@@ -1,8 +1,9 @@
 //! The benchmark suite: tcvnc side by side with websocat (the tool a user would otherwise
 //! pick) and with the physical limit (a plain rustls TLS pipe, a raw TCP pipe), and its
 //! console mode with bridge mode, a direct connection and `x11vnc -reflect`
-//! (`console/`), and its HTTP actions (screenshots, typing; `console/actions.rs`), all on
-//! loopback in one run. Writes `results.json`, `REPORT.md` and `chart.svg`.
+//! (`console/`), its HTTP actions (screenshots, typing; `console/actions.rs`) and its
+//! recordings (`console/recording.rs`, `console/playback.rs`), all on loopback in one
+//! run. Writes `results.json`, `REPORT.md` and `chart.svg`.
 //!
 //! Run it with `scripts/bench` (installs websocat, raises the open-file limit), or
 //! `cargo bench --bench proxy -- [--quick] [--out DIR] [--runs N]`.
@@ -76,6 +77,18 @@ pub struct Plan {
     pub actions_type_chars: usize,
     /// Actions: the `type_interval`s typed at, in ms.
     pub actions_type_intervals_ms: Vec<u64>,
+    /// Recording: runs of each load with recording off and on.
+    pub rec_runs: usize,
+    /// Recording: runs of each load through `websockify --record` (the first ones).
+    pub rec_peer_runs: usize,
+    /// Recording: seconds from a viewer's start to the counting.
+    pub rec_warm_s: f64,
+    /// Recording: seconds counted per run.
+    pub rec_window_s: f64,
+    /// Recording: minutes of the recording `tcvnc play` is timed on.
+    pub rec_play_minutes: u64,
+    /// Recording: runs of each `tcvnc play --from`.
+    pub rec_play_runs: usize,
 }
 
 impl Plan {
@@ -114,6 +127,12 @@ impl Plan {
             actions_peer_shots: 10,
             actions_type_chars: 2000,
             actions_type_intervals_ms: vec![5, 1, 0],
+            rec_runs: 3,
+            rec_peer_runs: 1,
+            rec_warm_s: 2.0,
+            rec_window_s: 15.0,
+            rec_play_minutes: 60,
+            rec_play_runs: 2,
         }
     }
 
@@ -142,17 +161,25 @@ impl Plan {
             actions_peer_shots: 2,
             actions_type_chars: 200,
             actions_type_intervals_ms: vec![5, 0],
+            rec_runs: 1,
+            rec_peer_runs: 1,
+            rec_warm_s: 1.5,
+            rec_window_s: 3.0,
+            rec_play_minutes: 3,
+            rec_play_runs: 1,
         }
     }
 }
 
 /// The first instances serve the data cases, the next ones the setup case, then the
-/// console section's, then the actions section's; the rest are for idle sessions.
+/// console section's, the actions section's, the recording section's; the rest are for
+/// idle sessions.
 const DATA_TARGETS: usize = 16;
 const SETUP_TARGETS: usize = 64;
 const FIRST_CONSOLE: usize = DATA_TARGETS + SETUP_TARGETS + 2;
 const FIRST_ACTIONS: usize = FIRST_CONSOLE + console::INSTANCES;
-const FIRST_IDLE: usize = FIRST_ACTIONS + console::actions::INSTANCES;
+const FIRST_RECORDING: usize = FIRST_ACTIONS + console::actions::INSTANCES;
+const FIRST_IDLE: usize = FIRST_RECORDING + console::recording::INSTANCES;
 
 /// One path through which the client reaches the backend.
 struct DataPath {
@@ -185,7 +212,9 @@ fn main() -> Result<()> {
                 i += 1;
                 let list = args
                     .get(i)
-                    .ok_or_else(|| anyhow!("--only data|bulk|rtt,setup,idle,console,actions"))?;
+                    .ok_or_else(|| {
+                        anyhow!("--only data|bulk|rtt,setup,idle,console,actions,recording")
+                    })?;
                 only = list.split(',').map(str::to_owned).collect();
             }
             "--shapes" => {
@@ -200,7 +229,7 @@ fn main() -> Result<()> {
                 plan.runs = args.get(i).ok_or_else(|| anyhow!("--runs N"))?.parse()?;
             }
             other => bail!(
-                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle,console,actions, --shapes download-8,upload-64,rfb"
+                "unknown argument {other:?}; use --quick, --out DIR, --runs N, --only data,setup,idle,console,actions,recording, --shapes download-8,upload-64,rfb"
             ),
         }
         i += 1;
@@ -266,6 +295,9 @@ async fn suite(plan: &Plan, root: &Path, only: &[String]) -> Result<Results> {
     }
     if want("actions") {
         console::actions::cases(plan, &work, &instances, FIRST_ACTIONS, &mut res).await?;
+    }
+    if want("recording") {
+        console::recording::cases(plan, &work, &instances, FIRST_RECORDING, &mut res).await?;
     }
     res.meta.insert("websocat".into(), websocat_version());
     Ok(res)

@@ -418,7 +418,21 @@ impl Tcvnc {
         Self::start_with(work, tag, sim, targets, &sim.ca_file, &line).await
     }
 
-    /// The config's `[session]` section ends with `session_extra` (lines of TOML).
+    /// [`Tcvnc::start`] with `[recording] dir` set: its console-mode engines record
+    /// into `dir`.
+    pub async fn start_recording(
+        work: &Path,
+        tag: &str,
+        sim: &Sim,
+        targets: &[Target],
+        dir: &Path,
+    ) -> Result<Tcvnc> {
+        let table = format!("[recording]\ndir = \"{}\"\n", dir.display());
+        Self::start_with(work, tag, sim, targets, &sim.ca_file, &table).await
+    }
+
+    /// The config's `[session]` section ends with `session_extra` (lines of TOML: more of
+    /// its keys, then whole tables, which end it).
     async fn start_with(
         work: &Path,
         tag: &str,
@@ -618,6 +632,48 @@ pub async fn start_x11vnc(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(addr, "x11vnc").await?;
     Ok((proc, addr))
+}
+
+/// Where websockify is: `$WEBSOCKIFY`, or the project's `.venv` (`scripts/bench` installs
+/// it there).
+pub fn websockify_bin() -> PathBuf {
+    std::env::var_os("WEBSOCKIFY").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/websockify"),
+        PathBuf::from,
+    )
+}
+
+/// Starts `websockify --record PREFIX PORT TARGET`: a websocket-to-TCP proxy in front of
+/// `target` that records each session to `PREFIX.<n>`.
+pub async fn start_websockify(
+    work: &Path,
+    tag: &str,
+    target: SocketAddr,
+    record: &Path,
+) -> Result<(Proc, SocketAddr)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut cmd = Command::new(websockify_bin());
+    cmd.arg("--record")
+        .arg(record)
+        .arg(addr.to_string())
+        .arg(target.to_string());
+    let (proc, _) = Proc::start_in(work, &format!("websockify-{tag}"), cmd, false)
+        .context("websockify (scripts/bench installs it into .venv)")?;
+    wait_listening(addr, "websockify").await?;
+    Ok((proc, addr))
+}
+
+/// websockify's version, or why not.
+pub fn websockify_version() -> String {
+    let python = websockify_bin().with_file_name("python");
+    Command::new(python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; print('websockify', m.version('websockify'))",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("unavailable: {e}"))
 }
 
 /// `x11vnc -version`, or why not.

@@ -248,6 +248,7 @@ pub fn checks(r: &Results) -> Vec<Check> {
     });
     console_checks(r, &mut out);
     actions_checks(r, &mut out);
+    recording_checks(r, &mut out);
     for (case, paths) in &r.cases {
         if !case.starts_with("idle") {
             continue;
@@ -384,6 +385,155 @@ fn actions_checks(r: &Results, out: &mut Vec<Check>) {
     }
 }
 
+/// CPU added by recording at `load`, in % of the engine's without it, run by run.
+fn added_cpu(r: &Results, load: &str) -> Spread {
+    use crate::console::recording::CPU;
+    let s = |m: &str| r.samples(CPU, load, m).unwrap_or(&[]).to_vec();
+    spread(&pairwise(
+        &s("CPU s/min, recording on"),
+        &s("CPU s/min, recording off"),
+        |on, off| (on - off) / off * 100.0,
+    ))
+}
+
+/// The recording section's targets, for the cases that ran.
+fn recording_checks(r: &Results, out: &mut Vec<Check>) {
+    use crate::console::playback::{case, from_path};
+    use crate::console::recording::{BYTES, CPU, IDLE, TERMINAL, VIDEO};
+    if let Some(v) = r.samples(BYTES, IDLE, "tcvnc MB/min") {
+        out.push(Check {
+            name: format!("{BYTES}: {IDLE}, recorded after its first screen"),
+            measured: spread(v),
+            unit: "MB/min",
+            limit: 1.0,
+            at_most: true,
+        });
+    }
+    if r.samples(CPU, VIDEO, "CPU s/min, recording on").is_some() {
+        out.push(Check {
+            name: format!("{CPU}: {VIDEO}, CPU added by recording"),
+            measured: added_cpu(r, VIDEO),
+            unit: "%",
+            limit: 50.0,
+            at_most: true,
+        });
+    }
+    for load in [IDLE, TERMINAL, VIDEO] {
+        if let Some(v) = r.samples(BYTES, load, "stopped early") {
+            out.push(Check {
+                name: format!("{BYTES}: {load}, recordings stopped early"),
+                measured: spread(v),
+                unit: "recordings",
+                limit: 0.0,
+                at_most: true,
+            });
+        }
+    }
+    for (c, _) in r
+        .cases
+        .iter()
+        .filter(|(c, _)| crate::console::playback::is_case(c))
+    {
+        let minutes = c
+            .trim_start_matches("recording: tcvnc play of a ")
+            .split('-')
+            .next()
+            .and_then(|m| m.parse::<u64>().ok())
+            .unwrap_or(0);
+        if let Some(v) = r.samples(&case(minutes), &from_path(0), "first frame s") {
+            out.push(Check {
+                name: format!("{c}: from the start, process start to the first frame"),
+                measured: spread(v),
+                unit: "s",
+                limit: 1.0,
+                at_most: true,
+            });
+        }
+    }
+}
+
+/// The recording section: method, sizes, the bytes and CPU tables, playback.
+fn recording_section(m: &mut String, plan: &Plan, r: &Results) {
+    use crate::console::recording::{BYTES, CPU, IDLE, TERMINAL, VIDEO};
+    let _ = writeln!(
+        m,
+        "## Recording\n\n{}\n\nSizes this run: {} run{} of each load with recording off and on, {} through websockify, each counted for {} s after {} s; `tcvnc play` of a {}-minute recording, {} run{} per `--from`. median [min–max] over runs. MB = 10⁶ bytes.\n",
+        RECORDING_METHOD.trim(),
+        plan.rec_runs,
+        if plan.rec_runs == 1 { "" } else { "s" },
+        plan.rec_peer_runs,
+        plan.rec_window_s,
+        plan.rec_warm_s,
+        plan.rec_play_minutes,
+        plan.rec_play_runs,
+        if plan.rec_play_runs == 1 { "" } else { "s" },
+    );
+    let cell = |case: &str, load: &str, metric: &str| {
+        r.samples(case, load, metric)
+            .map_or_else(|| "–".to_owned(), |v| fmt_spread(spread(v)))
+    };
+    let loads = [IDLE, TERMINAL, VIDEO];
+    let bytes = [
+        "tcvnc MB/min",
+        "wire MB/min",
+        "tcvnc ÷ wire",
+        "warm-up KiB",
+        "websockify MB/min",
+        "websockify's wire MB/min",
+        "websockify ÷ its wire",
+        "viewer updates/s",
+        "viewer updates/s via websockify",
+        "stopped early",
+    ];
+    let _ = writeln!(
+        m,
+        "### {BYTES}\n\n| load | {} |\n|---|{}",
+        bytes.join(" | "),
+        "---|".repeat(bytes.len())
+    );
+    for load in loads {
+        let cells: Vec<String> = bytes.iter().map(|k| cell(BYTES, load, k)).collect();
+        let _ = writeln!(m, "| {load} | {} |", cells.join(" | "));
+    }
+    let cpu = [
+        "CPU s/min, recording off",
+        "CPU s/min, recording on",
+        "viewer updates/s, off",
+        "viewer updates/s, on",
+    ];
+    let _ = writeln!(
+        m,
+        "\n### {CPU}\n\n| load | {} | added s/min | added by recording |\n|---|{}---|---|",
+        cpu.join(" | "),
+        "---|".repeat(cpu.len())
+    );
+    for load in loads {
+        let cells: Vec<String> = cpu.iter().map(|k| cell(CPU, load, k)).collect();
+        let added = added_cpu(r, load);
+        let added = if added.median.is_finite() {
+            format!("{} %", fmt_spread(added))
+        } else {
+            "–".to_owned()
+        };
+        let s = |k: &str| r.samples(CPU, load, k).unwrap_or(&[]).to_vec();
+        let secs = spread(&pairwise(&s(cpu[1]), &s(cpu[0]), |on, off| on - off));
+        let _ = writeln!(
+            m,
+            "| {load} | {} | {} | {added} |",
+            cells.join(" | "),
+            fmt_spread(secs)
+        );
+    }
+    let _ = writeln!(m);
+    for (case, paths) in r
+        .cases
+        .iter()
+        .filter(|(c, _)| crate::console::playback::is_case(c))
+    {
+        table(m, case, paths);
+    }
+}
+
 /// The actions section's comparisons, pair by pair over runs: (what, spread, unit).
 fn actions_comparisons(r: &Results) -> Vec<(String, Spread, &'static str)> {
     use crate::console::actions::{ENCODER, FRESH, LIVE, START, TCVNC, VERSION, VNCDOTOOL};
@@ -496,7 +646,7 @@ fn versions(r: &Results) -> Value {
     let mut v = serde_json::Map::new();
     v.insert("tcvnc".into(), json!(env!("CARGO_PKG_VERSION")));
     v.insert("rustc".into(), json!(rustc));
-    for tool in ["websocat", "x11vnc", "vncdotool"] {
+    for tool in ["websocat", "x11vnc", "vncdotool", "websockify"] {
         if let Some(version) = r.meta.get(tool) {
             v.insert(tool.into(), json!(version));
         }
@@ -641,11 +791,19 @@ fn markdown(plan: &Plan, r: &Results, doc: &Value, checks: &[Check], elapsed: Du
     if r.cases.iter().any(|(c, _)| actions(c)) {
         actions_section(&mut m, plan, r);
     }
+    let recording = |case: &str| crate::console::recording::is_case(case);
+    if r.cases.iter().any(|(c, _)| recording(c)) {
+        recording_section(&mut m, plan, r);
+    }
     let _ = writeln!(
         m,
         "## All numbers\n\nmedian [min–max] over runs (set-up: over sessions).\n"
     );
-    for (case, paths) in r.cases.iter().filter(|(c, _)| !console(c) && !actions(c)) {
+    for (case, paths) in r
+        .cases
+        .iter()
+        .filter(|(c, _)| !console(c) && !actions(c) && !recording(c))
+    {
         table(&mut m, case, paths);
     }
     let notes = std::fs::read_to_string(
@@ -826,6 +984,49 @@ tcvnc reaches it through the simulator's API and TLS websocket gateway.
   matched in order against the simulator's log: "lost" are expected events not found
   in order, "unexpected or out of order" the log's events left over. `type_interval` is
   a pause after every key event, and a character is 2 (4 with Shift) key events.
+"#;
+
+const RECORDING_METHOD: &str = r#"
+What `[recording]` writes and costs, and how fast `tcvnc play` starts. Three synthetic
+consoles at 1280×800 (the console of the console section: RFB 3.8, ZRLE encoded once per
+frame, behind the simulator's API and TLS websocket gateway), each watched by one viewer
+(ZRLE and Raw, requests back to back) through a console-mode target with `linger =
+"0ms"`, so every run is one engine and, with recording on, one file:
+
+* **idle desktop**: tests/rfbref's desktop, still: after the first screen the console
+  sends nothing (keepalives only: websocket pings; no blinking cursor).
+* **scrolling terminal**: boot-log lines in the 6×13 font, light grey on black, one new
+  line at the bottom 12 times a second (83 ms), every row moving up, sent as a text
+  console's framebuffer sends it: the whole screen again, no CopyRect.
+* **video-like**: a colour field drifting a little every frame with grain of ±8 levels
+  per channel drawn afresh for every pixel, 25 frames a second: every pixel changes and
+  little compresses (lossless zlib of ZRLE or Tight keeps about 90 % of it).
+
+Each load has two tcvnc daemons, one with `[recording] dir` and one without, measured in
+turn (never at once), and `websockify --record` (the reference implementation of the
+format, from PyPI) in front of the same console, its viewer on websockify's websocket
+through a small TCP adapter in the harness. Per run: one viewer for the warm-up and the
+counted window; **recorded** is tcvnc's `tcvnc_console_recorded_bytes_total` (bytes
+handed to the file) over the window, per minute; websockify's is its record file's
+growth; **wire** is what the console wrote to that path's connection over the same
+window (RFB bytes, before websocket framing and TLS); **warm-up** is what tcvnc recorded
+before the window: the handshake and first full screen (for the idle console, its whole
+recording). **CPU** is tcvnc's process CPU (the sum of its threads' `schedstat`) over the
+window, per minute of console; "added by recording" is (on − off) / off, run by run.
+After each recording: its sidecar's `bytes` equals the file's size, it did not stop early
+(a disk more than 64 MiB behind stops it), and the first run's file is read through
+tests/rfbref's decoder (not tcvnc's) to a screen the console showed. Between runs the
+files are deleted (a video-like minute is gigabytes).
+
+**Playback**: a recording of the scrolling terminal written by the harness as the
+recorder writes one (the handshake, then every 100 ms the whole screen in lossless Tight
+through one encoder in noVNC's pixel format, its zlib streams continuous through the
+file), an hour long in the full run. `tcvnc play FILE --from T` is started, a viewer
+connects once it prints its address (playback starts with the first viewer: the
+recording up to T is decoded first), asks for Raw and reads its first full screen,
+which is compared, below the banner's rows, with the terminal's screen at T. "first
+frame s" is from the process's start to that screen; "decoded before --from s" is
+`ready_ms` of tcvnc's "playing" log line.
 "#;
 
 const METHOD: &str = r#"

@@ -1,7 +1,7 @@
 //! The engine's recorder (`[recording]`): a viewer of the engine that writes what it is
-//! sent to a file instead of a socket. It starts when the engine's console first
-//! connects and ends with the engine, so one file holds one console session with its
-//! drops, resumes, banners, resizes and idle periods.
+//! sent to a file instead of a socket. It starts with the console's first whole screen
+//! and ends with the engine, so one file holds one console session with its drops,
+//! resumes, banners, resizes and idle periods.
 //!
 //! Like any viewer it is told what changed and takes it at its own pace: at most one
 //! update every [`FRAME_GAP`] (changes in between are coalesced, so a video-like screen
@@ -37,11 +37,18 @@ pub(super) struct Recorder {
     pub(super) engine: Arc<Engine>,
     pub(super) cfg: RecordingConfig,
     pub(super) region: String,
+    /// How long it waits for the console's first whole screen (the handshake timeout,
+    /// as a viewer waits).
+    pub(super) first_screen: Duration,
 }
 
 impl Recorder {
     /// Records until the engine ends (or the recording has to stop).
     pub(super) async fn run(self) {
+        // It starts with the console's first whole screen, not with the empty one of an
+        // engine that has just connected (its first update was then a black screen); a
+        // console that never paints every pixel is recorded as it is after the wait.
+        let _ = tokio::time::timeout(self.first_screen, self.engine.screen_complete()).await;
         let instance = self.engine.instance().to_owned();
         let started = SystemTime::now();
         let path = free_name(&self.cfg.dir, &instance, started);

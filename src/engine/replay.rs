@@ -101,7 +101,10 @@ impl Task {
             ready_ms = started.elapsed().as_millis() as u64,
             "playing"
         );
-        self.engine.complete.send_replace(true);
+        // Viewers are served once the screen is whole, as with a live console: `apply`
+        // says so at the update that paints its last pixel, before `from` or, from the
+        // start of a recording, at its first update played (until then a viewer would
+        // be sent the empty screen).
         self.engine.set_phase(Phase::Live);
         let t0 = Instant::now();
         let speed = self.replay.speed.max(0.001);
@@ -124,6 +127,8 @@ impl Task {
                 .next_data()
                 .map_err(|e| Failure::Recording(e.to_string()))?;
         }
+        // A recording that never painted every pixel: its screen is what there is.
+        self.engine.complete.send_replace(true);
         {
             let mut s = self.engine.screen.write();
             let suffix = if src.finished() {

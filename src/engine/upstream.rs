@@ -91,6 +91,7 @@ impl Task {
                         engine: self.engine.clone(),
                         cfg,
                         region,
+                        first_screen: self.settings.handshake_timeout,
                     };
                     self.tracker.spawn(rec.run());
                 }

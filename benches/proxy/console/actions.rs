@@ -308,7 +308,7 @@ async fn engine_running(http_addr: SocketAddr, instance: &str) -> Result<bool> {
 
 /// Waits until `instance` has no running engine (its linger is 0: it leaves once the
 /// screenshot is answered).
-async fn until_no_engine(http_addr: SocketAddr, instance: &str) -> Result<()> {
+pub(super) async fn until_no_engine(http_addr: SocketAddr, instance: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while engine_running(http_addr, instance).await? {
         if Instant::now() > deadline {

@@ -11,10 +11,14 @@
 //! - resume: from an upstream drop to the viewer's first fresh frame.
 //!
 //! [`actions`] is a section of its own (`--only actions`): screenshots and typing
-//! through tcvnc's HTTP actions.
+//! through tcvnc's HTTP actions; so is [`recording`] (`--only recording`): what
+//! `[recording]` writes and costs, and `tcvnc play` of a long recording ([`playback`]).
 
 pub mod actions;
 mod cpu;
+mod loads;
+pub mod playback;
+pub mod recording;
 pub mod source;
 mod viewer;
 

@@ -46,6 +46,8 @@ pub const TOP: u16 = 24;
 /// A running source; stopped when dropped.
 pub struct Source {
     pub addr: SocketAddr,
+    /// Bytes written to all its clients so far (the messages after the handshake).
+    pub sent: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -67,6 +69,8 @@ impl Source {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -80,12 +84,13 @@ impl Source {
                     };
                     tokio::select! {
                         _ = stopped => {}
-                        () = serve(listener, scene) => {}
+                        () = serve(listener, scene, counter) => {}
                     }
                 });
             })?;
         Ok(Source {
             addr,
+            sent,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -103,7 +108,7 @@ impl Drop for Source {
     }
 }
 
-async fn serve(listener: TcpListener, scene: Scene) {
+async fn serve(listener: TcpListener, scene: Scene, sent: Arc<AtomicU64>) {
     // The frame clock: bumped `fps` times a second (never for a still screen).
     let (clock, _) = watch::channel(0u64);
     let clock = Arc::new(clock);
@@ -128,11 +133,11 @@ async fn serve(listener: TcpListener, scene: Scene) {
         let mut next_conn = 0u64;
         while let Ok((s, _)) = listener.accept().await {
             let _ = s.set_nodelay(true);
-            let (scene, frames) = (scene.clone(), clock.subscribe());
+            let (scene, frames, sent) = (scene.clone(), clock.subscribe(), sent.clone());
             let id = next_conn;
             next_conn += 1;
             tokio::spawn(async move {
-                if let Err(e) = conn(s, scene, frames, id).await {
+                if let Err(e) = conn(s, scene, frames, id, sent).await {
                     eprintln!("console source connection {id}: {e:#}");
                 }
             });
@@ -142,7 +147,13 @@ async fn serve(listener: TcpListener, scene: Scene) {
 }
 
 /// One client: the handshake, then its messages and the scene's updates.
-async fn conn(s: TcpStream, scene: Scene, frames: watch::Receiver<u64>, id: u64) -> Result<()> {
+async fn conn(
+    s: TcpStream,
+    scene: Scene,
+    frames: watch::Receiver<u64>,
+    id: u64,
+    sent: Arc<AtomicU64>,
+) -> Result<()> {
     let (w, h) = match &scene {
         Scene::Moving(m) => m.size(),
         Scene::Frames { set, .. } => (set.screens[0].width(), set.screens[0].height()),
@@ -165,6 +176,7 @@ async fn conn(s: TcpStream, scene: Scene, frames: watch::Receiver<u64>, id: u64)
         enc: Encoder::new(RGB888).map_err(|e| anyhow!("{e}"))?,
         msgs,
         out: Vec::new(),
+        sent,
     };
     match scene {
         Scene::Moving(m) => c.moving(&mut wr, &m, id).await,
@@ -216,6 +228,8 @@ struct Client {
     enc: Encoder,
     msgs: mpsc::Receiver<ClientMessage>,
     out: Vec<u8>,
+    /// The source's count of bytes sent.
+    sent: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -240,6 +254,8 @@ impl Client {
 
     async fn send(&mut self, wr: &mut tokio::net::tcp::OwnedWriteHalf) -> Result<()> {
         wr.write_all(&self.out).await.context("write an update")?;
+        self.sent
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
         self.out.clear();
         Ok(())
     }
