@@ -166,8 +166,11 @@ async fn reload_removes_and_moves_listeners_under_a_live_session() {
     within(async {
         let sim = sim().await;
         let mut o = Opts::targets(&[]);
-        o.targets =
-            target("ins-demo0001", "127.0.0.1:0", "") + &target("ins-demo0002", "127.0.0.1:0", "");
+        // On an address no other test listens on: once these listeners close, nothing
+        // else can take their ports there (on 127.0.0.1 a parallel test's listener could,
+        // and a connection to the old port would then be answered).
+        o.targets = target("ins-demo0001", "127.0.0.31:0", "")
+            + &target("ins-demo0002", "127.0.0.31:0", "");
         let mut d = Reloadable::start(parse(&config_text(&sim, &o))).await;
         let (a, b) = (d.tcp("ins-demo0001"), d.tcp("ins-demo0002"));
         let mut live = d.app.watch_sessions();
