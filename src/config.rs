@@ -1497,13 +1497,13 @@ mod example_tests {
         assert!(c.recording.is_none(), "recording is opt-in");
     }
 
-    /// The example's commented-out `[recording]` parses once uncommented.
-    #[test]
-    fn example_recording_parses() {
+    /// The shipped example with its commented-out section starting at `header`
+    /// uncommented (up to the first blank line: other commented sections follow), parsed.
+    fn with_uncommented(header: &str) -> super::Config {
         let text = include_str!("../config/tcvnc.example.toml");
         let start = text
-            .find("# [recording]")
-            .expect("the example documents [recording]");
+            .find(header)
+            .unwrap_or_else(|| panic!("the example documents {header}"));
         let section: String = text[start..]
             .lines()
             .take_while(|l| !l.trim().is_empty())
@@ -1511,13 +1511,20 @@ mod example_tests {
             .filter(|l| !l.trim_start().starts_with('#'))
             .map(|l| format!("{l}\n"))
             .collect();
-        let c = super::Config::parse(
+        super::Config::parse(
             &format!("{}{section}", &text[..start]),
             "tcvnc.example.toml",
             std::path::Path::new("."),
         )
-        .expect("the uncommented example is valid");
-        let r = c.recording.expect("[recording]");
+        .expect("the uncommented example is valid")
+    }
+
+    /// The example's commented-out `[recording]` parses once uncommented.
+    #[test]
+    fn example_recording_parses() {
+        let r = with_uncommented("# [recording]")
+            .recording
+            .expect("[recording]");
         assert_eq!(r.dir, std::path::Path::new("/var/lib/tcvnc/recordings"));
         assert!(!r.input);
         assert_eq!(
@@ -1545,25 +1552,9 @@ mod example_tests {
     /// The example's commented-out `[discovery]` parses once uncommented.
     #[test]
     fn example_discovery_parses() {
-        let text = include_str!("../config/tcvnc.example.toml");
-        let start = text
-            .find("# [discovery]")
-            .expect("the example documents [discovery]");
-        // The section runs to the first blank line (other commented sections follow).
-        let section: String = text[start..]
-            .lines()
-            .take_while(|l| !l.trim().is_empty())
-            .map(|l| l.strip_prefix("# ").unwrap_or(l))
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let c = super::Config::parse(
-            &format!("{}{section}", &text[..start]),
-            "tcvnc.example.toml",
-            std::path::Path::new("."),
-        )
-        .expect("the uncommented example is valid");
-        let d = c.discovery.expect("[discovery]");
+        let d = with_uncommented("# [discovery]")
+            .discovery
+            .expect("[discovery]");
         assert_eq!(d.regions, ["ap-guangzhou"]);
         assert_eq!(d.names, ["web-*"]);
         assert_eq!(d.tags.get("env").map(String::as_str), Some("staging"));

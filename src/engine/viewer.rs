@@ -124,7 +124,7 @@ where
         }
         v.take_notice(&slot);
         // Bell and cut text go at once; an update only when one was asked for.
-        let extra = v.server_messages(&slot);
+        let extra = v.server_messages(&slot, true);
         let update = if v.wants {
             match v.update(&slot, metrics) {
                 Ok(u) => u,
@@ -249,19 +249,7 @@ impl Viewer {
         cut: bool,
         metrics: &Metrics,
     ) -> Result<Vec<u8>, String> {
-        let (bell, text) = {
-            let mut p = slot.pending.lock();
-            (std::mem::take(&mut p.bell), p.cut.take())
-        };
-        if bell {
-            self.out.push(2);
-        }
-        if let Some(text) = text.filter(|_| cut) {
-            self.out.extend_from_slice(&[3, 0, 0, 0]);
-            self.out
-                .extend_from_slice(&(text.len() as u32).to_be_bytes());
-            self.out.extend_from_slice(&text);
-        }
+        self.server_messages(slot, cut);
         self.update(slot, metrics)?;
         self.enc.release_buffers();
         Ok(std::mem::take(&mut self.out))
@@ -365,10 +353,14 @@ impl Viewer {
     }
 
     /// Appends Bell and ServerCutText when the console sent them; whether it did.
-    fn server_messages(&mut self, slot: &super::Slot) -> bool {
+    /// The console's cut text is taken either way, and sent only when `with_cut`.
+    fn server_messages(&mut self, slot: &super::Slot, with_cut: bool) -> bool {
         let (bell, cut) = {
             let mut p = slot.pending.lock();
-            (std::mem::take(&mut p.bell), p.cut.take())
+            (
+                std::mem::take(&mut p.bell),
+                p.cut.take().filter(|_| with_cut),
+            )
         };
         if bell {
             self.out.push(2);

@@ -72,20 +72,8 @@ impl Sink {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Sink, std::thread::JoinHandle<()>)> {
         let file = open_new(path)?;
-        let shared = Arc::new(Shared {
-            queued: AtomicUsize::new(0),
-            written: AtomicU64::new(0),
-            stopped: Mutex::new(None),
-        });
         let (tx, rx) = mpsc::channel();
-        let sink = Sink {
-            tx,
-            shared: shared.clone(),
-            start: Instant::now(),
-            instance: instance.into(),
-            path: path.into(),
-            metrics: metrics.clone(),
-        };
+        let sink = Sink::new(tx, path, instance, metrics);
         let thread_sink = sink.clone();
         let handle = std::thread::Builder::new()
             .name("tcvnc-record".into())
@@ -93,6 +81,22 @@ impl Sink {
         // The header goes first, through the same queue.
         sink.raw(format::HEADER.as_bytes().to_vec());
         Ok((sink, handle))
+    }
+
+    /// A sink sending to `tx`, its clock starting now.
+    fn new(tx: mpsc::Sender<Msg>, path: &Path, instance: &str, metrics: Arc<Metrics>) -> Sink {
+        Sink {
+            tx,
+            shared: Arc::new(Shared {
+                queued: AtomicUsize::new(0),
+                written: AtomicU64::new(0),
+                stopped: Mutex::new(None),
+            }),
+            start: Instant::now(),
+            instance: instance.into(),
+            path: path.into(),
+            metrics,
+        }
     }
 
     /// Milliseconds since the session started.
@@ -306,18 +310,7 @@ mod tests {
             .expect("open /dev/full");
         let (tx, rx) = mpsc::channel();
         let metrics = Arc::new(Metrics::new());
-        let sink = Sink {
-            tx,
-            shared: Arc::new(Shared {
-                queued: AtomicUsize::new(0),
-                written: AtomicU64::new(0),
-                stopped: Mutex::new(None),
-            }),
-            start: Instant::now(),
-            instance: "ins-full".into(),
-            path: full.into(),
-            metrics: metrics.clone(),
-        };
+        let sink = Sink::new(tx, full, "ins-full", metrics.clone());
         let t = sink.clone();
         let thread = std::thread::spawn(move || write_loop(file, &rx, &t));
         // More than the buffer holds, so a write reaches the device.
@@ -345,18 +338,7 @@ mod tests {
     fn a_disk_too_slow_stops_the_recording() {
         let (tx, _rx) = mpsc::channel();
         let metrics = Arc::new(Metrics::new());
-        let sink = Sink {
-            tx,
-            shared: Arc::new(Shared {
-                queued: AtomicUsize::new(0),
-                written: AtomicU64::new(0),
-                stopped: Mutex::new(None),
-            }),
-            start: Instant::now(),
-            instance: "ins-slow".into(),
-            path: Path::new("/nowhere").into(),
-            metrics: metrics.clone(),
-        };
+        let sink = Sink::new(tx, Path::new("/nowhere"), "ins-slow", metrics.clone());
         let chunk = vec![1u8; 1 << 20];
         let mut taken = 0;
         while sink.record_at(From::Server, 0, &chunk) {
