@@ -543,28 +543,35 @@ fn handmade_at(path: &std::path::Path, first_ms: u64) {
     std::fs::write(path, out).expect("write");
 }
 
+/// `tcvnc export FILE -o OUT ARGS…`.
+fn export(file: &std::path::Path, out: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
+        .arg("export")
+        .arg(file)
+        .arg("-o")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("run")
+}
+
+/// [`export`], which must succeed.
+fn export_ok(file: &std::path::Path, out: &std::path::Path, args: &[&str]) {
+    let run = export(file, out, args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[tokio::test]
 async fn export_gives_the_screen_at_each_instant() {
     let tmp = tempfile::tempdir().expect("tmp");
     let file = tmp.path().join("handmade.js");
     handmade(&file);
     let out = tmp.path().join("frames");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-        .args([
-            "export",
-            &file.display().to_string(),
-            "-o",
-            &out.display().to_string(),
-            "--interval",
-            "30s",
-        ])
-        .output()
-        .expect("run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export_ok(&file, &out, &["--interval", "30s"]);
     let mut pngs: Vec<_> = std::fs::read_dir(&out)
         .expect("dir")
         .flatten()
@@ -605,15 +612,7 @@ async fn export_gives_the_screen_at_each_instant() {
     // Not a recording: a usage error naming the file.
     let bad = tmp.path().join("bad.js");
     std::fs::write(&bad, "hello\n").expect("write");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-        .args([
-            "export",
-            &bad.display().to_string(),
-            "-o",
-            &out.display().to_string(),
-        ])
-        .output()
-        .expect("run");
+    let run = export(&bad, &out, &[]);
     assert_eq!(run.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&run.stderr).contains("bad.js"));
 }
@@ -639,22 +638,7 @@ fn export_makes_a_video_with_ffmpeg() {
     let file = tmp.path().join("handmade.js");
     handmade(&file);
     let video = tmp.path().join("out.mkv");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tcvnc"))
-        .args([
-            "export",
-            &file.display().to_string(),
-            "-o",
-            &video.display().to_string(),
-            "--fps",
-            "1",
-        ])
-        .output()
-        .expect("run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export_ok(&file, &video, &["--fps", "1"]);
     let probe = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args([
