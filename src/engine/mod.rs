@@ -376,6 +376,40 @@ impl Engine {
         }
     }
 
+    /// Leaves the registry `map` (the registry's lock held) and, unless it already
+    /// ended, ends with `failure`: its viewers are closed with it.
+    pub(super) fn leave(
+        self: &Arc<Self>,
+        map: &mut HashMap<String, Arc<Engine>>,
+        failure: Failure,
+    ) {
+        if map
+            .get(&self.instance)
+            .is_some_and(|e| Arc::ptr_eq(e, self))
+        {
+            map.remove(&self.instance);
+        }
+        if !matches!(self.phase(), Phase::Ended(_)) {
+            tracing::info!(instance = %self.instance, end = %failure, "console engine ended");
+            self.set_phase(Phase::Ended(Arc::new(failure)));
+        }
+    }
+
+    /// Ends the engine if nothing holds it, checked under the registry's lock (a viewer
+    /// joins under it, so none joins an ending engine): whether it ended.
+    pub(super) fn end_if_idle(
+        self: &Arc<Self>,
+        registry: &Mutex<HashMap<String, Arc<Engine>>>,
+    ) -> bool {
+        let mut map = registry.lock();
+        if self.members() == 0 {
+            self.leave(&mut map, Failure::Lingered);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Records viewer input sent to the console, when `[recording] input` is on.
     pub(crate) fn record_input(&self, bytes: &[u8]) {
         if let Some(sink) = self.input_sink.lock().as_ref() {

@@ -47,19 +47,8 @@ impl Task {
                 tracing::warn!(path = %self.replay.path.display(), "{f}");
             }
             let mut map = self.registry.lock();
-            self.leave(&mut map, f);
+            self.engine.leave(&mut map, f);
         }
-    }
-
-    /// Leaves the registry and closes the viewers with `f` (under the registry's lock).
-    fn leave(&self, map: &mut HashMap<String, Arc<Engine>>, f: Failure) {
-        if map
-            .get(self.engine.instance())
-            .is_some_and(|e| Arc::ptr_eq(e, &self.engine))
-        {
-            map.remove(self.engine.instance());
-        }
-        self.engine.set_phase(Phase::Ended(Arc::new(f)));
     }
 
     async fn play(&self) -> Result<(), Failure> {
@@ -115,7 +104,7 @@ impl Task {
                 tokio::select! {
                     () = tokio::time::sleep_until(due) => break,
                     () = self.engine.membership.notified() => {
-                        if self.end_if_idle() {
+                        if self.engine.end_if_idle(&self.registry) {
                             return Ok(());
                         }
                     }
@@ -143,24 +132,12 @@ impl Task {
         loop {
             tokio::select! {
                 () = self.engine.membership.notified() => {
-                    if self.end_if_idle() {
+                    if self.engine.end_if_idle(&self.registry) {
                         return Ok(());
                     }
                 }
                 () = self.cancel.cancelled() => return Err(Failure::Shutdown),
             }
-        }
-    }
-
-    /// Ends the playback when no viewer is left, under the registry's lock (a viewer
-    /// joins under it, so none joins an ending playback): whether it ended.
-    fn end_if_idle(&self) -> bool {
-        let mut map = self.registry.lock();
-        if self.engine.members() == 0 {
-            self.leave(&mut map, Failure::Lingered);
-            true
-        } else {
-            false
         }
     }
 }

@@ -144,32 +144,12 @@ impl Task {
     /// nobody joins an ending engine).
     fn end(&self, failure: Failure) {
         let mut map = self.registry.lock();
-        self.leave(&mut map, failure);
+        self.engine.leave(&mut map, failure);
     }
 
-    fn leave(&self, map: &mut HashMap<String, Arc<Engine>>, failure: Failure) {
-        if map
-            .get(&self.engine.instance)
-            .is_some_and(|e| Arc::ptr_eq(e, &self.engine))
-        {
-            map.remove(&self.engine.instance);
-        }
-        if !matches!(self.engine.phase(), Phase::Ended(_)) {
-            tracing::info!(instance = %self.engine.instance, end = %failure, "console engine ended");
-            self.engine.set_phase(Phase::Ended(Arc::new(failure)));
-        }
-    }
-
-    /// Ends the engine if no viewer is left, checked under the registry's lock (a viewer
-    /// joins under it): whether it ended.
+    /// Ends the engine if no viewer is left: whether it ended.
     fn end_if_idle(&self) -> bool {
-        let mut map = self.registry.lock();
-        if self.no_viewers() {
-            self.leave(&mut map, Failure::Lingered);
-            true
-        } else {
-            false
-        }
+        self.engine.end_if_idle(&self.registry)
     }
 
     fn no_viewers(&self) -> bool {
