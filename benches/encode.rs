@@ -9,7 +9,7 @@
 //! Issue 15's fan-out goal (50 viewers × 10 full-screen updates/s on 2 cores) leaves
 //! about 4 ms per viewer-frame if each viewer is encoded on its own; the "shared" cases
 //! are Tight's shared mode, where one encode serves every viewer of the same format and
-//! levels (`Encoder::set_shared_tight`).
+//! levels (`Encoder::enable_shared_tight`).
 
 #[path = "../tests/rfbref/mod.rs"]
 mod rfbref;
@@ -131,7 +131,9 @@ fn main() {
         }
         let mut e = Encoder::new(pf).expect("format");
         e.set_encodings(list);
-        e.set_shared_tight(name.ends_with("shared"));
+        if name.ends_with("shared") {
+            e.enable_shared_tight();
+        }
         // One warm-up frame.
         out.clear();
         e.encode_as(enc, &screens[0], screens[0].bounds(), &mut out)

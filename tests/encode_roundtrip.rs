@@ -251,33 +251,78 @@ fn tight_jpeg_for_viewers_that_ask() {
     assert_eq!(e8.jpeg_quality(), None);
 }
 
-/// A new compression level resets Tight's stream (the reset bit), and the viewer keeps up.
+/// A new compression level once Tight's stream has started never restarts the stream
+/// and continues it (noVNC cannot decode that: the reference viewer refuses it, as noVNC
+/// would fail): from then on every compressed chunk starts a fresh stream and resets the
+/// viewer's, and the viewer keeps up over several updates. Before the stream starts, the
+/// level simply applies.
 #[test]
-fn tight_level_change_resets_the_stream() {
+fn tight_level_change_never_continues_a_reset_stream() {
     let fb = desktop(320, 240);
+    let mut fb2 = fb.clone();
+    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
+        .expect("fill");
     let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
     let mut e = Encoder::new(f).expect("format");
     let mut v = Viewer::new(f, 320, 240);
     e.set_encodings(&[7, -256 + 9]);
+    e.set_encodings(&[7, -256 + 6]);
+    assert_eq!(e.tight_share_key(), None, "no stream yet: its own stream");
     decode(
         &mut v,
         &update(&mut e, Encoding::Tight, &fb, &[fb.bounds()]),
-        "level 9",
+        "level 6",
     );
     assert_eq!(v.tight_resets, 0);
     e.set_encodings(&[7, -256 + 1]);
-    decode(
-        &mut v,
-        &update(&mut e, Encoding::Tight, &fb, &[fb.bounds()]),
-        "level 1",
-    );
-    assert_eq!(v.tight_resets, 1, "stream 0 reset");
-    assert_same(&v, &fb, fb.bounds(), "after reset");
+    assert!(e.tight_share_key().is_some(), "shared mode from here on");
+    for (i, screen) in [&fb2, &fb, &fb2].into_iter().enumerate() {
+        v.tight_resets = 0;
+        decode(
+            &mut v,
+            &update(&mut e, Encoding::Tight, screen, &[screen.bounds()]),
+            &format!("level 1, update {i}"),
+        );
+        assert_eq!(v.tight_resets, 1, "stream 0 reset by the chunks");
+        assert_same(&v, screen, screen.bounds(), "after the level change");
+    }
+}
+
+/// The reference viewer refuses what noVNC cannot decode: a Tight stream reset and then
+/// continued with history (checked here on hand-made chunks, so the check itself can
+/// fail).
+#[test]
+fn a_reset_stream_continued_is_refused_as_novnc_would_fail() {
+    use flate2::{Compress, Compression, FlushCompress};
+    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let chunk = |z: &mut Compress, ctl: u8| {
+        let pixels: Vec<u8> = (0..16 * 4 * 3).map(|i| (i % 7) as u8).collect();
+        let mut out = vec![0u8; 1024];
+        let before = z.total_out();
+        z.compress(&pixels, &mut out, FlushCompress::Sync)
+            .expect("deflate");
+        out.truncate((z.total_out() - before) as usize);
+        let mut m = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 16, 0, 4, 0, 0, 0, 7, ctl];
+        assert!(out.len() < 128, "a one-byte compact length");
+        m.push(out.len() as u8);
+        m.extend_from_slice(&out);
+        m
+    };
+    let mut v = Viewer::new(f, 16, 4);
+    let mut z = Compress::new(Compression::fast(), true);
+    decode(&mut v, &chunk(&mut z, 0), "a fresh stream");
+    decode(&mut v, &chunk(&mut z, 0), "continued, never reset");
+    let mut z = Compress::new(Compression::fast(), true);
+    decode(&mut v, &chunk(&mut z, 1), "reset, a fresh stream");
+    let e = v
+        .update(&chunk(&mut z, 0))
+        .expect_err("continued after its reset");
+    assert!(e.contains("noVNC"), "{e}");
 }
 
 /// Shared Tight: encoders with different histories give the same bytes for the same
-/// update, each viewer decodes the bytes the other encoder made, and leaving shared mode
-/// resets the viewer's stream.
+/// update, each viewer decodes the bytes the other encoder made, and (shared mode being
+/// final) further updates keep resetting the stream in every chunk.
 #[test]
 fn shared_tight_bytes_fit_every_viewer() {
     let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
@@ -296,8 +341,8 @@ fn shared_tight_bytes_fit_every_viewer() {
         "a alone",
     );
     assert_eq!(a.tight_share_key(), None);
-    a.set_shared_tight(true);
-    b.set_shared_tight(true);
+    a.enable_shared_tight();
+    b.enable_shared_tight();
     assert!(a.tight_share_key().is_some());
     assert_eq!(a.tight_share_key(), b.tight_share_key());
     let from_a = update(&mut a, Encoding::Tight, &fb2, &[fb2.bounds()]);
@@ -307,19 +352,18 @@ fn shared_tight_bytes_fit_every_viewer() {
     decode(&mut vb, &from_a, "a's bytes to b");
     assert_same(&va, &fb2, fb2.bounds(), "viewer a");
     assert_same(&vb, &fb2, fb2.bounds(), "viewer b");
-    // Back to a stream of its own: the first compressed chunk resets the viewer's.
-    a.set_shared_tight(false);
+    // A further update still resets in every chunk.
     va.tight_resets = 0;
     decode(
         &mut va,
         &update(&mut a, Encoding::Tight, &fb1, &[fb1.bounds()]),
-        "a alone again",
+        "a again",
     );
     assert_eq!(va.tight_resets & 1, 1);
-    assert_same(&va, &fb1, fb1.bounds(), "viewer a after shared mode");
+    assert_same(&va, &fb1, fb1.bounds(), "viewer a, a further update");
     let mut c = Encoder::new(f).expect("c");
     c.set_encodings(&[7, -254, -26]);
-    c.set_shared_tight(true);
+    c.enable_shared_tight();
     assert_ne!(
         c.tight_share_key(),
         b.tight_share_key(),

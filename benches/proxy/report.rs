@@ -904,7 +904,7 @@ from the simulator per connection, the simulator's TLS websocket gateway (`tcvnc
   encode (`Encoder`, persistent zlib stream), the engine's decode of it
   (`UpdateDecoder` into a `Framebuffer`, checked equal to the source), the shared-mode
   encode made once for every viewer (ZRLE: `enable_shared_zrle`; Tight:
-  `set_shared_tight`), and a cache hit (the copy each further viewer costs).
+  `enable_shared_tight`), and a cache hit (the copy each further viewer costs).
   "shared ms per viewer at 50" is the shared encode spread over 50 viewers plus a copy.
 * **Fan-out** (1920×1080, 10 full-screen changes a second: the same desktop scrolled 4
   rows a frame, 10 frames in a loop): the console sends each frame as one ZRLE

@@ -448,7 +448,7 @@ impl Viewer {
         // (bytes independent of this viewer's history) and each encoded once for all.
         if !self.shared && self.engine.viewers() > 1 {
             self.enc.enable_shared_zrle();
-            self.enc.set_shared_tight(true);
+            self.enc.enable_shared_tight();
             self.shared = true;
         }
         let failed = |e: crate::console::encode::EncodeError| {

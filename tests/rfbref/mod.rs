@@ -96,6 +96,11 @@ pub struct Viewer {
     pub tight_kinds: Vec<&'static str>,
     /// Tight stream resets seen (bits).
     pub tight_resets: u8,
+    /// Tight streams reset at least once (bits): from then on every compressed chunk of
+    /// that stream must reset it again, as noVNC needs (its pako 1.x inflater loses its
+    /// window for good on a reset, so a chunk that continues the stream with history
+    /// fails there). A chunk that does not is an error here.
+    tight_ever_reset: u8,
     /// Tight JPEG rectangles (x, y, w, h).
     pub jpeg_rects: Vec<(usize, usize, usize, usize)>,
     /// ZRLE tile subencodings seen (each once).
@@ -124,6 +129,7 @@ impl Viewer {
             seen: Vec::new(),
             tight_kinds: Vec::new(),
             tight_resets: 0,
+            tight_ever_reset: 0,
             jpeg_rects: Vec::new(),
             zrle_kinds: Vec::new(),
             hextile_kinds: Vec::new(),
@@ -577,6 +583,7 @@ impl Viewer {
             if ctl & (1 << i) != 0 {
                 self.tight[i] = Decompress::new(true);
                 self.tight_resets |= 1 << i;
+                self.tight_ever_reset |= 1 << i;
             }
         }
         let (ox, oy, w, h) = (
@@ -635,6 +642,11 @@ impl Viewer {
                 let data = if len < 12 {
                     r.bytes(len)?.to_vec()
                 } else {
+                    if self.tight_ever_reset & !ctl & (1 << stream) != 0 {
+                        return Err(format!(
+                            "Tight stream {stream} continued after a reset: noVNC cannot decode that (its inflater's window is gone after a reset)"
+                        ));
+                    }
                     let clen = Self::compact(r)?;
                     let z = r.bytes(clen)?;
                     let out = Self::inflate(&mut self.tight[stream], z, Some(len))?;

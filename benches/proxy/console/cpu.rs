@@ -53,7 +53,7 @@ pub fn measure(screens: &[Framebuffer], frames: usize, res: &mut Results) -> Res
         let mut shared = new_encoder()?;
         match e {
             Encoding::Zrle => shared.enable_shared_zrle(),
-            _ => shared.set_shared_tight(true),
+            _ => shared.enable_shared_tight(),
         }
         let mut decoder = UpdateDecoder::new(&RGB888).map_err(|e| anyhow!("{e}"))?;
         let mut fb = Framebuffer::new(first.width(), first.height());

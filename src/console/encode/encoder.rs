@@ -46,7 +46,7 @@ pub enum EncodeError {
 }
 
 /// Which viewers can be sent the same Tight bytes: in shared mode
-/// ([`Encoder::set_shared_tight`]) two encoders with equal keys encode any rectangle of the
+/// ([`Encoder::enable_shared_tight`]) two encoders with equal keys encode any rectangle of the
 /// same pixels to the same bytes, whatever each viewer received before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TightShareKey {
@@ -159,8 +159,8 @@ impl Encoder {
     }
 
     /// SetEncodings (replaces the previous list). A new compression level applies to
-    /// Tight at once (its streams are reset) and to ZRLE only if its stream has not
-    /// started yet.
+    /// Tight at once (in shared mode once its stream has started: see `tight.rs`) and to
+    /// ZRLE only if its stream has not started yet.
     pub fn set_encodings(&mut self, list: &[i32]) {
         self.encodings = Encodings::from_list(list);
         self.tight.set_level(self.zlib_level());
@@ -309,11 +309,12 @@ impl Encoder {
 
     /// Shared Tight: every Tight chunk that compresses resets the zlib stream, so the
     /// output no longer depends on this viewer's history and can be encoded once for all
-    /// viewers with the same [`TightShareKey`] (then copied to each). Turning it off
-    /// restarts this viewer's stream with a reset bit. ZRLE has no such mode (it cannot
+    /// viewers with the same [`TightShareKey`] (then copied to each), and a decoder can
+    /// start at any update. Final for the connection, like shared ZRLE (a stream reset
+    /// and then continued does not decode in noVNC). ZRLE has no such mode (it cannot
     /// reset its stream); Raw and Hextile are always shareable (no stream).
-    pub fn set_shared_tight(&mut self, on: bool) {
-        self.tight.set_shared(on);
+    pub fn enable_shared_tight(&mut self) {
+        self.tight.set_shared();
     }
 
     /// The key under which this viewer's Tight output may be shared, in shared mode.

@@ -15,7 +15,7 @@
 //! For one console fanned out to many viewers, the work can be shared: Raw and Hextile
 //! bytes depend only on the pixels and the format; ZRLE splits into tile data made once
 //! per format ([`Encoder::zrle_tiles`]) and each viewer's own compression of it
-//! ([`Encoder::zrle_from_tiles`]); Tight's shared mode ([`Encoder::set_shared_tight`])
+//! ([`Encoder::zrle_from_tiles`]); Tight's shared mode ([`Encoder::enable_shared_tight`])
 //! resets the zlib stream in every chunk so its bytes serve every viewer with the same
 //! [`TightShareKey`].
 //! - `pseudo.rs`: DesktopSize, ExtendedDesktopSize, DesktopName, LastRect, Cursor.

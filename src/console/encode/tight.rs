@@ -4,14 +4,20 @@
 //! with many colours), or copied pixels; palette and copy data go through zlib when 12
 //! bytes or more. Pixels are TPIXELs (R, G, B bytes for 32-bit depth-24 8-bit-channel
 //! formats). The viewer keeps Tight's zlib streams for the connection; tcvnc uses one
-//! (stream 0, one deflate state per viewer) and resets it with the control byte's reset
-//! bit when the compression level changes.
+//! (stream 0, one deflate state per viewer).
 //!
 //! Shared mode resets stream 0 in every chunk that compresses: the bytes then depend only
 //! on the pixels, the TPIXEL format and the levels, not on what the viewer received
 //! before, so one encoding of an update can be sent to every viewer with the same
-//! [`super::TightShareKey`] (the fan-out of one console to many viewers). It costs a
-//! dictionary reset per chunk and the cross-chunk history.
+//! [`super::TightShareKey`] (the fan-out of one console to many viewers), and a player
+//! can start decoding at any update (a recording's keyframe). It costs a dictionary
+//! reset per chunk and the cross-chunk history.
+//!
+//! A stream is never reset and then continued with history across chunks: noVNC's
+//! inflater (pako 1.x) empties its window for good on a reset, so a later chunk that
+//! refers back past its own start fails there ("zlib inflate failed"). Hence shared mode
+//! is final for the connection, and a new compression level once the stream has started
+//! switches the viewer to shared mode instead of restarting its stream.
 
 use super::deflate::Deflater;
 use super::format::Translator;
@@ -39,13 +45,11 @@ const FILTER_PALETTE: u8 = 1;
 /// The zlib stream every basic chunk uses.
 const STREAM: usize = 0;
 
-/// A viewer's Tight zlib streams and the resets it still has to be told of.
+/// A viewer's Tight zlib streams.
 #[derive(Debug)]
 pub(crate) struct TightStreams {
     streams: [Option<Deflater>; 4],
     level: u8,
-    /// Reset bits for the next control byte (streams replaced since the last one).
-    reset: u8,
     /// Shared mode: stream 0 is reset in every chunk that uses it.
     shared: bool,
 }
@@ -56,22 +60,14 @@ impl TightStreams {
         TightStreams {
             streams: [None, None, None, None],
             level,
-            reset: 0,
             shared: false,
         }
     }
 
-    /// Turns shared mode on or off. Leaving it, the stream restarts (with a reset bit):
-    /// the viewer's stream may hold another encoder's last chunk.
-    pub(crate) fn set_shared(&mut self, on: bool) {
-        if self.shared && !on {
-            for (i, s) in self.streams.iter_mut().enumerate() {
-                if s.take().is_some() {
-                    self.reset |= 1 << i;
-                }
-            }
-        }
-        self.shared = on;
+    /// Turns shared mode on, for the rest of the connection (leaving it would continue a
+    /// stream after its resets, which noVNC cannot decode).
+    pub(crate) fn set_shared(&mut self) {
+        self.shared = true;
     }
 
     /// In shared mode, drops stream 0 (every chunk resets it anyway: the next one starts
@@ -92,15 +88,17 @@ impl TightStreams {
         self.level
     }
 
-    /// Changes the zlib level: live streams are dropped and the viewer told to reset them.
+    /// Changes the zlib level. Before the first compressed chunk the stream simply starts
+    /// at it; after, the stream is dropped and the viewer goes to shared mode (every
+    /// chunk a fresh stream, reset by its own control byte), since a stream restarted
+    /// and continued would not decode in noVNC.
     pub(crate) fn set_level(&mut self, level: u8) {
         if level == self.level {
             return;
         }
-        for (i, s) in self.streams.iter_mut().enumerate() {
-            if s.take().is_some() {
-                self.reset |= 1 << i;
-            }
+        if self.streams.iter().any(Option::is_some) {
+            self.streams = [None, None, None, None];
+            self.shared = true;
         }
         self.level = level;
     }
@@ -110,17 +108,14 @@ impl TightStreams {
         self.streams[id & 3].get_or_insert_with(|| Deflater::new(level))
     }
 
-    /// A control byte: `bits` plus the pending resets, which it consumes. In shared mode
-    /// no viewer-specific bit is sent: a basic chunk (`basic`) always resets stream 0,
-    /// which also covers any pending reset.
-    fn control(&mut self, bits: u8, basic: bool) -> u8 {
-        if self.shared {
-            self.reset = 0;
-            return if basic { bits | 1 << STREAM } else { bits };
+    /// A control byte: `bits`, and in shared mode, for a basic chunk (`basic`), the bit
+    /// that resets stream 0.
+    fn control(&self, bits: u8, basic: bool) -> u8 {
+        if self.shared && basic {
+            bits | 1 << STREAM
+        } else {
+            bits
         }
-        let c = bits | self.reset;
-        self.reset = 0;
-        c
     }
 }
 
