@@ -58,6 +58,8 @@ struct RawRecording {
     input: bool,
     #[serde(default, with = "humantime_serde")]
     retention: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    keyframe_interval: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -395,7 +397,13 @@ pub struct RecordingConfig {
     pub input: bool,
     /// Recordings older than this are deleted; `None` keeps them.
     pub retention: Option<Duration>,
+    /// The most recording time between two keyframes (whole screens that `tcvnc play
+    /// --from` seeks to); default [`DEFAULT_KEYFRAME_INTERVAL`].
+    pub keyframe_interval: Duration,
 }
+
+/// `[recording] keyframe_interval` when left out: a seek decodes at most a minute.
+pub const DEFAULT_KEYFRAME_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The most tags `[discovery]` may filter on: the cloud takes 10 filters per request and
 /// one is kept for `instance-name`.
@@ -1205,7 +1213,8 @@ fn check_region(ctx: &Ctx<'_>, key: &str, region: &str) -> Result<(), ConfigErro
 }
 
 /// Validates `[recording]`: `dir` is required (relative to the config file); a
-/// retention of zero would delete every recording as it is written.
+/// retention of zero would delete every recording as it is written; keyframes come
+/// between every second and every hour.
 fn recording(ctx: &Ctx<'_>, r: RawRecording) -> Result<RecordingConfig, ConfigError> {
     let Some(dir) = r.dir else {
         return Err(ctx.err(
@@ -1222,10 +1231,18 @@ fn recording(ctx: &Ctx<'_>, r: RawRecording) -> Result<RecordingConfig, ConfigEr
             "must be at least 1 minute (recordings are deleted once older than this), or left out to keep them",
         ));
     }
+    let keyframe_interval = r.keyframe_interval.unwrap_or(DEFAULT_KEYFRAME_INTERVAL);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&keyframe_interval) {
+        return Err(ctx.err(
+            "recording.keyframe_interval",
+            "must be between 1s and 1h (a whole screen is written at most this often while the screen changes; seeking decodes from the last one)",
+        ));
+    }
     Ok(RecordingConfig {
         dir: ctx.path(&dir),
         input: r.input,
         retention: r.retention,
+        keyframe_interval,
     })
 }
 
@@ -1531,6 +1548,7 @@ mod example_tests {
             r.retention,
             Some(std::time::Duration::from_secs(30 * 86_400))
         );
+        assert_eq!(r.keyframe_interval, super::DEFAULT_KEYFRAME_INTERVAL);
         for (bad, key) in [
             ("[recording]\n", "recording.dir"),
             (
@@ -1540,6 +1558,14 @@ mod example_tests {
             (
                 "[recording]\ndir = \"x\"\nformat = \"fbs\"\n",
                 "unknown field",
+            ),
+            (
+                "[recording]\ndir = \"x\"\nkeyframe_interval = \"500ms\"\n",
+                "recording.keyframe_interval",
+            ),
+            (
+                "[recording]\ndir = \"x\"\nkeyframe_interval = \"2h\"\n",
+                "recording.keyframe_interval",
             ),
         ] {
             let e = super::Config::parse(bad, "t.toml", std::path::Path::new("."))

@@ -68,11 +68,13 @@ const PLAYBACK_FILES: &[(&str, &str)] = &[
 ];
 
 /// The instance as a console-mode target that records into `dir`; the engine ends as
-/// soon as its last viewer leaves (`linger = "0s"`), which ends the recording.
+/// soon as its last viewer leaves (`linger = "0s"`), which ends the recording. A keyframe
+/// every second the screen changes: noVNC's page reads through them, and `tcvnc play
+/// --from` starts at them.
 fn recording_target(dir: &Path) -> String {
     format!(
         "[[target]]\ninstance = \"{INSTANCE}\"\nlisten = \"127.0.0.1:0\"\nmode = \"console\"\non_busy = \"share\"\nlinger = \"0s\"\n\
-         [recording]\ndir = \"{}\"\n",
+         [recording]\ndir = \"{}\"\nkeyframe_interval = \"1s\"\n",
         dir.display()
     )
 }
@@ -658,6 +660,15 @@ async fn e2e_record_fidelity() {
     assert_eq!(side.urls_spent, t.mints(INSTANCE).await, "{side:?}");
     assert!(side.resumes >= 1, "resumes: {side:?}");
     assert!(side.stopped.is_none(), "{side:?}");
+    // Keyframes came while the screen changed; `tcvnc play --from` starts from one for
+    // the stills after the first.
+    let first_key = side.keyframes.first().expect("keyframes in the sidecar").ms;
+    assert!(
+        stills
+            .iter()
+            .any(|st| st.instant().as_millis() as u64 >= first_key),
+        "a still after the first keyframe ({first_key} ms)"
+    );
     let decoded = decode_recording(&file, None).expect("the reference decoder reads it");
     assert!(
         decoded.names.iter().any(|n| n.contains("reconnecting")),
@@ -719,6 +730,8 @@ async fn e2e_record_fidelity() {
 
     // (b) noVNC's playback page ends on the live viewer's last screen.
     let last = stills.last().expect("captures");
+    // Kept with the artifacts: the file the players read.
+    let _ = std::fs::copy(&file, artifact("fidelity.js"));
     let pb = novnc_playback(&page, &file, "fidelity").await;
     assert_eq!(
         pb.said["loaded_frames"],

@@ -953,3 +953,183 @@ async fn a_recording_lasts_as_long_as_its_session() {
     assert_eq!(px, p.v.value_of_rgb(0x40, 0x40, 0x40), "the still screen");
     assert!(d.stop().await);
 }
+
+/// The screen a viewer of `tcvnc play FILE --from MS` is sent first, as 0xRRGGBB (played
+/// at 1/100 speed, so the next recorded update is seconds away).
+async fn played_at(file: &std::path::Path, from_ms: u64) -> Vec<u32> {
+    let from = format!("{from_ms}ms");
+    let (mut child, tcp) = start_play(file, &["--from", &from, "--speed", "0.01"]).await;
+    let mut v = within(Viewer::connect(tcp, &[RAW, DESKTOP_SIZE, DESKTOP_NAME])).await;
+    v.request(false).await;
+    within(v.next_update()).await.expect("update");
+    let _ = child.kill().await;
+    (0..v.v.height)
+        .flat_map(|y| (0..v.v.width).map(move |x| (x, y)))
+        .map(|(x, y)| v.rgb(x, y))
+        .collect()
+}
+
+/// A reference viewer's screen (the recording's format: red in the lowest byte) as
+/// 0xRRGGBB.
+fn rgb_of(p: &Played) -> Vec<u32> {
+    p.v.screen
+        .iter()
+        .map(|&px| (px & 0xff) << 16 | (px & 0xff00) | (px >> 16 & 0xff))
+        .collect()
+}
+
+/// With `keyframe_interval`, a recording holds a keyframe at least that far apart while
+/// the screen changes, each listed in the sidecar where its line starts; a keyframe
+/// decodes with a fresh decoder (the independent reference, which knows nothing before
+/// it but the handshake) to what decoding from the start gives; `tcvnc play --from`
+/// starts at the last keyframe before the instant (a part of the file before it that no
+/// decoder can read is never read), and falls back to decoding from the start when the
+/// sidecar's index does not match the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_from_seeks_to_the_last_keyframe() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rec = tmp.path().join("recordings");
+    let sim = sim().await;
+    let o = console_opts("linger = \"0s\"");
+    let text = format!(
+        "{}\n[recording]\ndir = \"{}\"\nkeyframe_interval = \"1s\"\n",
+        config_text(&sim, &o),
+        rec.display()
+    );
+    let mut d = TestDaemon::from_text(&text).await;
+    let mut v = within(Viewer::connect(d.tcp(INSTANCE), &[ZRLE, RAW])).await;
+    v.request(false).await;
+    // The square moves while the viewer asks: updates until the sidecar lists three
+    // keyframes.
+    within(async {
+        loop {
+            v.request(true).await;
+            v.next_update().await.expect("update");
+            let listed = tcvnc::record::sidecar::list(&rec)
+                .expect("list")
+                .first()
+                .map_or(0, |s| s.keyframes.len());
+            if listed >= 3 {
+                break;
+            }
+        }
+    })
+    .await;
+    // The API lists recordings, not their keyframes.
+    let listed: serde_json::Value = http_client()
+        .get(format!("http://{}/api/recordings", d.http.expect("http")))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(listed["recordings"][0]["instance"], INSTANCE, "{listed}");
+    assert!(
+        listed["recordings"][0].get("keyframes").is_none(),
+        "{listed}"
+    );
+    drop(v);
+    let side = ended_sidecar(&rec).await;
+    assert!(d.stop().await);
+    let path = rec.join(&side.file);
+    let raw = std::fs::read(&path).expect("read");
+    let keys = &side.keyframes;
+    assert!(keys.len() >= 3, "{keys:?}");
+    for w in keys.windows(2) {
+        assert!(
+            w[1].ms >= w[0].ms + 1000,
+            "at least the interval apart: {keys:?}"
+        );
+        assert!(w[1].offset > w[0].offset, "{keys:?}");
+    }
+    for k in keys {
+        assert_eq!((k.width, k.height), (640, 480));
+        let at = usize::try_from(k.offset).expect("offset");
+        let head = format!("'{{{}{{", k.ms);
+        assert!(
+            raw[at..].starts_with(head.as_bytes()) && raw[at - 1] == b'\n',
+            "a line starts at {}: {:?}",
+            k.offset,
+            String::from_utf8_lossy(&raw[at..at + 20])
+        );
+    }
+
+    // The instant: between the second and third keyframes.
+    let (k1, k2) = (keys[1], keys[2]);
+    let from_ms = (k1.ms + k2.ms) / 2;
+    let (all, _) = frames(&path);
+    let before: Vec<format::Frame> = all.iter().filter(|f| f.ms < from_ms).cloned().collect();
+    let whole = rgb_of(&play(&before));
+    // From the keyframe alone: the handshake, then the frames from its line on.
+    let mut r = Reader::new(std::io::BufReader::new(
+        std::fs::File::open(&path).expect("open"),
+    ))
+    .expect("reader");
+    let mut from_key: Vec<format::Frame> = (0..4)
+        .map(|_| r.next_frame().expect("frame").expect("handshake"))
+        .collect();
+    r.seek(k1.offset).expect("seek");
+    while let Some(f) = r.next_frame().expect("frame") {
+        if f.ms >= from_ms {
+            break;
+        }
+        from_key.push(f);
+    }
+    assert_eq!(from_key[4].ms, k1.ms);
+    let keyed = play(&from_key);
+    assert!(keyed.v.seen.contains(&7), "Tight: {:?}", keyed.v.seen);
+    assert!(
+        rgb_of(&keyed) == whole,
+        "the keyframe decodes alone to the screen decoded from the start"
+    );
+
+    // A copy whose frames before the keyframe no decoder can read (same length: the
+    // offsets hold): played from the instant, it shows that screen.
+    let broken = tmp.path().join("broken.js");
+    let mut bad = raw.clone();
+    let first_update = usize::try_from(keys[0].offset).expect("offset");
+    let second = first_update
+        + bad[first_update..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("a line")
+        + 1;
+    // The second update's line: its base64 turned to '!' (not base64).
+    let body = second
+        + bad[second + 2..]
+            .iter()
+            .position(|&b| b == b'{')
+            .expect("ts")
+        + 3;
+    let end = second + bad[second..].iter().position(|&b| b == b'\n').expect("end") - 2;
+    assert!(body < end && end < usize::try_from(k1.offset).expect("offset"));
+    bad[body..end].fill(b'!');
+    std::fs::write(&broken, &bad).expect("write");
+    let mut side_copy = side.clone();
+    side_copy.file = "broken.js".into();
+    tcvnc::record::sidecar::write(tmp.path(), &side_copy).expect("sidecar");
+    assert!(
+        played_at(&broken, from_ms).await == whole,
+        "played from the keyframe: the screen at the instant"
+    );
+    let e = export(&broken, &tmp.path().join("frames"), &["--interval", "1s"]);
+    assert!(
+        !e.status.success(),
+        "the broken part is read from the start"
+    );
+
+    // An index that does not match the file: decoded from the start, the same screen.
+    let moved = tmp.path().join("moved.js");
+    std::fs::write(&moved, &raw).expect("write");
+    let mut side_moved = side.clone();
+    side_moved.file = "moved.js".into();
+    for k in &mut side_moved.keyframes {
+        k.offset += 1;
+    }
+    tcvnc::record::sidecar::write(tmp.path(), &side_moved).expect("sidecar");
+    assert!(
+        played_at(&moved, from_ms).await == whole,
+        "decoded from the start: the screen at the instant"
+    );
+}

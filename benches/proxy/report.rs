@@ -449,6 +449,16 @@ fn recording_checks(r: &Results, out: &mut Vec<Check>) {
                 at_most: true,
             });
         }
+        let last = crate::console::playback::froms(minutes)[2];
+        if let Some(v) = r.samples(&case(minutes), &from_path(last), "first frame s") {
+            out.push(Check {
+                name: format!("{c}: from its last second, process start to the first frame"),
+                measured: spread(v),
+                unit: "s",
+                limit: 2.0,
+                at_most: true,
+            });
+        }
     }
 }
 
@@ -1020,13 +1030,18 @@ files are deleted (a video-like minute is gigabytes).
 
 **Playback**: a recording of the scrolling terminal written by the harness as the
 recorder writes one (the handshake, then every 100 ms the whole screen in lossless Tight
-through one encoder in noVNC's pixel format, its zlib streams continuous through the
-file), an hour long in the full run. `tcvnc play FILE --from T` is started, a viewer
-connects once it prints its address (playback starts with the first viewer: the
-recording up to T is decoded first), asks for Raw and reads its first full screen,
-which is compared, below the banner's rows, with the terminal's screen at T. "first
-frame s" is from the process's start to that screen; "decoded before --from s" is
-`ready_ms` of tcvnc's "playing" log line.
+through one encoder in noVNC's pixel format, in shared mode as the recorder's: every
+chunk its own zlib stream; a keyframe every 60 s of recording, listed in a sidecar
+beside the file), an hour long in the full run. `tcvnc play FILE --from T` is
+started, a viewer connects once it prints its address (playback starts with the first
+viewer: the recording up to T is decoded first, from the last keyframe before T),
+asks for Raw and reads its first full screen, which is compared, below the banner's
+rows, with the terminal's screen at T. "first frame s" is from the process's start to
+that screen; "decoded before --from s" is `ready_ms` of tcvnc's "playing" log line and
+"from the keyframe at s" its `keyframe_ms` (0: from the start). Each `--from` is then
+played again with the sidecar moved away, so decoding starts at the file's start:
+"first frame without the sidecar s"; "first frame is the recording's" is 1 when both
+first frames were the terminal's screen at T.
 "#;
 
 const METHOD: &str = r#"

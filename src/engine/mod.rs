@@ -229,6 +229,14 @@ pub(crate) struct Pending {
     pub(crate) notice: Option<String>,
 }
 
+impl Pending {
+    /// Whether the screen, its size, cursor or name changed since the viewer's last
+    /// update.
+    pub(crate) fn screen_changed(&self) -> bool {
+        !self.damage.is_empty() || self.resized || self.cursor || self.name
+    }
+}
+
 /// One viewer's place in an engine.
 #[derive(Debug)]
 pub(crate) struct Slot {

@@ -9,8 +9,11 @@
 //! console lost or back, is written at once, so no outage is coalesced away), written
 //! through `record::writer::Sink`, which never blocks: a disk that falls behind or fails
 //! stops the recording, not the console. A session that ends is closed with an empty
-//! update at its end's time ([`END_MARK`]). The sidecar (`record::sidecar`) is written at
-//! the start, when viewers come and go, and at the end.
+//! update at its end's time ([`END_MARK`]). The first update with something to show
+//! after each `keyframe_interval` is a keyframe (the whole screen, through fresh zlib
+//! streams), which `tcvnc play --from` seeks to; the sidecar (`record::sidecar`) lists
+//! them, and is written at the start, at each keyframe, when viewers come and go, and at
+//! the end.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -21,7 +24,7 @@ use super::viewer::Viewer;
 use super::{Engine, Phase};
 use crate::config::RecordingConfig;
 use crate::record::format::From;
-use crate::record::sidecar::{self, Sidecar};
+use crate::record::sidecar::{self, Keyframe, Sidecar};
 use crate::record::writer::{free_name, Sink};
 
 /// The shortest time between two recorded updates.
@@ -93,6 +96,7 @@ impl Recorder {
             bytes: 0,
             stopped: None,
             ended: None,
+            keyframes: Vec::new(),
         };
         self.write_sidecar(&mut side, &sink).await;
         if self.cfg.input {
@@ -148,6 +152,10 @@ impl Recorder {
         let mut sidecar_at = tokio::time::Instant::now();
         // The phase changed since the last write: write at once.
         let mut at_once = false;
+        // The first update after this time (ms into the recording) that has something
+        // to show is a keyframe.
+        let every = u64::try_from(self.cfg.keyframe_interval.as_millis()).unwrap_or(u64::MAX);
+        let mut next_key = every;
         loop {
             let ended = match &*phase.borrow_and_update() {
                 Phase::Ended(f) => Some(f.to_string()),
@@ -165,10 +173,30 @@ impl Recorder {
                     },
                 }
             }
+            let key = (sink.ms() >= next_key && slot.pending.lock().screen_changed())
+                .then(|| v.keyframe(slot));
             match v.next_messages(slot, self.cfg.input, &metrics) {
                 Ok(bytes) if !bytes.is_empty() => {
                     last = tokio::time::Instant::now();
-                    if !sink.record(From::Server, &bytes) {
+                    let written = match key {
+                        Some((width, height)) => match sink.record_keyframe(&bytes) {
+                            Some((ms, offset)) => {
+                                next_key = ms.saturating_add(every);
+                                side.keyframes.push(Keyframe {
+                                    ms,
+                                    offset,
+                                    width,
+                                    height,
+                                });
+                                // The sidecar lists it at once.
+                                self.write_sidecar(side, sink).await;
+                                true
+                            }
+                            None => false,
+                        },
+                        None => sink.record(From::Server, &bytes),
+                    };
+                    if !written {
                         side.stopped = sink.stopped().map(|s| s.why);
                         return None;
                     }

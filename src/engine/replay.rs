@@ -55,38 +55,17 @@ impl Task {
         let path = self.replay.path.clone();
         let from_ms = self.replay.from.as_millis() as u64;
         let engine = self.engine.clone();
-        // The handshake, and everything before `from`, decoded at once off the runtime.
+        // The handshake, and everything before `from` (from its last keyframe, when the
+        // sidecar lists them), decoded at once off the runtime.
         let started = Instant::now();
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
-            let mut src = source::open(&path).map_err(|e| Failure::Recording(e.to_string()))?;
-            let init = src.init.clone();
-            {
-                let mut s = engine.screen.write();
-                s.fb.resize(init.width, init.height);
-                s.console_name = init.name.clone();
-                s.name = init.name.clone();
-                s.generation += 1;
-            }
-            let mut decoder = UpdateDecoder::new(&init.format)
-                .map_err(|e| Failure::Recording(format!("its pixel format: {e}")))?;
-            let mut st = State::new(init.width, init.height);
-            let next = loop {
-                match src
-                    .next_data()
-                    .map_err(|e| Failure::Recording(e.to_string()))?
-                {
-                    Some((ms, data)) if ms < from_ms => st.feed(&engine, &mut decoder, &data)?,
-                    other => break other,
-                }
-            };
-            Ok((src, decoder, st, next))
-        })
-        .await
-        .map_err(|e| Failure::Recording(format!("the reader failed: {e}")))?;
-        let (mut src, mut decoder, mut st, mut next) = opened?;
+        let opened = tokio::task::spawn_blocking(move || seek(&engine, &path, from_ms))
+            .await
+            .map_err(|e| Failure::Recording(format!("the reader failed: {e}")))?;
+        let (mut src, mut decoder, mut st, mut next, keyframe) = opened?;
         tracing::info!(
             path = %self.replay.path.display(),
             from_s = self.replay.from.as_secs_f64(),
+            keyframe_ms = keyframe,
             ready_ms = started.elapsed().as_millis() as u64,
             "playing"
         );
@@ -140,6 +119,93 @@ impl Task {
             }
         }
     }
+}
+
+/// A recording opened, decoded up to `from_ms`: the reader, the decoder and its state,
+/// the first data not decoded yet, and the keyframe decoding started at, if any.
+type Opened = (
+    source::Source<std::io::BufReader<std::fs::File>>,
+    UpdateDecoder,
+    State,
+    Option<(u64, Vec<u8>)>,
+    Option<u64>,
+);
+
+/// Opens the recording at `path` and decodes it into the engine's screen up to
+/// `from_ms`: from the last keyframe at or before it that its sidecar lists, else (no
+/// sidecar, no keyframe there, or one that is not where the sidecar says) from the
+/// start. Blocking.
+fn seek(engine: &Engine, path: &std::path::Path, from_ms: u64) -> Result<Opened, Failure> {
+    let broken = |e: crate::record::format::FormatError| Failure::Recording(e.to_string());
+    let mut src = source::open(path).map_err(broken)?;
+    let init = src.init.clone();
+    let mut decoder = UpdateDecoder::new(&init.format)
+        .map_err(|e| Failure::Recording(format!("its pixel format: {e}")))?;
+    let key = if from_ms == 0 {
+        None
+    } else {
+        match crate::record::sidecar::keyframes(path) {
+            Ok(list) => list.into_iter().rev().find(|k| k.ms <= from_ms),
+            Err(why) => {
+                tracing::info!(path = %path.display(), "no keyframe index ({why}): seeking decodes the recording from its start");
+                None
+            }
+        }
+    };
+    let mut seeked = None;
+    if let Some(k) = key {
+        match start_at(engine, &mut src, &mut decoder, &init, &k) {
+            Ok(st) => seeked = Some((k.ms, st)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "{e}; seeking decodes the recording from its start instead (its sidecar's keyframe index does not match the file)");
+                src = source::open(path).map_err(broken)?;
+                decoder = UpdateDecoder::new(&init.format)
+                    .map_err(|e| Failure::Recording(format!("its pixel format: {e}")))?;
+            }
+        }
+    }
+    let (keyframe, mut st) = match seeked {
+        Some((ms, st)) => (Some(ms), st),
+        None => {
+            reset_screen(engine, init.width, init.height, &init.name);
+            (None, State::new(init.width, init.height))
+        }
+    };
+    let next = loop {
+        match src.next_data().map_err(broken)? {
+            Some((ms, data)) if ms < from_ms => st.feed(engine, &mut decoder, &data)?,
+            other => break other,
+        }
+    };
+    Ok((src, decoder, st, next, keyframe))
+}
+
+/// Moves `src` to keyframe `k` and decodes it into a screen of the keyframe's size.
+fn start_at(
+    engine: &Engine,
+    src: &mut source::Source<std::io::BufReader<std::fs::File>>,
+    decoder: &mut UpdateDecoder,
+    init: &crate::rfb::messages::ServerInit,
+    k: &crate::record::sidecar::Keyframe,
+) -> Result<State, String> {
+    src.seek_keyframe(k).map_err(|e| e.to_string())?;
+    reset_screen(engine, k.width, k.height, &init.name);
+    let mut st = State::new(k.width, k.height);
+    let Ok(Some((_, data))) = src.next_data() else {
+        return Err(format!("the keyframe at {} ms cannot be read", k.ms));
+    };
+    st.feed(engine, decoder, &data)
+        .map_err(|e| format!("the keyframe at {} ms: {e}", k.ms))?;
+    Ok(st)
+}
+
+/// The screen as a session starts: `w`×`h`, named `name`.
+fn reset_screen(engine: &Engine, w: u16, h: u16, name: &str) {
+    let mut s = engine.screen.write();
+    s.fb.resize(w, h);
+    s.console_name = name.to_owned();
+    s.name = name.to_owned();
+    s.generation += 1;
 }
 
 /// The decoding state between messages.

@@ -215,7 +215,10 @@ async fn notice_ends(until: Option<tokio::time::Instant>) {
 
 impl Viewer {
     /// A viewer that is a recording: `format`, the `encodings` every player decodes, the
-    /// screen's size as its ServerInit said.
+    /// screen's size as its ServerInit said. Its Tight is in shared mode from the start:
+    /// every update then decodes without what came before (given the screen), which
+    /// keyframes need, and it takes encodes from the engine's cache like any viewer in
+    /// that mode.
     pub(super) fn recording(
         engine: Arc<Engine>,
         format: PixelFormat,
@@ -224,13 +227,14 @@ impl Viewer {
         let size = engine.size();
         let mut enc = Encoder::new(format).map_err(|e| e.to_string())?;
         enc.set_encodings(encodings);
+        enc.enable_shared_tight();
         Ok(Viewer {
             engine,
             enc,
             parser: Parser::default(),
             wants: true,
             out: Vec::new(),
-            shared: false,
+            shared: true,
             notice: None,
             told_view_only: true,
             notice_drawn: true,
@@ -253,6 +257,19 @@ impl Viewer {
         self.update(slot, metrics)?;
         self.enc.release_buffers();
         Ok(std::mem::take(&mut self.out))
+    }
+
+    /// Makes the next update a keyframe: the whole screen, its name and its cursor (a
+    /// recording's Tight is in shared mode, every chunk a fresh zlib stream, so a player
+    /// can start decoding at it). Returns the screen's size before it (what a player
+    /// starting there sizes its screen to; a resize in the update follows).
+    pub(super) fn keyframe(&mut self, slot: &super::Slot) -> (u16, u16) {
+        let (w, h) = self.engine.size();
+        let mut p = slot.pending.lock();
+        p.damage.add(Rect::new(0, 0, w, h));
+        p.cursor = true;
+        p.name = true;
+        self.size
     }
 
     /// Acts on every whole message received.

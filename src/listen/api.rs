@@ -68,7 +68,10 @@ pub(super) fn recordings(cfg: &Config, role: crate::engine::ViewerRole) -> Respo
         );
     };
     match crate::record::sidecar::list(&rec.dir) {
-        Ok(list) => {
+        Ok(mut list) => {
+            for s in &mut list {
+                s.keyframes = Vec::new();
+            }
             let mut r = http_util::json(&json!({
                 "dir": rec.dir.display().to_string(),
                 "input": rec.input,

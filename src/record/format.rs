@@ -82,13 +82,34 @@ pub enum FormatError {
     #[error("not a recording (websockify's record format): {0}")]
     NotRecording(String),
     /// A line that is not a frame.
-    #[error("line {line}: {why}")]
+    #[error("line {line}{}: {why}", after_seek(*.after))]
     Line {
-        /// 1-based.
+        /// 1-based (counted from `after` when the reader was moved there).
         line: u64,
+        /// The byte offset the reader was moved to ([`Reader::seek`]); 0 when it read
+        /// from the start.
+        after: u64,
         /// What is wrong.
         why: String,
     },
+    /// A keyframe's line is not where the sidecar says.
+    #[error("the keyframe at {ms} ms is not at byte {offset}: {why}")]
+    Keyframe {
+        /// The keyframe's time.
+        ms: u64,
+        /// Where the sidecar put it.
+        offset: u64,
+        /// What is there instead.
+        why: String,
+    },
+}
+
+fn after_seek(offset: u64) -> String {
+    if offset == 0 {
+        String::new()
+    } else {
+        format!(" after byte {offset}")
+    }
 }
 
 /// How the messages are written, decided at the first one.
@@ -103,6 +124,8 @@ enum Text {
 pub struct Reader<R> {
     input: R,
     line: u64,
+    /// Where [`Reader::seek`] moved it (0: never moved).
+    after: u64,
     text: Option<Text>,
     buf: Vec<u8>,
     /// The closing `'EOF'` was read.
@@ -128,6 +151,7 @@ impl<R: BufRead> Reader<R> {
         Ok(Reader {
             input,
             line: 1,
+            after: 0,
             text: None,
             buf: Vec::new(),
             finished: false,
@@ -155,7 +179,7 @@ impl<R: BufRead> Reader<R> {
                 return Ok(None);
             }
             let l = trim(&self.buf);
-            let line = self.line;
+            let (line, after) = (self.line, self.after);
             if l.is_empty() {
                 continue;
             }
@@ -165,8 +189,23 @@ impl<R: BufRead> Reader<R> {
             }
             return parse(&mut self.text, l)
                 .map(Some)
-                .map_err(|why| FormatError::Line { line, why });
+                .map_err(|why| FormatError::Line { line, after, why });
         }
+    }
+}
+
+impl<R: BufRead + std::io::Seek> Reader<R> {
+    /// Moves to the line that starts at byte `offset` (a keyframe's, from the sidecar);
+    /// frames are then read from there, written as the ones read before were.
+    ///
+    /// # Errors
+    /// Seeking failed.
+    pub fn seek(&mut self, offset: u64) -> Result<(), FormatError> {
+        self.input.seek(std::io::SeekFrom::Start(offset))?;
+        self.line = 0;
+        self.after = offset;
+        self.finished = false;
+        Ok(())
     }
 }
 

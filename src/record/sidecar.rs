@@ -59,6 +59,26 @@ pub struct Sidecar {
     pub stopped: Option<String>,
     /// Why the session ended.
     pub ended: Option<String>,
+    /// The recording's keyframes, oldest first: where `tcvnc play --from` starts
+    /// decoding. Absent from sidecars written before keyframes (and from
+    /// `GET /api/recordings`, which lists recordings, not their insides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyframes: Vec<Keyframe>,
+}
+
+/// A keyframe: a frame of the recording whose update paints the whole screen (with its
+/// name and cursor) in Tight with fresh zlib streams, so decoding can start there with
+/// nothing read before but the handshake's pixel format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Keyframe {
+    /// The frame's time (ms since the recording started).
+    pub ms: u64,
+    /// The byte offset of the frame's line in the file.
+    pub offset: u64,
+    /// The screen's size before the frame (the frame paints all of it).
+    pub width: u16,
+    /// The screen's size before the frame.
+    pub height: u16,
 }
 
 /// The format's name in the sidecar.
@@ -96,6 +116,20 @@ pub fn write(dir: &Path, s: &Sidecar) -> std::io::Result<()> {
         f.sync_data()?;
     }
     std::fs::rename(&tmp, &path)
+}
+
+/// The keyframes in the sidecar of `recording`, oldest first; none when it has no
+/// sidecar (a recording copied alone, websockify's) or one without keyframes. Why there
+/// are none is said, for the log.
+pub fn keyframes(recording: &Path) -> Result<Vec<Keyframe>, String> {
+    let path = path_for(recording);
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let side: Sidecar = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not a recording's sidecar: {e}", path.display()))?;
+    if side.keyframes.is_empty() {
+        return Err(format!("{} lists no keyframes", path.display()));
+    }
+    Ok(side.keyframes)
 }
 
 /// Every sidecar in `dir`, newest start first; unreadable ones are skipped (logged).
@@ -215,6 +249,7 @@ mod tests {
             bytes: 0,
             stopped: None,
             ended: None,
+            keyframes: vec![],
         }
     }
 

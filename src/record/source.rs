@@ -224,6 +224,45 @@ impl<R: BufRead> Source<R> {
     }
 }
 
+impl<R: BufRead + std::io::Seek> Source<R> {
+    /// Continues at keyframe `k` (from the recording's sidecar): the next data is its
+    /// frame, which must be the server's at `k.ms` where the sidecar says.
+    ///
+    /// # Errors
+    /// [`FormatError::Keyframe`] when the frame there is another (the reader is then
+    /// somewhere in the file: open it again to read from the start).
+    pub fn seek_keyframe(&mut self, k: &super::sidecar::Keyframe) -> Result<(), FormatError> {
+        self.ahead.clear();
+        self.reader.seek(k.offset)?;
+        let wrong = |why: String| FormatError::Keyframe {
+            ms: k.ms,
+            offset: k.offset,
+            why,
+        };
+        match self.reader.next_frame() {
+            Ok(Some(Frame {
+                from: From::Server,
+                ms,
+                data,
+            })) if ms == k.ms => {
+                self.ahead.push_back((ms, data));
+                Ok(())
+            }
+            Ok(Some(f)) => Err(wrong(format!(
+                "a {} frame at {} ms",
+                if f.from == From::Server {
+                    "server"
+                } else {
+                    "client"
+                },
+                f.ms
+            ))),
+            Ok(None) => Err(wrong("the file ends before it".into())),
+            Err(e) => Err(wrong(e.to_string())),
+        }
+    }
+}
+
 /// The pixel format the client set before asking for anything (websockify recordings):
 /// its first messages after ClientInit.
 fn client_format(client: &[u8], minor: u8, chosen: u32) -> Option<PixelFormat> {
@@ -323,6 +362,51 @@ mod tests {
         );
         assert_eq!(s.init.format, super::super::FORMAT, "the client's format");
         assert_eq!(s.next_data().expect("data"), Some((4, vec![0, 0, 0, 0])));
+    }
+
+    /// A move to a keyframe lands on its line or says what is there instead; errors in
+    /// lines read after it name the offset.
+    #[test]
+    fn keyframes_are_found_where_the_sidecar_says_or_refused() {
+        use super::super::sidecar::Keyframe;
+        let [a, b, c, d] = super::super::preamble(8, 4, "k");
+        let mut frames: Vec<_> = [a, b, c, d]
+            .into_iter()
+            .map(|d| (From::Server, 0, d))
+            .collect();
+        frames.push((From::Server, 100, vec![0, 0, 0, 0]));
+        frames.push((From::Client, 150, vec![2]));
+        frames.push((From::Server, 200, vec![0, 0, 0, 1]));
+        let text = file(&frames);
+        let at = |needle: &str| {
+            text.windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .expect("line") as u64
+        };
+        let key = |ms, offset| Keyframe {
+            ms,
+            offset,
+            width: 8,
+            height: 4,
+        };
+        let mut s = Source::new(std::io::Cursor::new(&text)).expect("source");
+        s.seek_keyframe(&key(200, at("'{200{")))
+            .expect("the keyframe");
+        assert_eq!(s.next_data().expect("data"), Some((200, vec![0, 0, 0, 1])));
+        assert_eq!(s.next_data().expect("end"), None);
+        for (k, why) in [
+            (key(100, at("'}150}")), "a client frame at 150 ms"),
+            (key(150, at("'{100{")), "a server frame at 100 ms"),
+            (key(100, text.len() as u64 + 10), "the file ends before it"),
+            (key(100, at("'{100{") + 1), "line 1 after byte"),
+        ] {
+            let e = s.seek_keyframe(&k).expect_err(why).to_string();
+            assert!(e.contains(why), "{e}");
+            assert!(
+                e.starts_with(&format!("the keyframe at {} ms is not at byte", k.ms)),
+                "{e}"
+            );
+        }
     }
 
     #[test]

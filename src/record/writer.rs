@@ -45,6 +45,9 @@ pub struct Stopped {
 struct Shared {
     queued: AtomicUsize,
     written: AtomicU64,
+    /// Where the next line queued starts in the file; held while a line is queued, so
+    /// lines are queued in the order of their offsets.
+    next_offset: Mutex<u64>,
     stopped: Mutex<Option<Stopped>>,
 }
 
@@ -79,7 +82,7 @@ impl Sink {
             .name("tcvnc-record".into())
             .spawn(move || write_loop(file, &rx, &thread_sink))?;
         // The header goes first, through the same queue.
-        sink.raw(format::HEADER.as_bytes().to_vec());
+        let _ = sink.raw(format::HEADER.as_bytes().to_vec());
         Ok((sink, handle))
     }
 
@@ -90,6 +93,7 @@ impl Sink {
             shared: Arc::new(Shared {
                 queued: AtomicUsize::new(0),
                 written: AtomicU64::new(0),
+                next_offset: Mutex::new(0),
                 stopped: Mutex::new(None),
             }),
             start: Instant::now(),
@@ -126,15 +130,28 @@ impl Sink {
 
     /// Records `data` sent by `from` at `ms`; false once the recording has stopped.
     pub fn record_at(&self, from: From, ms: u64, data: &[u8]) -> bool {
+        self.line(from, ms, data).is_some()
+    }
+
+    /// Records a keyframe's server messages now; returns its time and its line's byte
+    /// offset in the file (`None` once the recording has stopped).
+    pub fn record_keyframe(&self, data: &[u8]) -> Option<(u64, u64)> {
+        let ms = self.ms();
+        self.line(From::Server, ms, data).map(|at| (ms, at))
+    }
+
+    /// Queues the line for `data`; returns its offset.
+    fn line(&self, from: From, ms: u64, data: &[u8]) -> Option<u64> {
         if self.stopped().is_some() {
-            return false;
+            return None;
         }
         let mut l = Vec::with_capacity(data.len() * 4 / 3 + 32);
         format::line(from, ms, data, &mut l);
         self.raw(l)
     }
 
-    fn raw(&self, line: Vec<u8>) -> bool {
+    /// Queues `line`; returns where it starts in the file.
+    fn raw(&self, line: Vec<u8>) -> Option<u64> {
         let n = line.len();
         let queued = self.shared.queued.fetch_add(n, Ordering::Relaxed) + n;
         if queued > MAX_QUEUED {
@@ -146,12 +163,13 @@ impl Sink {
                     self.path.display()
                 ),
             });
-            return false;
+            return None;
         }
-        if self.tx.send(Msg::Line(line)).is_err() {
-            return false;
-        }
-        true
+        let mut next = self.shared.next_offset.lock();
+        let at = *next;
+        self.tx.send(Msg::Line(line)).ok()?;
+        *next += n as u64;
+        Some(at)
     }
 
     /// Ends the recording: the thread writes the closing line and closes the file.
@@ -281,12 +299,19 @@ mod tests {
             Sink::create(&path, "ins-test", Arc::new(Metrics::new())).expect("create");
         assert!(sink.record_at(From::Server, 0, b"RFB 003.008\n"));
         assert!(sink.record_at(From::Client, 3, b"x"));
+        let (ms, at) = sink.record_keyframe(b"key").expect("recording");
+        assert!(sink.record_at(From::Server, 9, b"after"));
         sink.finish();
         thread.join().expect("thread");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.starts_with(format::HEADER));
         assert!(text.ends_with(format::FOOTER));
         assert_eq!(sink.written() as usize, text.len());
+        // The keyframe's offset is where its line starts.
+        let mut line = Vec::new();
+        format::line(From::Server, ms, b"key", &mut line);
+        let at = usize::try_from(at).expect("offset");
+        assert_eq!(text.as_bytes().get(at..at + line.len()), Some(&line[..]));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

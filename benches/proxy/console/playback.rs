@@ -1,16 +1,22 @@
 //! The playback case: `tcvnc play` of a long recording (an hour in the full run), timed
 //! from the process's start to a viewer's first frame, from the start, the middle and
-//! the last minute (`--from`: everything before it is decoded before the first frame).
+//! the last second (`--from`: what lies between the last keyframe before it and it is
+//! decoded before the first frame).
 //!
 //! The recording is written here as tcvnc's recorder writes one, without waiting an
 //! hour: `record::preamble`, then an update every 100 ms (the recorder's pace) of the
 //! scrolling terminal (12 lines a second, so every update is the whole screen scrolled
 //! by a line or two), each encoded by one `Encoder` in `record::FORMAT` with
-//! `record::ENCODINGS` (lossless Tight, its zlib streams running through the whole file,
-//! as the recorder's own viewer keeps them) and written with `record::format::line`.
+//! `record::ENCODINGS` (lossless Tight in shared mode, every chunk its own zlib stream,
+//! as the recorder's own viewer encodes) and written with `record::format::line`.
 //! Encoding every update afresh, rather than repeating encoded ones, keeps the file a
 //! valid stream from end to end; the viewer's first frame is checked against the
-//! terminal's screen at that instant.
+//! terminal's screen at that instant. Every `DEFAULT_KEYFRAME_INTERVAL` of recording an
+//! update is a keyframe, as the recorder makes one (every update here is the whole
+//! screen; this terminal has no cursor and one name), listed with its offset in a
+//! sidecar beside the file. Each `--from` is timed twice: with the
+//! sidecar (seeking to the last keyframe) and with it moved away (decoding from the
+//! start, as for a recording without an index).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,6 +31,7 @@ use tcvnc::console::banner::BANNER_H;
 use tcvnc::console::encode::{update_header, Encoder};
 use tcvnc::console::fb::Framebuffer;
 use tcvnc::record::format::{self, From};
+use tcvnc::record::sidecar::{Keyframe, Sidecar};
 
 use super::recording::{screens, TERMINAL, TERMINAL_FPS};
 use super::Ctx;
@@ -59,10 +66,11 @@ pub fn from_path(secs: u64) -> String {
     }
 }
 
-/// The `--from`s timed for a recording of `minutes`: its start, its middle, its last
-/// minute.
+/// The `--from`s timed for a recording of `minutes`: its start, its middle (a keyframe's
+/// instant: the best case), and the last second before its end (59 s past the last
+/// keyframe: the worst case with keyframes every minute).
 pub fn froms(minutes: u64) -> [u64; 3] {
-    [0, minutes * 30, minutes.saturating_sub(1) * 60]
+    [0, minutes * 30, (minutes * 60).saturating_sub(1)]
 }
 
 /// The terminal frame shown by update `j`.
@@ -77,36 +85,75 @@ struct Written {
     secs: f64,
 }
 
-/// Writes `minutes` of the terminal to `path` as the recorder would.
+/// Writes `minutes` of the terminal to `path` as the recorder would, with its sidecar.
 fn write(path: &Path, minutes: u64, screens: &[Framebuffer]) -> Result<Written> {
     use std::io::Write as _;
     let t0 = Instant::now();
     let (w, h) = (screens[0].width(), screens[0].height());
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     out.write_all(format::HEADER.as_bytes())?;
+    let mut offset = format::HEADER.len() as u64;
     let mut line = Vec::new();
     for step in tcvnc::record::preamble(w, h, "tcvnc bench console") {
         line.clear();
         format::line(From::Server, 0, &step, &mut line);
         out.write_all(&line)?;
+        offset += line.len() as u64;
     }
     let mut enc = Encoder::new(tcvnc::record::FORMAT).map_err(|e| anyhow!("{e}"))?;
     enc.set_encodings(tcvnc::record::ENCODINGS);
+    // As the recorder's viewer: every chunk a fresh zlib stream.
+    enc.enable_shared_tight();
     let updates = minutes * 60_000 / UPDATE_MS;
+    let every = tcvnc::config::DEFAULT_KEYFRAME_INTERVAL.as_millis() as u64;
+    let mut keyframes = Vec::new();
     let mut msg = Vec::new();
     for j in 0..updates {
+        let ms = j * UPDATE_MS;
         let fb = &screens[frame_of(j, screens.len())];
+        if ms > 0 && ms % every == 0 {
+            keyframes.push(Keyframe {
+                ms,
+                offset,
+                width: w,
+                height: h,
+            });
+        }
         msg.clear();
         update_header(0, &mut msg);
         let n = enc.encode(fb, fb.bounds(), &mut msg)?;
         msg[2..4].copy_from_slice(&n.to_be_bytes());
         line.clear();
-        format::line(From::Server, j * UPDATE_MS, &msg, &mut line);
+        format::line(From::Server, ms, &msg, &mut line);
         out.write_all(&line)?;
+        offset += line.len() as u64;
     }
     out.write_all(format::FOOTER.as_bytes())?;
     out.flush()?;
     drop(out);
+    let now = tcvnc::record::sidecar::time(std::time::SystemTime::now());
+    let side = Sidecar {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        format: tcvnc::record::sidecar::FORMAT_NAME.into(),
+        instance: "ins-playback".into(),
+        region: "ap-guangzhou".into(),
+        start: now.clone(),
+        end: Some(now),
+        width: w,
+        height: h,
+        viewers: Vec::new(),
+        urls_spent: 1,
+        resumes: 0,
+        input_recorded: false,
+        bytes: offset + format::FOOTER.len() as u64,
+        stopped: None,
+        ended: Some("the bench's recording".into()),
+        keyframes,
+    };
+    tcvnc::record::sidecar::write(path.parent().unwrap_or(Path::new(".")), &side)?;
     Ok(Written {
         bytes: std::fs::metadata(path)?.len(),
         updates,
@@ -145,14 +192,37 @@ pub(super) async fn cases(cx: Ctx<'_>, res: &mut Results) -> Result<()> {
             let p = play(cx.work, &path, from, &frames)
                 .await
                 .with_context(|| format!("tcvnc play {name}"))?;
+            // The same without the sidecar: decoded from the start.
+            let side = tcvnc::record::sidecar::path_for(&path);
+            let hidden = side.with_extension("json.hidden");
+            std::fs::rename(&side, &hidden)?;
+            let linear = play(cx.work, &path, from, &frames).await;
+            std::fs::rename(&hidden, &side)?;
+            let linear =
+                linear.with_context(|| format!("tcvnc play {name} without the sidecar"))?;
+            if linear.keyframe.is_some() {
+                bail!("tcvnc play {name} seeked to a keyframe without the sidecar");
+            }
             res.push(&case, &name, "first frame s", p.first_frame);
             res.push(&case, &name, "listening s", p.listening);
             res.push(&case, &name, "decoded before --from s", p.ready);
             res.push(
                 &case,
                 &name,
+                "from the keyframe at s",
+                p.keyframe.unwrap_or(0.0),
+            );
+            res.push(
+                &case,
+                &name,
                 "first frame is the recording's",
-                f64::from(u8::from(p.matches)),
+                f64::from(u8::from(p.matches && linear.matches)),
+            );
+            res.push(
+                &case,
+                &name,
+                "first frame without the sidecar s",
+                linear.first_frame,
             );
             res.push(&case, &name, "file MB", written.bytes as f64 / 1e6);
             res.push(
@@ -164,6 +234,7 @@ pub(super) async fn cases(cx: Ctx<'_>, res: &mut Results) -> Result<()> {
         }
     }
     std::fs::remove_file(&path)?;
+    std::fs::remove_file(tcvnc::record::sidecar::path_for(&path))?;
     Ok(())
 }
 
@@ -172,6 +243,8 @@ struct Played {
     listening: f64,
     first_frame: f64,
     ready: f64,
+    /// The keyframe decoding started at (s into the recording), if any.
+    keyframe: Option<f64>,
     matches: bool,
 }
 
@@ -199,8 +272,10 @@ async fn play(work: &Path, file: &Path, from: u64, frames: &[Framebuffer]) -> Re
         .map_err(|_| anyhow!("no first frame in {PLAY_WAIT:?}"))??;
     let first_frame = t0.elapsed().as_secs_f64();
     drop(proc);
-    let ready = ready_ms(&std::fs::read_to_string(&log)?)
+    let text = std::fs::read_to_string(&log)?;
+    let ready = playing(&text, "ready_ms")
         .ok_or_else(|| anyhow!("{}: no \"playing\" line with ready_ms", log.display()))?;
+    let keyframe = playing(&text, "keyframe_ms").map(|ms| ms / 1e3);
     // The frame shown is the last update before `from`, or one of the next few (the
     // playback goes on while the viewer is served).
     let first = (from * 1000 / UPDATE_MS).saturating_sub(1);
@@ -209,6 +284,7 @@ async fn play(work: &Path, file: &Path, from: u64, frames: &[Framebuffer]) -> Re
         listening,
         first_frame,
         ready: ready / 1e3,
+        keyframe,
         matches,
     })
 }
@@ -224,13 +300,13 @@ fn same(screen: &[u32], fb: &Framebuffer) -> bool {
             .all(|(a, b)| a & 0xff_ffff == b & 0xff_ffff)
 }
 
-/// `ready_ms` of the "playing" line of a JSON log.
-fn ready_ms(log: &str) -> Option<f64> {
+/// The field `key` of the "playing" line of a JSON log.
+fn playing(log: &str, key: &str) -> Option<f64> {
     let field = |v: &serde_json::Value, k: &str| v.get(k).or_else(|| v["fields"].get(k)).cloned();
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| field(v, "message").is_some_and(|m| m == "playing"))
-        .and_then(|v| field(&v, "ready_ms")?.as_f64())
+        .and_then(|v| field(&v, key)?.as_f64())
 }
 
 /// A viewer's first full screen, in Raw: 0xRRGGBB per pixel.
