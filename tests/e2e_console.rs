@@ -34,7 +34,7 @@ use e2e_support::procs::Tcvnc;
 use e2e_support::qemu::Qemu;
 use e2e_support::viewers::{novnc_canvas, png_rgb, same_pixels, vncdo_encoding, Cursor};
 use e2e_support::x11::{Desktop, Vnc};
-use e2e_support::{artifacts, http_post_json, poll, STEP};
+use e2e_support::{artifacts, http_post_json, poll, POLL, STEP};
 use serde_json::{json, Value};
 use tcvnc::console::banner::{BANNER_BG, BANNER_H};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -485,21 +485,105 @@ async fn e2e_console_novnc_keyboard() {
     assert_eq!(engine["input_dropped"], 0, "{engine}");
 }
 
-/// `novnc_share.mjs`: two noVNC pages in one headless Chromium, driven a command at a
-/// time (a line on its stdin, a JSON line back).
+/// noVNC's compression slider, moved mid-session, never costs the console: noVNC's own
+/// page (vnc.html, headless Chromium) shows an xterm under x11vnc through console mode
+/// (its bitmap font: few colours, so noVNC's Tight stays lossless, palette through zlib,
+/// and pixel equality holds; an anti-aliased font would go JPEG at noVNC's quality);
+/// the test moves the page's compression slider (noVNC sends SetEncodings with the new
+/// level) to 9, 0, 6 and 1 in turn, and after each move types a command whose coloured
+/// output fills the screen (`POST /vnc/<instance>/type`). After each, the page is still
+/// connected and its canvas equals the X server's screen pixel for pixel, drawn by
+/// noVNC's Tight decoder on zlib streams used both before and after the change. (Before
+/// c12ed85 a level change reset the viewer's zlib stream and then continued it, which
+/// noVNC's inflater cannot decode: the page failed with "zlib inflate failed".)
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_console_novnc_compression_slider() {
+    if !e2e("e2e_console_novnc_compression_slider") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tmp");
+    let mut d = Desktop::start(Vnc::X11vnc, 960, 400).await;
+    d.draw_shell(home.path()).await;
+    let t = Tcvnc::start(&d.backend(), &console_target("linger = \"5m\"")).await;
+    let via = format!("http://{}", t.addr("http"));
+    let page = format!("{via}/vnc.html?path=vnc/{INSTANCE}&autoconnect=true&reconnect=false");
+    let mut b = Browsers::script("novnc_compression.mjs", &[&page]);
+    let tight = "tcvnc_console_rects_total{encoding=\"tight\"}";
+
+    // Shows the X server's screen in noVNC's canvas, then returns its status line.
+    async fn canvas_shows_x(b: &mut Browsers, d: &Desktop, step: &str) -> String {
+        let x = d.path(&format!("compression-{step}-x.png"));
+        d.settle(&x).await;
+        let canvas = artifacts().join(format!("console-compression-{step}-canvas.png"));
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let said = b.ask(&format!("canvas {}", canvas.display())).await;
+            let status = said["status"].as_str().unwrap_or_default().to_string();
+            assert!(status.starts_with("Connected"), "noVNC {step}: {said}");
+            let cmp = same_pixels(&x, &canvas).await;
+            if cmp["equal"] == true {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "noVNC {step}: {} differs from {} after {STEP:?}: {cmp}",
+                canvas.display(),
+                x.display()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    canvas_shows_x(&mut b, &d, "at-first").await;
+    for level in [9, 0, 6, 1] {
+        let before = t.metric(tight).await;
+        let said = b.ask(&format!("level {level}")).await;
+        assert_eq!(said["level"], level, "{said}");
+        let line = format!(
+            "for i in 1 2 3 4 5 6; do printf '\\033[3%dm level {level}, line %d: the quick brown fox \\033[0m\\n' $i $i; done\n"
+        );
+        let r = common::http_client()
+            .post(format!("{via}/vnc/{INSTANCE}/type"))
+            .body(line)
+            .send()
+            .await
+            .expect("type request");
+        assert!(r.status().is_success(), "POST type: {}", r.status());
+        let status = canvas_shows_x(&mut b, &d, &format!("level-{level}")).await;
+        let after = t.metric(tight).await;
+        assert!(
+            after > before,
+            "level {level}: noVNC was sent no Tight rectangle ({tight}: {before} → {after})"
+        );
+        eprintln!(
+            "compression level {level}: noVNC's canvas equals the X server's screen ({status})"
+        );
+    }
+    b.close().await;
+    assert_eq!(t.mints(INSTANCE).await, 1, "one URL for everything");
+}
+
+/// A browser script (`novnc_share.mjs`, `novnc_compression.mjs`) driven a command at a
+/// time: a line on its stdin, a JSON line back.
 struct Browsers {
+    script: &'static str,
     node: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     out: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
 impl Browsers {
-    /// Opens `control` and `view` (noVNC URLs); page screenshots go to `PREFIX-*.png`.
+    /// `novnc_share.mjs`: two noVNC pages in one headless Chromium, opening `control` and
+    /// `view` (noVNC URLs); page screenshots go to `PREFIX-*.png`.
     fn start(control: &str, view: &str, prefix: &Path) -> Browsers {
+        let prefix = prefix.display().to_string();
+        Browsers::script("novnc_share.mjs", &[control, view, &prefix])
+    }
+
+    /// Starts `tests/e2e/SCRIPT` with `args`.
+    fn script(script: &'static str, args: &[&str]) -> Browsers {
         let mut node = tokio::process::Command::new("node")
-            .arg(common::e2e_file("novnc_share.mjs"))
-            .args([control, view])
-            .arg(prefix)
+            .arg(common::e2e_file(script))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -508,7 +592,12 @@ impl Browsers {
             .expect("node runs");
         let stdin = node.stdin.take().expect("stdin");
         let out = BufReader::new(node.stdout.take().expect("stdout")).lines();
-        Browsers { node, stdin, out }
+        Browsers {
+            script,
+            node,
+            stdin,
+            out,
+        }
     }
 
     /// Sends `command`; its answer, which must say `ok`.
@@ -520,23 +609,23 @@ impl Browsers {
             .expect("write to node");
         let line = tokio::time::timeout(Duration::from_secs(60), self.out.next_line())
             .await
-            .unwrap_or_else(|_| panic!("novnc_share.mjs: no answer to {command:?} in time"))
+            .unwrap_or_else(|_| panic!("{}: no answer to {command:?} in time", self.script))
             .expect("read")
             .unwrap_or_default();
         let said: Value = serde_json::from_str(&line).unwrap_or(json!({"unparsed": line}));
-        assert_eq!(said["ok"], true, "novnc_share.mjs, {command:?}: {said}");
+        assert_eq!(said["ok"], true, "{}, {command:?}: {said}", self.script);
         said
     }
 
-    /// Closes stdin: the script writes the page screenshots and exits, which it must do
-    /// cleanly.
+    /// Closes stdin: the script finishes (`novnc_share.mjs` writes the page screenshots)
+    /// and exits, which it must do cleanly.
     async fn close(mut self) {
         drop(self.stdin);
         let status = tokio::time::timeout(STEP, self.node.wait())
             .await
             .expect("the browser closes")
             .expect("node");
-        assert!(status.success(), "novnc_share.mjs: {status}");
+        assert!(status.success(), "{}: {status}", self.script);
     }
 }
 
