@@ -955,10 +955,11 @@ async fn a_recording_lasts_as_long_as_its_session() {
 }
 
 /// The screen a viewer of `tcvnc play FILE --from MS` is sent first, as 0xRRGGBB (played
-/// at 1/100 speed, so the next recorded update is seconds away).
+/// at 1/10,000 speed: the next recorded update, at least 1 ms of recording after MS when
+/// none is at MS, is at least 10 s away, however slow the machine).
 async fn played_at(file: &std::path::Path, from_ms: u64) -> Vec<u32> {
     let from = format!("{from_ms}ms");
-    let (mut child, tcp) = start_play(file, &["--from", &from, "--speed", "0.01"]).await;
+    let (mut child, tcp) = start_play(file, &["--from", &from, "--speed", "0.0001"]).await;
     let mut v = within(Viewer::connect(tcp, &[RAW, DESKTOP_SIZE, DESKTOP_NAME])).await;
     v.request(false).await;
     within(v.next_update()).await.expect("update");
@@ -1057,8 +1058,12 @@ async fn play_from_seeks_to_the_last_keyframe() {
 
     // The instant: between the second and third keyframes.
     let (k1, k2) = (keys[1], keys[2]);
-    let from_ms = (k1.ms + k2.ms) / 2;
     let (all, _) = frames(&path);
+    // Not the time of a frame: one there would be due as playback starts.
+    let mut from_ms = (k1.ms + k2.ms) / 2;
+    while all.iter().any(|f| f.ms == from_ms) {
+        from_ms += 1;
+    }
     let before: Vec<format::Frame> = all.iter().filter(|f| f.ms < from_ms).cloned().collect();
     let whole = rgb_of(&play(&before));
     // From the keyframe alone: the handshake, then the frames from its line on.
