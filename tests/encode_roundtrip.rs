@@ -92,6 +92,20 @@ fn update(e: &mut Encoder, enc: Encoding, fb: &Framebuffer, rects: &[Rect]) -> V
     msg
 }
 
+/// How many pixels of the viewer's screen differ from `fb` (channel bits only).
+fn differing(v: &Viewer, fb: &Framebuffer) -> usize {
+    let mask = v.used_mask();
+    let r = fb.bounds();
+    (r.y..r.y + r.h)
+        .flat_map(|y| (r.x..r.x + r.w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let p = fb.get(x, y).expect("in fb");
+            let want = v.value_of_rgb((p >> 16) as u8, (p >> 8) as u8, p as u8) & mask;
+            v.screen[usize::from(y) * usize::from(v.width) + usize::from(x)] & mask != want
+        })
+        .count()
+}
+
 /// The viewer's screen equals `fb` within `r` (channel bits only; padding is free).
 fn assert_same(v: &Viewer, fb: &Framebuffer, r: Rect, what: &str) {
     let mask = v.used_mask();
@@ -286,6 +300,79 @@ fn tight_level_change_never_continues_a_reset_stream() {
         assert_eq!(v.tight_resets, 1, "stream 0 reset by the chunks");
         assert_same(&v, screen, screen.bounds(), "after the level change");
     }
+}
+
+/// A cut (a recording's keyframe, `Encoder::cut_tight`) lets a decoder start there while
+/// the stream goes on: a viewer that followed from the start reads on through it with no
+/// reset (which noVNC could not follow), and a fresh decoder that joins at the cut (the
+/// reference viewer and tcvnc's own, both told they join mid-stream) decodes the updates
+/// from there exactly. Without the cut, joining there fails: the stream refers back past
+/// it (so the check can fail).
+#[test]
+fn a_cut_tight_stream_reads_on_and_can_be_joined_there() {
+    use tcvnc::console::decode::UpdateDecoder;
+    let fb = desktop(320, 240);
+    let mut fb2 = fb.clone();
+    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
+        .expect("fill");
+    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let mut e = Encoder::new(f).expect("format");
+    e.set_encodings(&[7, -256 + 6]);
+    let mut before = Vec::new();
+    for screen in [&fb, &fb2] {
+        before.push(update(&mut e, Encoding::Tight, screen, &[screen.bounds()]));
+    }
+    e.cut_tight();
+    let mut after = Vec::new();
+    for screen in [&fb, &fb2, &fb] {
+        after.push(update(&mut e, Encoding::Tight, screen, &[screen.bounds()]));
+    }
+    assert_eq!(e.tight_share_key(), None, "never shared mode");
+    let screens = [&fb, &fb2, &fb];
+
+    let mut all = Viewer::new(f, 320, 240);
+    for (i, m) in before.iter().chain(&after).enumerate() {
+        decode(&mut all, m, &format!("from the start, update {i}"));
+    }
+    assert_eq!(all.tight_resets, 0, "one stream, never reset");
+    assert_same(&all, &fb, fb.bounds(), "from the start");
+
+    let mut joined = Viewer::new(f, 320, 240);
+    joined.join_mid_stream();
+    let mut ours = UpdateDecoder::new(&f).expect("format");
+    ours.join_mid_stream();
+    let mut ours_fb = Framebuffer::new(320, 240);
+    for (i, (m, screen)) in after.iter().zip(screens).enumerate() {
+        decode(&mut joined, m, &format!("joined at the cut, update {i}"));
+        assert_same(&joined, screen, screen.bounds(), "joined at the cut");
+        ours.feed(m, &mut ours_fb)
+            .unwrap_or_else(|err| panic!("tcvnc's decoder joined at the cut, update {i}: {err}"));
+        assert!(ours.at_message_boundary());
+        assert!(
+            ours_fb == *screen,
+            "tcvnc's decoder joined at the cut, update {i}: another screen"
+        );
+    }
+
+    // Without the cut: one chunk's screen sent twice, so the second is mostly references
+    // back to the first, past the join.
+    let small = desktop(64, 32);
+    let mut e = Encoder::new(f).expect("format");
+    e.set_encodings(&[7, -256 + 6]);
+    update(&mut e, Encoding::Tight, &small, &[small.bounds()]);
+    let uncut = update(&mut e, Encoding::Tight, &small, &[small.bounds()]);
+    let mut v = Viewer::new(f, 64, 32);
+    v.join_mid_stream();
+    // An inflater may fail there ("distance too far back") or read its empty window.
+    let reference_read = v.update(&uncut).is_ok() && differing(&v, &small) == 0;
+    let mut ours = UpdateDecoder::new(&f).expect("format");
+    ours.join_mid_stream();
+    let mut ours_fb = Framebuffer::new(64, 32);
+    let ours_read = ours.feed(&uncut, &mut ours_fb).is_ok() && ours_fb == small;
+    assert!(
+        !reference_read && !ours_read,
+        "an uncut stream joined mid-way decoded to the screen: reference {reference_read}, tcvnc {ours_read}"
+    );
 }
 
 /// The reference viewer refuses what noVNC cannot decode: a Tight stream reset and then

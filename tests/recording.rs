@@ -44,6 +44,12 @@ struct Played {
 /// Plays the server side of `frames` into the reference viewer (a viewer's view of it:
 /// handshake, then updates, bells and cut text).
 fn play(frames: &[format::Frame]) -> Played {
+    play_from(frames, false)
+}
+
+/// [`play`], where `joined`: the frames after the handshake start at a keyframe, not at
+/// the session's start (the reference viewer joins the zlib stream there).
+fn play_from(frames: &[format::Frame], joined: bool) -> Played {
     let server: Vec<&format::Frame> = frames.iter().filter(|f| f.from == From::Server).collect();
     assert!(
         server.windows(2).all(|w| w[0].ms <= w[1].ms),
@@ -66,6 +72,9 @@ fn play(frames: &[format::Frame]) -> Played {
         names: vec![String::from_utf8_lossy(&init[24..24 + name_len]).into_owned()],
         updates: 0,
     };
+    if joined {
+        p.v.join_mid_stream();
+    }
     for f in &server[4..] {
         let mut at = 0;
         while at < f.data.len() {
@@ -980,9 +989,11 @@ fn rgb_of(p: &Played) -> Vec<u32> {
 }
 
 /// With `keyframe_interval`, a recording holds a keyframe at least that far apart while
-/// the screen changes, each listed in the sidecar where its line starts; a keyframe
-/// decodes with a fresh decoder (the independent reference, which knows nothing before
-/// it but the handshake) to what decoding from the start gives; `tcvnc play --from`
+/// the screen changes, each listed in the sidecar where its line starts; the recording's
+/// Tight stream is never reset (one stream, cut by a full flush at each keyframe); a
+/// keyframe decodes with a fresh decoder (the independent reference, which knows nothing
+/// before it but the handshake and joins the zlib stream there) to what decoding from the
+/// start gives; `tcvnc play --from`
 /// starts at the last keyframe before the instant (a part of the file before it that no
 /// decoder can read is never read), and falls back to decoding from the start when the
 /// sidecar's index does not match the file.
@@ -1065,7 +1076,14 @@ async fn play_from_seeks_to_the_last_keyframe() {
         from_ms += 1;
     }
     let before: Vec<format::Frame> = all.iter().filter(|f| f.ms < from_ms).cloned().collect();
-    let whole = rgb_of(&play(&before));
+    let whole_played = play(&before);
+    // One Tight stream with its history, never reset: a keyframe cuts it (a full flush)
+    // instead, which noVNC reads on through.
+    assert_eq!(
+        whole_played.v.tight_resets, 0,
+        "the recording's Tight stream was reset"
+    );
+    let whole = rgb_of(&whole_played);
     // From the keyframe alone: the handshake, then the frames from its line on.
     let mut r = Reader::new(std::io::BufReader::new(
         std::fs::File::open(&path).expect("open"),
@@ -1082,7 +1100,7 @@ async fn play_from_seeks_to_the_last_keyframe() {
         from_key.push(f);
     }
     assert_eq!(from_key[4].ms, k1.ms);
-    let keyed = play(&from_key);
+    let keyed = play_from(&from_key, true);
     assert!(keyed.v.seen.contains(&7), "Tight: {:?}", keyed.v.seen);
     assert!(
         rgb_of(&keyed) == whole,

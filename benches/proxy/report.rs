@@ -1030,9 +1030,9 @@ files are deleted (a video-like minute is gigabytes).
 
 **Playback**: a recording of the scrolling terminal written by the harness as the
 recorder writes one (the handshake, then every 100 ms the whole screen in lossless Tight
-through one encoder in noVNC's pixel format, in shared mode as the recorder's: every
-chunk its own zlib stream; a keyframe every 60 s of recording, listed in a sidecar
-beside the file), an hour long in the full run. `tcvnc play FILE --from T` is
+through one encoder in noVNC's pixel format, one zlib stream as the recorder's; a
+keyframe every 60 s of recording, the stream fully flushed before it, listed in a
+sidecar beside the file), an hour long in the full run. `tcvnc play FILE --from T` is
 started, a viewer connects once it prints its address (playback starts with the first
 viewer: the recording up to T is decoded first, from the last keyframe before T),
 asks for Raw and reads its first full screen, which is compared, below the banner's

@@ -10,8 +10,9 @@
 //! through `record::writer::Sink`, which never blocks: a disk that falls behind or fails
 //! stops the recording, not the console. A session that ends is closed with an empty
 //! update at its end's time ([`END_MARK`]). The first update with something to show
-//! after each `keyframe_interval` is a keyframe (the whole screen, through fresh zlib
-//! streams), which `tcvnc play --from` seeks to; the sidecar (`record::sidecar`) lists
+//! after each `keyframe_interval` is a keyframe (the whole screen, its Tight zlib stream
+//! fully flushed before it so nothing after refers back past it), which `tcvnc play
+//! --from` seeks to; the sidecar (`record::sidecar`) lists
 //! them, and is written at the start, at each keyframe, when viewers come and go, and at
 //! the end.
 

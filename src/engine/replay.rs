@@ -189,6 +189,7 @@ fn start_at(
     k: &crate::record::sidecar::Keyframe,
 ) -> Result<State, String> {
     src.seek_keyframe(k).map_err(|e| e.to_string())?;
+    decoder.join_mid_stream();
     reset_screen(engine, k.width, k.height, &init.name);
     let mut st = State::new(k.width, k.height);
     let Ok(Some((_, data))) = src.next_data() else {

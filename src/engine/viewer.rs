@@ -193,7 +193,8 @@ pub(super) struct Viewer {
     wants: bool,
     /// The next write.
     out: Vec<u8>,
-    /// Its encoder is in the shared modes.
+    /// Its encoder is in the shared modes, or must never switch to them (a recording):
+    /// it takes what it can from the engine's encode cache.
     shared: bool,
     /// A line shown in this viewer's banner, and until when.
     notice: Option<(String, tokio::time::Instant)>,
@@ -215,10 +216,10 @@ async fn notice_ends(until: Option<tokio::time::Instant>) {
 
 impl Viewer {
     /// A viewer that is a recording: `format`, the `encodings` every player decodes, the
-    /// screen's size as its ServerInit said. Its Tight is in shared mode from the start:
-    /// every update then decodes without what came before (given the screen), which
-    /// keyframes need, and it takes encodes from the engine's cache like any viewer in
-    /// that mode.
+    /// screen's size as its ServerInit said. Its Tight keeps one zlib stream with its
+    /// history (a third smaller than shared mode for text) and is cut at each keyframe
+    /// ([`Viewer::keyframe`]); it never switches to the shared modes, and takes Raw and
+    /// Hextile encodes from the engine's cache.
     pub(super) fn recording(
         engine: Arc<Engine>,
         format: PixelFormat,
@@ -227,7 +228,6 @@ impl Viewer {
         let size = engine.size();
         let mut enc = Encoder::new(format).map_err(|e| e.to_string())?;
         enc.set_encodings(encodings);
-        enc.enable_shared_tight();
         Ok(Viewer {
             engine,
             enc,
@@ -259,11 +259,13 @@ impl Viewer {
         Ok(std::mem::take(&mut self.out))
     }
 
-    /// Makes the next update a keyframe: the whole screen, its name and its cursor (a
-    /// recording's Tight is in shared mode, every chunk a fresh zlib stream, so a player
-    /// can start decoding at it). Returns the screen's size before it (what a player
-    /// starting there sizes its screen to; a resize in the update follows).
+    /// Makes the next update a keyframe: the whole screen, its name and its cursor, with
+    /// the Tight zlib stream cut before it (fully flushed: nothing from then on refers
+    /// back past it), so a player can start decoding at it. Returns the screen's size
+    /// before it (what a player starting there sizes its screen to; a resize in the
+    /// update follows).
     pub(super) fn keyframe(&mut self, slot: &super::Slot) -> (u16, u16) {
+        self.enc.cut_tight();
         let (w, h) = self.engine.size();
         let mut p = slot.pending.lock();
         p.damage.add(Rect::new(0, 0, w, h));

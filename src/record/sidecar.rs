@@ -67,8 +67,9 @@ pub struct Sidecar {
 }
 
 /// A keyframe: a frame of the recording whose update paints the whole screen (with its
-/// name and cursor) in Tight with fresh zlib streams, so decoding can start there with
-/// nothing read before but the handshake's pixel format.
+/// name and cursor) in Tight whose zlib stream was fully flushed just before it (nothing
+/// from there on refers back past it), so decoding can start there with nothing read
+/// before but the handshake's pixel format (a decoder that joins mid-stream).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Keyframe {
     /// The frame's time (ms since the recording started).

@@ -101,6 +101,10 @@ pub struct Viewer {
     /// window for good on a reset, so a chunk that continues the stream with history
     /// fails there). A chunk that does not is an error here.
     tight_ever_reset: u8,
+    /// Tight streams that have inflated a chunk (bits).
+    tight_used: u8,
+    /// Decoding joined the session after its start (see [`Viewer::join_mid_stream`]).
+    joined: bool,
     /// Tight JPEG rectangles (x, y, w, h).
     pub jpeg_rects: Vec<(usize, usize, usize, usize)>,
     /// ZRLE tile subencodings seen (each once).
@@ -130,10 +134,20 @@ impl Viewer {
             tight_kinds: Vec::new(),
             tight_resets: 0,
             tight_ever_reset: 0,
+            tight_used: 0,
+            joined: false,
             jpeg_rects: Vec::new(),
             zrle_kinds: Vec::new(),
             hextile_kinds: Vec::new(),
         }
+    }
+
+    /// Decoding starts here rather than at the session's start (a recording's keyframe):
+    /// a Tight stream's first chunk from here on is read as raw deflate unless it opens
+    /// with a zlib header (compression method 8 in the low four bits of its first byte),
+    /// as a stream fully flushed here continues without one.
+    pub fn join_mid_stream(&mut self) {
+        self.joined = true;
     }
 
     fn bypp(&self) -> usize {
@@ -649,6 +663,14 @@ impl Viewer {
                     }
                     let clen = Self::compact(r)?;
                     let z = r.bytes(clen)?;
+                    let bit = 1 << stream;
+                    if self.joined
+                        && self.tight_used & bit == 0
+                        && z.first().is_some_and(|b| b & 0x0f != 8)
+                    {
+                        self.tight[stream] = Decompress::new(false);
+                    }
+                    self.tight_used |= bit;
                     let out = Self::inflate(&mut self.tight[stream], z, Some(len))?;
                     if out.len() != len {
                         return Err(format!("tight data {} bytes, want {len}", out.len()));

@@ -7,8 +7,8 @@
 //! hour: `record::preamble`, then an update every 100 ms (the recorder's pace) of the
 //! scrolling terminal (12 lines a second, so every update is the whole screen scrolled
 //! by a line or two), each encoded by one `Encoder` in `record::FORMAT` with
-//! `record::ENCODINGS` (lossless Tight in shared mode, every chunk its own zlib stream,
-//! as the recorder's own viewer encodes) and written with `record::format::line`.
+//! `record::ENCODINGS` (lossless Tight, one zlib stream cut by a full flush at each
+//! keyframe, as the recorder's own viewer encodes) and written with `record::format::line`.
 //! Encoding every update afresh, rather than repeating encoded ones, keeps the file a
 //! valid stream from end to end; the viewer's first frame is checked against the
 //! terminal's screen at that instant. Every `DEFAULT_KEYFRAME_INTERVAL` of recording an
@@ -102,8 +102,6 @@ fn write(path: &Path, minutes: u64, screens: &[Framebuffer]) -> Result<Written> 
     }
     let mut enc = Encoder::new(tcvnc::record::FORMAT).map_err(|e| anyhow!("{e}"))?;
     enc.set_encodings(tcvnc::record::ENCODINGS);
-    // As the recorder's viewer: every chunk a fresh zlib stream.
-    enc.enable_shared_tight();
     let updates = minutes * 60_000 / UPDATE_MS;
     let every = tcvnc::config::DEFAULT_KEYFRAME_INTERVAL.as_millis() as u64;
     let mut keyframes = Vec::new();
@@ -112,6 +110,8 @@ fn write(path: &Path, minutes: u64, screens: &[Framebuffer]) -> Result<Written> 
         let ms = j * UPDATE_MS;
         let fb = &screens[frame_of(j, screens.len())];
         if ms > 0 && ms % every == 0 {
+            // As the recorder's viewer: the zlib stream cut before the keyframe.
+            enc.cut_tight();
             keyframes.push(Keyframe {
                 ms,
                 offset,

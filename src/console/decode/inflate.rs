@@ -19,6 +19,10 @@ const RETAIN: usize = 4 * 1024 * 1024;
 #[derive(Default)]
 pub(crate) struct Stream {
     z: Option<Decompress>,
+    /// Decoding joined the connection after it started (a recording's keyframe): the
+    /// stream's first bytes seen here may continue a stream begun before, at a full
+    /// flush (raw deflate, no zlib header).
+    joined: bool,
 }
 
 impl std::fmt::Debug for Stream {
@@ -32,10 +36,23 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
-    /// Starts the stream afresh (Tight's reset bits).
+    /// Starts the stream afresh (Tight's reset bits): a new zlib stream, header first.
     pub(crate) fn reset(&mut self) {
+        self.joined = false;
         if let Some(z) = &mut self.z {
             z.reset(true);
+        }
+    }
+
+    /// Decoding starts here, not at the connection's start (see [`Stream::joined`]): an
+    /// unused stream's first bytes are read as a zlib stream when they open with a zlib
+    /// header (a stream that starts here), else as raw deflate (one that started before
+    /// and was fully flushed here, so nothing after refers back past this point). A
+    /// full flush there opens with a stored block's header bits on a byte boundary
+    /// (`0x00`), which a zlib header (compression method 8 in its low four bits) never is.
+    pub(crate) fn join(&mut self) {
+        if self.z.is_none() {
+            self.joined = true;
         }
     }
 
@@ -58,7 +75,13 @@ impl Stream {
         mut input: &[u8],
         out: &mut Output,
     ) -> Result<(), DecodeError> {
-        let z = self.z.get_or_insert_with(|| Decompress::new(true));
+        let Some(&first) = input.first() else {
+            return Ok(());
+        };
+        let joined = self.joined;
+        let z = self
+            .z
+            .get_or_insert_with(|| Decompress::new(!joined || first & 0x0f == 8));
         let zerr = |detail: String| DecodeError::Zlib { encoding, detail };
         loop {
             let limit = out.buf.len().min(out.bound);

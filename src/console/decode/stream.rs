@@ -139,6 +139,19 @@ impl UpdateDecoder {
         })
     }
 
+    /// Decoding starts at a recording's keyframe rather than at the session's start: a
+    /// zlib stream first seen after this may have started before it. Its first bytes
+    /// are then read as raw deflate unless they open with a zlib header; the recorder
+    /// fully flushes its Tight stream at every keyframe (`Encoder::cut_tight`), so
+    /// nothing after refers back past it.
+    pub fn join_mid_stream(&mut self) {
+        self.zlib.join();
+        self.zrle.join();
+        for s in &mut self.tight {
+            s.join();
+        }
+    }
+
     /// Decodes `input` into `fb`, returning what happened. Returns early, right after an
     /// update ends, so the framebuffer can be read when it is exactly the console's
     /// screen: call again with the rest (`input[fed.consumed..]`).

@@ -82,6 +82,18 @@ impl Deflater {
         self.run(input, out, FlushCompress::Sync)
     }
 
+    /// Fully flushes the stream with no input: the dictionary is emptied, so what follows
+    /// refers to nothing before it, while the stream goes on (no new header: a decoder
+    /// that has followed it from its start goes on too, and one that starts here reads
+    /// raw deflate). After a sync flush the stream stands on a byte boundary, so the
+    /// bytes (an empty stored block) start with `0x00`.
+    ///
+    /// # Errors
+    /// [`DeflateError`].
+    pub(crate) fn cut(&mut self, out: &mut Vec<u8>) -> Result<(), DeflateError> {
+        self.run(&[], out, FlushCompress::Full)
+    }
+
     /// Compresses into a region of `out` sized to the input: flate2's `compress_vec`
     /// would zero-fill all of `out`'s spare capacity on every call (its miniz_oxide
     /// backend initialises the buffer), which for a reused multi-megabyte buffer costs

@@ -317,6 +317,16 @@ impl Encoder {
         self.tight.set_shared();
     }
 
+    /// Makes the next Tight chunk that compresses refer to nothing before it: the zlib
+    /// stream is fully flushed there and goes on (no reset bit, which noVNC could not
+    /// follow), so a decoder can start at this update
+    /// ([`crate::console::decode::UpdateDecoder::join_mid_stream`]) while one that
+    /// followed from the start reads on. A recording's keyframes; unlike shared mode it
+    /// keeps the history between such points. A no-op in shared mode.
+    pub fn cut_tight(&mut self) {
+        self.tight.cut();
+    }
+
     /// The key under which this viewer's Tight output may be shared, in shared mode.
     pub fn tight_share_key(&self) -> Option<TightShareKey> {
         self.tight.shared().then(|| TightShareKey {

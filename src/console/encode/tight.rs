@@ -13,6 +13,12 @@
 //! can start decoding at any update (a recording's keyframe). It costs a dictionary
 //! reset per chunk and the cross-chunk history.
 //!
+//! A cut ([`TightStreams::cut`]; a recording's keyframes) is the other way to let a
+//! decoder start at an update: the next chunk that compresses fully flushes stream 0
+//! first, so it and what follows refer to nothing before it, while the stream goes on
+//! (no reset bit, no new header). A decoder that followed the stream reads on; one that
+//! starts there reads raw deflate. It keeps the cross-chunk history between cuts.
+//!
 //! A stream is never reset and then continued with history across chunks: noVNC's
 //! inflater (pako 1.x) empties its window for good on a reset, so a later chunk that
 //! refers back past its own start fails there ("zlib inflate failed"). Hence shared mode
@@ -52,6 +58,8 @@ pub(crate) struct TightStreams {
     level: u8,
     /// Shared mode: stream 0 is reset in every chunk that uses it.
     shared: bool,
+    /// The next chunk that compresses fully flushes stream 0 first.
+    cut: bool,
 }
 
 impl TightStreams {
@@ -61,7 +69,15 @@ impl TightStreams {
             streams: [None, None, None, None],
             level,
             shared: false,
+            cut: false,
         }
+    }
+
+    /// Makes the next chunk that compresses refer to nothing before it (a full flush of
+    /// stream 0 if it has started), so a decoder can start decoding there. A no-op in
+    /// shared mode, where every chunk is such a point.
+    pub(crate) fn cut(&mut self) {
+        self.cut = !self.shared;
     }
 
     /// Turns shared mode on, for the rest of the connection (leaving it would continue a
@@ -267,9 +283,12 @@ fn compressed(
     }
     zbuf.clear();
     let shared = st.shared;
+    let cut = std::mem::take(&mut st.cut) && st.streams[STREAM].is_some();
     let z = st.stream(STREAM);
     if shared {
         z.reset();
+    } else if cut {
+        z.cut(zbuf)?;
     }
     z.flush(data, zbuf)?;
     if zbuf.len() > MAX_COMPACT {
