@@ -145,7 +145,8 @@ impl Viewer {
     /// Decoding starts here rather than at the session's start (a recording's keyframe):
     /// a Tight stream's first chunk from here on is read as raw deflate unless it opens
     /// with a zlib header (compression method 8 in the low four bits of its first byte),
-    /// as a stream fully flushed here continues without one.
+    /// as a stream fully flushed here continues without one; raw deflate must then open
+    /// with the full flush's empty stored block, or it is an error.
     pub fn join_mid_stream(&mut self) {
         self.joined = true;
     }
@@ -668,6 +669,13 @@ impl Viewer {
                         && self.tight_used & bit == 0
                         && z.first().is_some_and(|b| b & 0x0f != 8)
                     {
+                        // Raw deflate from here, which only a full flush allows: an
+                        // empty stored block on a byte boundary.
+                        if !z.starts_with(&[0, 0, 0, 0xff, 0xff]) {
+                            return Err(format!(
+                                "Tight stream {stream} joined where it was not cut by a full flush"
+                            ));
+                        }
                         self.tight[stream] = Decompress::new(false);
                     }
                     self.tight_used |= bit;

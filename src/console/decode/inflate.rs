@@ -15,6 +15,11 @@ pub(crate) const INFLATER_BYTES: usize = 48 * 1024;
 /// Output buffers above this are released after their rectangle.
 const RETAIN: usize = 4 * 1024 * 1024;
 
+/// What a cut (a full flush right after a sync flush, so on a byte boundary) writes
+/// first: an empty stored block, its header bits and padding (`0x00`), then LEN 0 and
+/// NLEN `0xffff`.
+pub(crate) const CUT: [u8; 5] = [0, 0, 0, 0xff, 0xff];
+
 /// One zlib stream of the connection, created on first use.
 #[derive(Default)]
 pub(crate) struct Stream {
@@ -46,10 +51,10 @@ impl Stream {
 
     /// Decoding starts here, not at the connection's start (see [`Stream::joined`]): an
     /// unused stream's first bytes are read as a zlib stream when they open with a zlib
-    /// header (a stream that starts here), else as raw deflate (one that started before
-    /// and was fully flushed here, so nothing after refers back past this point). A
-    /// full flush there opens with a stored block's header bits on a byte boundary
-    /// (`0x00`), which a zlib header (compression method 8 in its low four bits) never is.
+    /// header (a stream that starts here), else as raw deflate, which must open with
+    /// [`CUT`] (a stream that started before and was fully flushed here, so nothing after
+    /// refers back past this point): anything else is an error, not a wrong screen. A
+    /// zlib header has compression method 8 in its low four bits; [`CUT`] starts `0x00`.
     pub(crate) fn join(&mut self) {
         if self.z.is_none() {
             self.joined = true;
@@ -75,14 +80,22 @@ impl Stream {
         mut input: &[u8],
         out: &mut Output,
     ) -> Result<(), DecodeError> {
+        let zerr = |detail: String| DecodeError::Zlib { encoding, detail };
         let Some(&first) = input.first() else {
             return Ok(());
         };
-        let joined = self.joined;
-        let z = self
-            .z
-            .get_or_insert_with(|| Decompress::new(!joined || first & 0x0f == 8));
-        let zerr = |detail: String| DecodeError::Zlib { encoding, detail };
+        if self.z.is_none() && self.joined && first & 0x0f != 8 {
+            // Raw deflate from here: only where the stream was cut.
+            let n = input.len().min(CUT.len());
+            if input[..n] != CUT[..n] {
+                return Err(zerr(
+                    "decoding joined this stream where it was not cut by a full flush (a keyframe that does not start one), so what follows refers to bytes never read"
+                        .into(),
+                ));
+            }
+            self.z = Some(Decompress::new(false));
+        }
+        let z = self.z.get_or_insert_with(|| Decompress::new(true));
         loop {
             let limit = out.buf.len().min(out.bound);
             if out.filled >= limit {

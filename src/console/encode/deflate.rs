@@ -164,4 +164,35 @@ mod tests {
         let mut out = Vec::new();
         d.flush(&[], &mut out).expect("empty flush");
     }
+
+    /// A cut after a flush is an empty stored block on a byte boundary (what a decoder
+    /// joining there checks for); the data after it inflates with a raw inflater that
+    /// starts at the cut, and the one that followed from the start reads on.
+    #[test]
+    fn a_cut_is_an_empty_stored_block_and_can_be_joined() {
+        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog. ".repeat(200);
+        for level in [1, 6, 9] {
+            let mut d = Deflater::new(level);
+            let mut all = Decompress::new(true);
+            let mut out = Vec::new();
+            d.flush(&text, &mut out).expect("flush");
+            let mut back = Vec::with_capacity(text.len());
+            all.decompress_vec(&out, &mut back, FlushDecompress::Sync)
+                .expect("inflate");
+            out.clear();
+            d.cut(&mut out).expect("cut");
+            assert_eq!(out, [0, 0, 0, 0xff, 0xff], "level {level}");
+            d.flush(&text, &mut out).expect("flush");
+            let mut joined = Decompress::new(false);
+            let mut back = Vec::with_capacity(text.len());
+            joined
+                .decompress_vec(&out, &mut back, FlushDecompress::Sync)
+                .expect("inflate joined");
+            assert_eq!(back, text, "level {level}: joined at the cut");
+            let mut back = Vec::with_capacity(text.len());
+            all.decompress_vec(&out, &mut back, FlushDecompress::Sync)
+                .expect("inflate on");
+            assert_eq!(back, text, "level {level}: read on");
+        }
+    }
 }
