@@ -292,8 +292,9 @@ fn tight_level_change_never_continues_a_reset_stream() {
 /// the stream goes on: a viewer that followed from the start reads on through it with no
 /// reset (which noVNC could not follow), and a fresh decoder that joins at the cut (the
 /// reference viewer and tcvnc's own, both told they join mid-stream) decodes the updates
-/// from there exactly. Without the cut, joining there is an error in both, not a wrong
-/// screen (the stream refers back past it).
+/// from there exactly, tcvnc's also when fed a byte at a time. Without the cut, joining
+/// there is an error in both, not a wrong screen (the stream refers back past it), also
+/// for a stored block (whose first byte is the cut's) fed a byte at a time.
 #[test]
 fn a_cut_tight_stream_reads_on_and_can_be_joined_there() {
     use tcvnc::console::decode::UpdateDecoder;
@@ -340,6 +341,19 @@ fn a_cut_tight_stream_reads_on_and_can_be_joined_there() {
         );
     }
 
+    // tcvnc's decoder takes the bytes in pieces of any size: here one at a time.
+    let mut ours = UpdateDecoder::new(&f).expect("format");
+    ours.join_mid_stream();
+    let mut ours_fb = Framebuffer::new(320, 240);
+    for b in after[0].chunks(1) {
+        ours.feed(b, &mut ours_fb)
+            .unwrap_or_else(|err| panic!("joined at the cut, a byte at a time: {err}"));
+    }
+    assert!(
+        ours.at_message_boundary() && ours_fb == fb,
+        "joined at the cut, a byte at a time"
+    );
+
     // Without the cut: one chunk's screen sent twice, so the second is mostly references
     // back to the first, past the join.
     let small = desktop(64, 32);
@@ -361,6 +375,49 @@ fn a_cut_tight_stream_reads_on_and_can_be_joined_there() {
         .feed(&uncut, &mut ours_fb)
         .expect_err("tcvnc's decoder joined where not cut")
         .to_string();
+    assert!(e.contains("not cut by a full flush"), "{e}");
+
+    // Uncut noise, a byte at a time: deflate stores what does not compress, and a stored
+    // block starts on a byte boundary with the cut's first byte; refused at its length,
+    // not passed on that first byte.
+    let noise = |mut seed: u32| {
+        let mut fb = Framebuffer::new(64, 32);
+        for y in 0..32 {
+            for x in 0..64 {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                fb.fill(Rect::new(x, y, 1, 1), seed >> 8).expect("pixel");
+            }
+        }
+        fb
+    };
+    let mut e = Encoder::new(f).expect("format");
+    e.set_encodings(&[7, -256 + 6]);
+    let first = noise(1);
+    update(&mut e, Encoding::Tight, &first, &[first.bounds()]);
+    let second = noise(2);
+    let stored = update(&mut e, Encoding::Tight, &second, &[second.bounds()]);
+    // After the update's header (16 bytes): the control byte, a filter byte if it says
+    // so, the compact length (7 bits a byte), then the deflate data.
+    let mut at = 17 + usize::from(stored[16] & 0x40 != 0);
+    while stored[at] & 0x80 != 0 {
+        at += 1;
+    }
+    at += 1;
+    assert_eq!(
+        stored[at],
+        0,
+        "deflate data that opens with a stored block: {:02x?}",
+        &stored[..at + 5]
+    );
+    let mut ours = UpdateDecoder::new(&f).expect("format");
+    ours.join_mid_stream();
+    let mut ours_fb = Framebuffer::new(64, 32);
+    let e = stored
+        .chunks(1)
+        .find_map(|b| ours.feed(b, &mut ours_fb).err())
+        .expect("an uncut stored block, a byte at a time, is refused")
+        .to_string();
+    assert!(e.contains("not cut by a full flush"), "{e}");
     assert!(e.contains("not cut by a full flush"), "{e}");
 }
 

@@ -1156,3 +1156,78 @@ async fn play_from_seeks_to_the_last_keyframe() {
         "decoded from the start: the screen at the instant"
     );
 }
+
+/// A keyframe index that points at an update where the recording's zlib stream was not
+/// cut, an update with nothing compressed (a solid screen: Tight fills), so the keyframe
+/// itself reads and the mismatch shows only at a later update's compressed chunk: `tcvnc
+/// play --from` then decodes from the start and shows the screen at the instant, rather
+/// than failing or drawing a wrong one. The file is written here with tcvnc's encoder,
+/// its stream never cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_from_falls_back_when_a_keyframe_is_not_at_a_cut() {
+    use tcvnc::console::encode::{update_header, Encoder};
+    use tcvnc::console::fb::{Framebuffer, Rect};
+    use tcvnc::record::sidecar::{Keyframe, Sidecar};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (w, h) = (64u16, 32u16);
+    let busy = rfbref::desktop(w, h);
+    let mut solid = Framebuffer::new(w, h);
+    solid.fill(solid.bounds(), 0x0040_80c0).expect("fill");
+    let mut later = busy.clone();
+    later
+        .fill(Rect::new(4, 4, 20, 10), 0x00ff_0000)
+        .expect("fill");
+    let mut text = format::HEADER.as_bytes().to_vec();
+    for step in tcvnc::record::preamble(w, h, "uncut") {
+        format::line(From::Server, 0, &step, &mut text);
+    }
+    let mut enc = Encoder::new(tcvnc::record::FORMAT).expect("format");
+    enc.set_encodings(tcvnc::record::ENCODINGS);
+    let mut offsets = Vec::new();
+    for (ms, fb) in [(100, &busy), (200, &solid), (300, &later)] {
+        offsets.push(text.len() as u64);
+        let mut msg = Vec::new();
+        update_header(0, &mut msg);
+        let n = enc.encode(fb, fb.bounds(), &mut msg).expect("encode");
+        msg[2..4].copy_from_slice(&n.to_be_bytes());
+        format::line(From::Server, ms, &msg, &mut text);
+    }
+    text.extend_from_slice(format::FOOTER.as_bytes());
+    let path = tmp.path().join("uncut.js");
+    std::fs::write(&path, &text).expect("write");
+    let side = Sidecar {
+        file: "uncut.js".into(),
+        format: tcvnc::record::sidecar::FORMAT_NAME.into(),
+        instance: INSTANCE.into(),
+        region: "ap-guangzhou".into(),
+        start: "2026-12-05T00:00:00Z".into(),
+        end: Some("2026-12-05T00:00:01Z".into()),
+        width: w,
+        height: h,
+        viewers: Vec::new(),
+        urls_spent: 1,
+        resumes: 0,
+        input_recorded: false,
+        bytes: text.len() as u64,
+        stopped: None,
+        ended: None,
+        keyframes: vec![Keyframe {
+            ms: 200,
+            offset: offsets[1],
+            width: w,
+            height: h,
+        }],
+    };
+    tcvnc::record::sidecar::write(tmp.path(), &side).expect("sidecar");
+    let want: Vec<u32> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| later.get(x, y).expect("in"))
+        .collect();
+    let solid_px = vec![0x0040_80c0; want.len()];
+    let shown = played_at(&path, 350).await;
+    assert!(shown != solid_px, "not the keyframe's screen alone");
+    assert!(
+        shown == want,
+        "the screen at the instant, decoded from the start"
+    );
+}

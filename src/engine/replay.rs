@@ -133,7 +133,8 @@ type Opened = (
 
 /// Opens the recording at `path` and decodes it into the engine's screen up to
 /// `from_ms`: from the last keyframe at or before it that its sidecar lists, else (no
-/// sidecar, no keyframe there, or one that is not where the sidecar says) from the
+/// sidecar, no keyframe there, or one that is not where the sidecar says or whose
+/// decoding fails before `from_ms`, as when a zlib stream was not cut there) from the
 /// start. Blocking.
 fn seek(engine: &Engine, path: &std::path::Path, from_ms: u64) -> Result<Opened, Failure> {
     let broken = |e: crate::record::format::FormatError| Failure::Recording(e.to_string());
@@ -164,20 +165,43 @@ fn seek(engine: &Engine, path: &std::path::Path, from_ms: u64) -> Result<Opened,
             }
         }
     }
-    let (keyframe, mut st) = match seeked {
-        Some((ms, st)) => (Some(ms), st),
-        None => {
-            reset_screen(engine, init.width, init.height, &init.name);
-            (None, State::new(init.width, init.height))
+    if let Some((ms, mut st)) = seeked {
+        match decode_to(engine, &mut src, &mut decoder, &mut st, from_ms) {
+            Ok(next) => return Ok((src, decoder, st, next, Some(ms))),
+            // A stream first used after the keyframe, and not cut there: the index
+            // does not match the file after all.
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "{e} (decoding from the keyframe at {ms} ms); seeking decodes the recording from its start instead (its sidecar's keyframe index does not match the file)");
+                src = source::open(path).map_err(broken)?;
+                decoder = UpdateDecoder::new(&init.format)
+                    .map_err(|e| Failure::Recording(format!("its pixel format: {e}")))?;
+            }
         }
-    };
-    let next = loop {
-        match src.next_data().map_err(broken)? {
-            Some((ms, data)) if ms < from_ms => st.feed(engine, &mut decoder, &data)?,
-            other => break other,
+    }
+    reset_screen(engine, init.width, init.height, &init.name);
+    let mut st = State::new(init.width, init.height);
+    let next = decode_to(engine, &mut src, &mut decoder, &mut st, from_ms)?;
+    Ok((src, decoder, st, next, None))
+}
+
+/// Decodes `src` into the engine's screen up to `from_ms`; the first data at or after
+/// it, not decoded yet.
+fn decode_to(
+    engine: &Engine,
+    src: &mut source::Source<std::io::BufReader<std::fs::File>>,
+    decoder: &mut UpdateDecoder,
+    st: &mut State,
+    from_ms: u64,
+) -> Result<Option<(u64, Vec<u8>)>, Failure> {
+    loop {
+        match src
+            .next_data()
+            .map_err(|e| Failure::Recording(e.to_string()))?
+        {
+            Some((ms, data)) if ms < from_ms => st.feed(engine, decoder, &data)?,
+            other => return Ok(other),
         }
-    };
-    Ok((src, decoder, st, next, keyframe))
+    }
 }
 
 /// Moves `src` to keyframe `k` and decodes it into a screen of the keyframe's size.

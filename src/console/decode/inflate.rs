@@ -28,6 +28,9 @@ pub(crate) struct Stream {
     /// stream's first bytes seen here may continue a stream begun before, at a full
     /// flush (raw deflate, no zlib header).
     joined: bool,
+    /// Joined as raw deflate: how many bytes of [`CUT`] have been checked (the input may
+    /// come in pieces of any size).
+    cut_checked: Option<usize>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -44,6 +47,7 @@ impl Stream {
     /// Starts the stream afresh (Tight's reset bits): a new zlib stream, header first.
     pub(crate) fn reset(&mut self) {
         self.joined = false;
+        self.cut_checked = None;
         if let Some(z) = &mut self.z {
             z.reset(true);
         }
@@ -86,14 +90,18 @@ impl Stream {
         };
         if self.z.is_none() && self.joined && first & 0x0f != 8 {
             // Raw deflate from here: only where the stream was cut.
-            let n = input.len().min(CUT.len());
-            if input[..n] != CUT[..n] {
+            self.z = Some(Decompress::new(false));
+            self.cut_checked = Some(0);
+        }
+        if let Some(k) = self.cut_checked.filter(|&k| k < CUT.len()) {
+            let n = (CUT.len() - k).min(input.len());
+            if input[..n] != CUT[k..k + n] {
                 return Err(zerr(
                     "decoding joined this stream where it was not cut by a full flush (a keyframe that does not start one), so what follows refers to bytes never read"
                         .into(),
                 ));
             }
-            self.z = Some(Decompress::new(false));
+            self.cut_checked = Some(k + n);
         }
         let z = self.z.get_or_insert_with(|| Decompress::new(true));
         loop {
