@@ -67,9 +67,11 @@ pub struct Sidecar {
 }
 
 /// A keyframe: a frame of the recording whose update paints the whole screen (with its
-/// name and cursor) in Tight whose zlib stream was fully flushed just before it (nothing
-/// from there on refers back past it), so decoding can start there with nothing read
-/// before but the handshake's pixel format (a decoder that joins mid-stream).
+/// name and cursor) in Tight whose zlib stream is fully flushed before its first
+/// compressed chunk from there on (in the keyframe, or later when the keyframe has
+/// none), so nothing from there refers back past it and decoding can start there with
+/// nothing read before but the handshake's pixel format (a decoder that joins
+/// mid-stream).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Keyframe {
     /// The frame's time (ms since the recording started).
