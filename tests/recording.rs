@@ -1195,29 +1195,22 @@ async fn play_from_falls_back_when_a_keyframe_is_not_at_a_cut() {
     text.extend_from_slice(format::FOOTER.as_bytes());
     let path = tmp.path().join("uncut.js");
     std::fs::write(&path, &text).expect("write");
-    let side = Sidecar {
-        file: "uncut.js".into(),
-        format: tcvnc::record::sidecar::FORMAT_NAME.into(),
-        instance: INSTANCE.into(),
-        region: "ap-guangzhou".into(),
-        start: "2026-12-05T00:00:00Z".into(),
-        end: Some("2026-12-05T00:00:01Z".into()),
+    let mut side = Sidecar::new(
+        &path,
+        INSTANCE,
+        "ap-guangzhou",
+        std::time::SystemTime::now(),
+        w,
+        h,
+    );
+    side.urls_spent = 1;
+    side.bytes = text.len() as u64;
+    side.keyframes = vec![Keyframe {
+        ms: 200,
+        offset: offsets[1],
         width: w,
         height: h,
-        viewers: Vec::new(),
-        urls_spent: 1,
-        resumes: 0,
-        input_recorded: false,
-        bytes: text.len() as u64,
-        stopped: None,
-        ended: None,
-        keyframes: vec![Keyframe {
-            ms: 200,
-            offset: offsets[1],
-            width: w,
-            height: h,
-        }],
-    };
+    }];
     tcvnc::record::sidecar::write(tmp.path(), &side).expect("sidecar");
     let want: Vec<u32> = (0..h)
         .flat_map(|y| (0..w).map(move |x| (x, y)))

@@ -78,27 +78,8 @@ impl Recorder {
         for step in crate::record::preamble(w, h, &name) {
             sink.record_at(From::Server, 0, &step);
         }
-        let mut side = Sidecar {
-            file: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            format: sidecar::FORMAT_NAME.into(),
-            instance: instance.clone(),
-            region: self.region.clone(),
-            start: sidecar::time(started),
-            end: None,
-            width: w,
-            height: h,
-            viewers: Vec::new(),
-            urls_spent: 0,
-            resumes: 0,
-            input_recorded: self.cfg.input,
-            bytes: 0,
-            stopped: None,
-            ended: None,
-            keyframes: Vec::new(),
-        };
+        let mut side = Sidecar::new(&path, &instance, &self.region, started, w, h);
+        side.input_recorded = self.cfg.input;
         self.write_sidecar(&mut side, &sink).await;
         if self.cfg.input {
             *self.engine.input_sink.lock() = Some(sink.clone());

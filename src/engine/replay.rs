@@ -121,13 +121,16 @@ impl Task {
     }
 }
 
+/// The first data of a recording not decoded yet (its time and bytes), if any is left.
+type Undecoded = Option<(u64, Vec<u8>)>;
+
 /// A recording opened, decoded up to `from_ms`: the reader, the decoder and its state,
 /// the first data not decoded yet, and the keyframe decoding started at, if any.
 type Opened = (
     source::Source<std::io::BufReader<std::fs::File>>,
     UpdateDecoder,
     State,
-    Option<(u64, Vec<u8>)>,
+    Undecoded,
     Option<u64>,
 );
 
@@ -153,25 +156,11 @@ fn seek(engine: &Engine, path: &std::path::Path, from_ms: u64) -> Result<Opened,
             }
         }
     };
-    let mut seeked = None;
     if let Some(k) = key {
-        match start_at(engine, &mut src, &mut decoder, &init, &k) {
-            Ok(st) => seeked = Some((k.ms, st)),
+        match from_keyframe(engine, &mut src, &mut decoder, &init, &k, from_ms) {
+            Ok((st, next)) => return Ok((src, decoder, st, next, Some(k.ms))),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "{e}; seeking decodes the recording from its start instead (its sidecar's keyframe index does not match the file)");
-                src = source::open(path).map_err(broken)?;
-                decoder = UpdateDecoder::new(&init.format)
-                    .map_err(|e| Failure::Recording(format!("its pixel format: {e}")))?;
-            }
-        }
-    }
-    if let Some((ms, mut st)) = seeked {
-        match decode_to(engine, &mut src, &mut decoder, &mut st, from_ms) {
-            Ok(next) => return Ok((src, decoder, st, next, Some(ms))),
-            // A stream first used after the keyframe, and not cut there: the index
-            // does not match the file after all.
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "{e} (decoding from the keyframe at {ms} ms); seeking decodes the recording from its start instead (its sidecar's keyframe index does not match the file)");
                 src = source::open(path).map_err(broken)?;
                 decoder = UpdateDecoder::new(&init.format)
                     .map_err(|e| Failure::Recording(format!("its pixel format: {e}")))?;
@@ -192,7 +181,7 @@ fn decode_to(
     decoder: &mut UpdateDecoder,
     st: &mut State,
     from_ms: u64,
-) -> Result<Option<(u64, Vec<u8>)>, Failure> {
+) -> Result<Undecoded, Failure> {
     loop {
         match src
             .next_data()
@@ -204,14 +193,18 @@ fn decode_to(
     }
 }
 
-/// Moves `src` to keyframe `k` and decodes it into a screen of the keyframe's size.
-fn start_at(
+/// Moves `src` to keyframe `k`, decodes it into a screen of the keyframe's size (the
+/// decoder joining the zlib streams there), then on up to `from_ms`; the state and the
+/// first data not decoded yet. An error (the keyframe not where the sidecar says, or a
+/// stream not cut there, which may show only in a later update) names the keyframe.
+fn from_keyframe(
     engine: &Engine,
     src: &mut source::Source<std::io::BufReader<std::fs::File>>,
     decoder: &mut UpdateDecoder,
     init: &crate::rfb::messages::ServerInit,
     k: &crate::record::sidecar::Keyframe,
-) -> Result<State, String> {
+    from_ms: u64,
+) -> Result<(State, Undecoded), String> {
     src.seek_keyframe(k).map_err(|e| e.to_string())?;
     decoder.join_mid_stream();
     reset_screen(engine, k.width, k.height, &init.name);
@@ -221,7 +214,9 @@ fn start_at(
     };
     st.feed(engine, decoder, &data)
         .map_err(|e| format!("the keyframe at {} ms: {e}", k.ms))?;
-    Ok(st)
+    let next = decode_to(engine, src, decoder, &mut st, from_ms)
+        .map_err(|e| format!("{e} (decoding from the keyframe at {} ms)", k.ms))?;
+    Ok((st, next))
 }
 
 /// The screen as a session starts: `w`×`h`, named `name`.

@@ -66,6 +66,41 @@ pub struct Sidecar {
     pub keyframes: Vec<Keyframe>,
 }
 
+impl Sidecar {
+    /// The sidecar of a recording at `recording` (its file name is kept) of `instance` in
+    /// `region`, `width`×`height`, started at `start`: nothing spent, seen or written yet.
+    pub fn new(
+        recording: &Path,
+        instance: &str,
+        region: &str,
+        start: SystemTime,
+        width: u16,
+        height: u16,
+    ) -> Sidecar {
+        Sidecar {
+            file: recording
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            format: FORMAT_NAME.into(),
+            instance: instance.into(),
+            region: region.into(),
+            start: time(start),
+            end: None,
+            width,
+            height,
+            viewers: Vec::new(),
+            urls_spent: 0,
+            resumes: 0,
+            input_recorded: false,
+            bytes: 0,
+            stopped: None,
+            ended: None,
+            keyframes: Vec::new(),
+        }
+    }
+}
+
 /// A keyframe: a frame of the recording whose update paints the whole screen (with its
 /// name and cursor) in Tight whose zlib stream is fully flushed before its first
 /// compressed chunk from there on (in the keyframe, or later when the keyframe has
@@ -236,24 +271,16 @@ mod tests {
     use super::*;
 
     fn sample(file: &str) -> Sidecar {
-        Sidecar {
-            file: file.into(),
-            format: FORMAT_NAME.into(),
-            instance: "ins-a".into(),
-            region: "ap-guangzhou".into(),
-            start: time(SystemTime::now()),
-            end: None,
-            width: 640,
-            height: 480,
-            viewers: vec![],
-            urls_spent: 1,
-            resumes: 0,
-            input_recorded: false,
-            bytes: 0,
-            stopped: None,
-            ended: None,
-            keyframes: vec![],
-        }
+        let mut s = Sidecar::new(
+            Path::new(file),
+            "ins-a",
+            "ap-guangzhou",
+            SystemTime::now(),
+            640,
+            480,
+        );
+        s.urls_spent = 1;
+        s
     }
 
     #[test]

@@ -131,28 +131,19 @@ fn write(path: &Path, minutes: u64, screens: &[Framebuffer]) -> Result<Written> 
     out.write_all(format::FOOTER.as_bytes())?;
     out.flush()?;
     drop(out);
-    let now = tcvnc::record::sidecar::time(std::time::SystemTime::now());
-    let side = Sidecar {
-        file: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        format: tcvnc::record::sidecar::FORMAT_NAME.into(),
-        instance: "ins-playback".into(),
-        region: "ap-guangzhou".into(),
-        start: now.clone(),
-        end: Some(now),
-        width: w,
-        height: h,
-        viewers: Vec::new(),
-        urls_spent: 1,
-        resumes: 0,
-        input_recorded: false,
-        bytes: offset + format::FOOTER.len() as u64,
-        stopped: None,
-        ended: Some("the bench's recording".into()),
-        keyframes,
-    };
+    let mut side = Sidecar::new(
+        path,
+        "ins-playback",
+        "ap-guangzhou",
+        std::time::SystemTime::now(),
+        w,
+        h,
+    );
+    side.end = Some(side.start.clone());
+    side.urls_spent = 1;
+    side.bytes = offset + format::FOOTER.len() as u64;
+    side.ended = Some("the bench's recording".into());
+    side.keyframes = keyframes;
     tcvnc::record::sidecar::write(path.parent().unwrap_or(Path::new(".")), &side)?;
     Ok(Written {
         bytes: std::fs::metadata(path)?.len(),
