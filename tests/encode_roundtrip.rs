@@ -92,6 +92,23 @@ fn update(e: &mut Encoder, enc: Encoding, fb: &Framebuffer, rects: &[Rect]) -> V
     msg
 }
 
+/// 32-bit little-endian true colour, red in the third byte: the format most tests here
+/// serve.
+fn rgb32() -> PixelFormat {
+    PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0])
+}
+
+/// A 320×240 desktop and the same with one rectangle changed: two screens that share most
+/// of their pixels, so a zlib stream that carries over refers back between them.
+fn desktop_and_changed() -> (Framebuffer, Framebuffer) {
+    let fb = desktop(320, 240);
+    let mut changed = fb.clone();
+    changed
+        .fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
+        .expect("fill");
+    (fb, changed)
+}
+
 /// The viewer's screen equals `fb` within `r` (channel bits only; padding is free).
 fn assert_same(v: &Viewer, fb: &Framebuffer, r: Rect, what: &str) {
     let mask = v.used_mask();
@@ -161,7 +178,7 @@ fn every_encoding_in_every_format_decodes_exactly() {
 #[test]
 fn full_hd_uses_every_subencoding() {
     let fb = desktop(1920, 1080);
-    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let f = rgb32();
     for enc in [Encoding::Zrle, Encoding::Tight, Encoding::Hextile] {
         let mut e = Encoder::new(f).expect("format");
         e.set_encodings(&[enc.id()]);
@@ -210,7 +227,7 @@ fn full_hd_uses_every_subencoding() {
 #[test]
 fn tight_jpeg_for_viewers_that_ask() {
     let fb = desktop(640, 480);
-    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let f = rgb32();
     let mut e = Encoder::new(f).expect("format");
     e.set_encodings(&[7, -23]);
     assert_eq!(e.choose(fb.bounds()), Encoding::Tight);
@@ -258,11 +275,8 @@ fn tight_jpeg_for_viewers_that_ask() {
 /// level simply applies.
 #[test]
 fn tight_level_change_never_continues_a_reset_stream() {
-    let fb = desktop(320, 240);
-    let mut fb2 = fb.clone();
-    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
-        .expect("fill");
-    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let (fb, fb2) = desktop_and_changed();
+    let f = rgb32();
     let mut e = Encoder::new(f).expect("format");
     let mut v = Viewer::new(f, 320, 240);
     e.set_encodings(&[7, -256 + 9]);
@@ -298,11 +312,8 @@ fn tight_level_change_never_continues_a_reset_stream() {
 #[test]
 fn a_cut_tight_stream_reads_on_and_can_be_joined_there() {
     use tcvnc::console::decode::UpdateDecoder;
-    let fb = desktop(320, 240);
-    let mut fb2 = fb.clone();
-    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
-        .expect("fill");
-    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let (fb, fb2) = desktop_and_changed();
+    let f = rgb32();
     let mut e = Encoder::new(f).expect("format");
     e.set_encodings(&[7, -256 + 6]);
     let mut before = Vec::new();
@@ -427,7 +438,7 @@ fn a_cut_tight_stream_reads_on_and_can_be_joined_there() {
 #[test]
 fn a_reset_stream_continued_is_refused_as_novnc_would_fail() {
     use flate2::{Compress, Compression, FlushCompress};
-    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
+    let f = rgb32();
     let chunk = |z: &mut Compress, ctl: u8| {
         let pixels: Vec<u8> = (0..16 * 4 * 3).map(|i| (i % 7) as u8).collect();
         let mut out = vec![0u8; 1024];
@@ -458,11 +469,8 @@ fn a_reset_stream_continued_is_refused_as_novnc_would_fail() {
 /// final) further updates keep resetting the stream in every chunk.
 #[test]
 fn shared_tight_bytes_fit_every_viewer() {
-    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
-    let fb1 = desktop(320, 240);
-    let mut fb2 = fb1.clone();
-    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
-        .expect("fill");
+    let f = rgb32();
+    let (fb1, fb2) = desktop_and_changed();
     let (mut a, mut b) = (Encoder::new(f).expect("a"), Encoder::new(f).expect("b"));
     a.set_encodings(&[7, -254]);
     b.set_encodings(&[7, -254]);
@@ -509,11 +517,8 @@ fn shared_tight_bytes_fit_every_viewer() {
 /// encoder's rectangles (or its own from before) decodes them all.
 #[test]
 fn shared_zrle_bytes_fit_every_viewer() {
-    let f = PixelFormat::true_colour(32, 24, false, [255; 3], [16, 8, 0]);
-    let fb1 = desktop(320, 240);
-    let mut fb2 = fb1.clone();
-    fb2.fill(Rect::new(30, 40, 100, 50), 0x0012_3456)
-        .expect("fill");
+    let f = rgb32();
+    let (fb1, fb2) = desktop_and_changed();
     let (mut a, mut b) = (Encoder::new(f).expect("a"), Encoder::new(f).expect("b"));
     a.set_encodings(&[16]);
     b.set_encodings(&[16, -250]);

@@ -301,6 +301,15 @@ mod tests {
     use super::super::format::{line, From, FOOTER, HEADER};
     use super::*;
 
+    /// tcvnc's recording handshake for a `width`×`height` screen named `name`, as the
+    /// server's frames at 0 ms.
+    fn handshake(width: u16, height: u16, name: &str) -> Vec<(From, u64, Vec<u8>)> {
+        super::super::preamble(width, height, name)
+            .into_iter()
+            .map(|d| (From::Server, 0, d))
+            .collect()
+    }
+
     fn file(frames: &[(From, u64, Vec<u8>)]) -> Vec<u8> {
         let mut out = HEADER.as_bytes().to_vec();
         for (f, ms, d) in frames {
@@ -312,11 +321,7 @@ mod tests {
 
     #[test]
     fn tcvnc_recordings_are_read_back() {
-        let [a, b, c, d] = super::super::preamble(640, 480, "console");
-        let mut frames: Vec<_> = [a, b, c, d]
-            .into_iter()
-            .map(|d| (From::Server, 0, d))
-            .collect();
+        let mut frames = handshake(640, 480, "console");
         frames.push((From::Client, 50, vec![4, 1, 0, 0, 0, 0, 0, 0x61]));
         frames.push((From::Server, 100, vec![0, 0, 0, 0]));
         let text = file(&frames);
@@ -369,11 +374,7 @@ mod tests {
     #[test]
     fn keyframes_are_found_where_the_sidecar_says_or_refused() {
         use super::super::sidecar::Keyframe;
-        let [a, b, c, d] = super::super::preamble(8, 4, "k");
-        let mut frames: Vec<_> = [a, b, c, d]
-            .into_iter()
-            .map(|d| (From::Server, 0, d))
-            .collect();
+        let mut frames = handshake(8, 4, "k");
         frames.push((From::Server, 100, vec![0, 0, 0, 0]));
         frames.push((From::Client, 150, vec![2]));
         frames.push((From::Server, 200, vec![0, 0, 0, 1]));
